@@ -1,0 +1,3 @@
+from transferbench.cli import main
+
+raise SystemExit(main())
