@@ -182,10 +182,15 @@ def synset_from_wnid(reader: "WordNetCorpusReader", class_wnid: str) -> "Synset"
     """Look up an ImageNet wnid such as ``n02123045``; unknown ids raise UserError."""
     if len(class_wnid) != 9 or class_wnid[0] not in "nvar" or not class_wnid[1:].isdigit():
         raise UserError(f"{class_wnid!r} is not a wnid; write it as a letter and eight digits, e.g. n02123045")
-    try:
-        return reader.synset_from_pos_and_offset(class_wnid[0], int(class_wnid[1:]))
-    except Exception as exc:
-        raise UserError(f"unknown wnid {class_wnid}: no such synset in WordNet 3.0; check the class list") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nltk warns and returns None for unknown offsets
+        try:
+            synset = reader.synset_from_pos_and_offset(class_wnid[0], int(class_wnid[1:]))
+        except Exception:
+            synset = None
+    if synset is None:
+        raise UserError(f"unknown wnid {class_wnid}: no such synset in WordNet 3.0; check the class list")
+    return synset
 
 
 def canonical_path(synset: "Synset") -> list["Synset"]:
