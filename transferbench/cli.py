@@ -16,6 +16,16 @@ transferbench measures how transferable each layer's features are in deep networ
 
 Subcommands:
   splits   make the class splits that define every task (random, stratified, natman, reduced)
+  train    train one network of the study from a job spec (JSON) and write its result record
+"""
+
+TRAIN_DESCRIPTION = """\
+Train one network from a job spec (JSON): its key, dataset, split file and side, condition
+(base, selffer, transfer, random_init, preserved; n_transferred; fine_tune; n_preserved),
+source_checkpoint, model and train settings (the paper's recipe by default), out_dir.
+Writes out_dir/checkpoint.pt every train.checkpoint_every iterations and on SIGTERM/SIGUSR1
+(then exits 143, to be requeued), out_dir/model.pt and out_dir/result.json at the end.
+Run it again on the same spec and it resumes from the checkpoint.
 """
 
 SPLITS_DESCRIPTION = """\
@@ -121,7 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ILSVRC-2012 synset_words.txt (imagenet1k only)")
     table.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the table")
     _add_wordnet(table)
+    train = commands.add_parser("train", help="train one network from a job spec", description=TRAIN_DESCRIPTION,
+                                formatter_class=formatter)
+    train.add_argument("spec", type=Path, metavar="SPEC.json", help="the job spec")
+    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from transferbench.train import StopRequested, load_spec, run_job
+
+    try:
+        record = run_job(load_spec(args.spec), args.device, progress=not args.no_progress)
+    except StopRequested as stop:
+        print(f"transferbench: stopped by {stop}; checkpoint written, run again to resume", file=sys.stderr)
+        return 143
+    if record["status"] != "done":
+        print(f"transferbench: error: {record['key']} {record['reason']}", file=sys.stderr)
+        return 1
+    print(f"{record['key']}: top-1 {record['top1_final']:.4f} (mean of 10 best {record['top1_mean_best10']:.4f}), "
+          f"{record['iterations']} iterations, {record['wall_time_s']:.1f} s -> {Path(record['spec']['out_dir']) / 'result.json'}")
+    return 0
 
 
 def run_splits(args: argparse.Namespace) -> None:
@@ -191,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "splits":
             run_splits(args)
+        elif args.command == "train":
+            return run_train(args)
     except UserError as exc:
         print(f"transferbench: error: {exc}", file=sys.stderr)
         return 2

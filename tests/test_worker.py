@@ -1,0 +1,204 @@
+"""The worker: transfer conditions, data formats, resume equality. Small, CPU, seconds."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from transferbench.data import load_image_set, read_idx
+from transferbench.errors import UserError
+from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.splits import load_split
+from transferbench.train import JobSpec, TrainConfig, run_job
+from transferbench.transfer import Condition, apply_condition
+from tests.conftest import REPO
+
+TINY = ModelConfig("small", 5, 1, (4, 4, 6, 6, 4), 16, 0.5, "kaiming")
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture()
+def fashion_root(tmp_path):
+    """A miniature Fashion-MNIST in torchvision's layout: class-dependent blobs, real IDX files."""
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 200), ("t10k", 50)):
+        labels = np.arange(count) % 10
+        images = rng.integers(0, 60, (count, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 * label:2 * label + 8, 4:24] += 150
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return tmp_path
+
+
+def tiny_spec(tmp_path, fashion_root, name="base", side="A", condition=Condition(), source=None, iterations=12, **train) -> JobSpec:
+    return JobSpec(key=f"t/{name}", dataset="fashion-mnist", split=str(REPO / "splits" / "fashion-mnist-random0.json"),
+                   side=side, out_dir=str(tmp_path / name), condition=condition, source_checkpoint=source, model=TINY,
+                   train=TrainConfig(**{**dict(lr=0.05, batch_size=16, iterations=iterations, lr_step=8, eval_every=4,
+                                                checkpoint_every=4, crop=28, pad=2, input_scale=1 / 64), **train}),
+                   data_root=str(fashion_root))
+
+
+def test_idx_reader_and_split_side(fashion_root):
+    images = load_image_set("fashion-mnist", fashion_root, True, load_split(REPO / "splits" / "fashion-mnist-random0.json"), "B")
+    assert images.images.shape == (100, 1, 28, 28) and images.images.dtype == torch.uint8
+    assert sorted(set(images.labels.tolist())) == [0, 1, 2, 3, 4]
+    truncated = fashion_root / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    data = gzip.decompress(truncated.read_bytes())[:-3]
+    truncated.write_bytes(gzip.compress(data))
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        read_idx(truncated)
+
+
+def test_cifar100_pickle(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    data = np.arange(6 * 3072, dtype=np.int64).reshape(6, 3072) % 256
+    for part in ("train", "test"):
+        with open(folder / part, "wb") as handle:
+            pickle.dump({b"data": data.astype(np.uint8), b"fine_labels": [0, 1, 2, 3, 4, 5], b"coarse_labels": [0] * 6}, handle)
+    split = load_split(REPO / "splits" / "cifar100-random0.json")
+    side_a = [c.index for c in split.sides["A"]]
+    images = load_image_set("cifar100", tmp_path, True, split, "A")
+    kept = [i for i in range(6) if i in side_a]
+    assert images.images.shape == (len(kept), 3, 32, 32)
+    assert torch.equal(images.images[0], torch.from_numpy(data[kept[0]].astype(np.uint8).reshape(3, 32, 32)))
+    (folder / "test").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="not a CIFAR-100 pickle"):
+        load_image_set("cifar100", tmp_path, False, split, "A")
+
+
+def test_imagenet_jpeg_folders_and_corrupt_images(tmp_path):
+    from PIL import Image
+
+    from transferbench.data import ImageFileReader
+
+    table_wnids = ["n01440764", "n01443537"]
+    for wnid in table_wnids:
+        for i in range(2):
+            (tmp_path / "train" / wnid).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (300 + i, 200), (10 * i, 100, 200)).save(tmp_path / "train" / wnid / f"{wnid}_{i}.JPEG")
+    (tmp_path / "train" / "n01440764" / "broken.JPEG").write_bytes(b"\xff\xd8 not really a jpeg")
+    images = load_image_set("imagenet1k", tmp_path, True, None, None)
+    assert len(images) == 5 and images.labels.tolist() == [0, 0, 0, 1, 1]
+    reader = ImageFileReader(images.files, strict=False)
+    with pytest.warns(UserWarning, match="corrupt image"):
+        batch, kept = reader.load(list(range(5)))
+    assert batch.shape == (4, 3, 256, 256) and reader.skipped == 1 and len(kept) == 4
+    with pytest.raises(UserError, match="corrupt image"):
+        ImageFileReader(images.files, strict=True).load(list(range(5)))
+    (tmp_path / "val").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG")
+    listing = tmp_path / "val.txt"
+    listing.write_text("ILSVRC2012_val_00000001.JPEG 1\n")
+    val = load_image_set("imagenet1k", tmp_path, False, None, None, val_list=listing)
+    assert val.labels.tolist() == [1]
+
+
+def test_caffenet_matches_the_paper():
+    model = TransferNet(ModelConfig(num_classes=1000))
+    assert model(torch.zeros(1, 3, 227, 227)).shape == (1, 1000)
+    assert sum(p.numel() for p in model.parameters()) == 60_965_224  # CaffeNet's parameter count
+    assert model.layers["conv2"].groups == model.layers["conv4"].groups == model.layers["conv5"].groups == 2
+    assert float(model.layers["conv2"].bias.detach()[0]) == 1.0 and float(model.layers["conv3"].bias.detach()[0]) == 0.0
+    assert abs(float(model.layers["fc6"].weight.detach().std()) - 0.005) < 2e-4
+
+
+def test_copy_asserts_exactly_which_keys(tmp_path):
+    source = TransferNet(TINY).state_dict()
+    target = TransferNet(TINY)
+    keys = apply_condition(target, Condition("transfer", 3), source)
+    assert keys["copied"] == [f"layers.{n}.{p}" for n in LAYER_NAMES[:3] for p in ("weight", "bias")]
+    assert keys["reinitialised"] == sorted(f"layers.{n}.{p}" for n in LAYER_NAMES[3:] for p in ("weight", "bias"))
+    assert keys["frozen"] == keys["copied"]
+    for key in keys["copied"]:
+        assert torch.equal(target.state_dict()[key], source[key])
+    for key in keys["reinitialised"]:
+        if key.endswith("weight"):  # biases start at zero in both: only weights can tell
+            assert not torch.equal(target.state_dict()[key], source[key])
+    preserved = apply_condition(TransferNet(TINY), Condition("preserved", 2, n_preserved=3), source)
+    assert len(preserved["copied"]) == 10 and len(preserved["frozen"]) == 4
+    wrong = TransferNet(ModelConfig("small", 5, 1, (8, 4, 6, 6, 4), 16, 0.5, "kaiming")).state_dict()
+    with pytest.raises(UserError, match="has shape"):
+        apply_condition(TransferNet(TINY), Condition("transfer", 1), wrong)
+    with pytest.raises(UserError, match="lacks layers.conv1.weight"):
+        apply_condition(TransferNet(TINY), Condition("transfer", 1), {})
+    with pytest.raises(UserError, match="unknown condition"):
+        Condition("transfuse", 1)
+
+
+def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
+    base = run_job(tiny_spec(tmp_path, fashion_root, "baseA"), progress=False)
+    assert base["status"] == "done" and base["iterations"] == 12 and len(base["evaluations"]) == 3
+    source = str(tmp_path / "baseA" / "model.pt")
+    source_state = torch.load(source)["model"]
+
+    # AnB, n=3: layers 1-3 frozen, bit-identical after training; the rest trained.
+    spec = tiny_spec(tmp_path, fashion_root, "A3B", "B", Condition("transfer", 3), source)
+    run_job(spec, progress=False)
+    trained = torch.load(tmp_path / "A3B" / "model.pt")["model"]
+    for name in LAYER_NAMES[:3]:
+        assert torch.equal(trained[f"layers.{name}.weight"], source_state[f"layers.{name}.weight"])
+    assert not torch.equal(trained["layers.conv4.weight"], source_state["layers.conv4.weight"])
+
+    # Interrupted after a checkpoint and resumed == uninterrupted, on the fine-tuned condition.
+    plus = Condition("transfer", 3, fine_tune=True)
+    whole = run_job(tiny_spec(tmp_path, fashion_root, "whole", "B", plus, source), progress=False)
+    partial = tiny_spec(tmp_path, fashion_root, "resumed", "B", plus, source)
+    short = json.loads(json.dumps(partial.to_dict()))
+    short["train"]["iterations"] = 12
+    # Stop the run at iteration 6 by asking for a stop (as SIGTERM would) mid-way.
+    import transferbench.train as train_module
+
+    original = train_module.learning_rate
+    calls = {"n": 0}
+
+    def stop_at_six(config, iteration):
+        calls["n"] += 1
+        if iteration == 5:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(config, iteration)
+
+    train_module.learning_rate = stop_at_six
+    try:
+        with pytest.raises(train_module.StopRequested):
+            run_job(partial, progress=False)
+    finally:
+        train_module.learning_rate = original
+    assert not (tmp_path / "resumed" / "result.json").exists()
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
+    resumed = run_job(partial, progress=False)
+    assert resumed["evaluations"] == whole["evaluations"]
+    assert resumed["train_loss"] == whole["train_loss"]
+    final_whole = torch.load(tmp_path / "whole" / "model.pt")["model"]
+    final_resumed = torch.load(tmp_path / "resumed" / "model.pt")["model"]
+    assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
+    assert not torch.equal(final_whole["layers.conv1.weight"], source_state["layers.conv1.weight"])  # fine-tuned
+
+
+def test_divergence_and_bad_specs(tmp_path, fashion_root):
+    record = run_job(tiny_spec(tmp_path, fashion_root, "nan", lr=1e30), progress=False)
+    assert record["status"] == "failed" and record["reason"].startswith("diverged")
+    assert not (tmp_path / "nan" / "model.pt").exists()
+    with pytest.raises(UserError, match="base checkpoint .* is missing"):
+        run_job(tiny_spec(tmp_path, fashion_root, "x", "B", Condition("transfer", 2), str(tmp_path / "none.pt")), progress=False)
+    with pytest.raises(UserError, match="unknown key train.learning_rate"):
+        JobSpec.from_dict({"key": "k", "dataset": "fashion-mnist", "split": None, "side": None, "out_dir": "o",
+                           "train": {"learning_rate": 1}})

@@ -1,0 +1,113 @@
+"""The 8-layer networks of the study: CaffeNet (227 px) and a small-image variant (28-64 px).
+
+Learned layers are numbered 1..8 as in the paper (conv1..conv5, fc6..fc8) and live in
+``model.layers[name]``, so copying or freezing "layers 1..n" is a matter of names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+ARCHITECTURES = ("caffenet", "small")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one network."""
+
+    arch: str = "caffenet"  # "caffenet" (227 px, the paper) or "small" (28-64 px inputs)
+    num_classes: int = 500  # outputs of fc8
+    in_channels: int = 3  # 1 for Fashion-MNIST
+    conv_widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)  # output channels of conv1..conv5
+    fc_width: int = 4096  # units of fc6 and fc7
+    dropout: float = 0.5  # after fc6 and fc7
+    init: str = "paper"  # "paper": Gaussian sigma 0.01 / 0.005, Caffe biases; "kaiming": He normal, zero biases
+
+    @staticmethod
+    def small(num_classes: int, in_channels: int = 3, conv_widths=(32, 64, 96, 96, 64), fc_width: int = 256) -> "ModelConfig":
+        return ModelConfig("small", num_classes, in_channels, tuple(conv_widths), fc_width, 0.5, "kaiming")
+
+
+# The paper's initialisation: weight sigma and bias constant per layer (SPEC section 1).
+PAPER_WEIGHT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
+                    "fc6": 0.005, "fc7": 0.005, "fc8": 0.01}
+PAPER_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0, "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
+
+
+class TransferNet(nn.Module):
+    """conv1 → relu → pool → LRN → conv2 (2 groups) → relu → pool → LRN → conv3 → relu →
+    conv4 (2 groups) → relu → conv5 (2 groups) → relu → pool → fc6 → relu → dropout →
+    fc7 → relu → dropout → fc8.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        self.config = config
+        c1, c2, c3, c4, c5 = config.conv_widths
+        if config.arch == "caffenet":
+            conv1 = nn.Conv2d(config.in_channels, c1, 11, stride=4)
+            self.input_size = 227
+        else:
+            conv1 = nn.Conv2d(config.in_channels, c1, 5, padding=2)
+            self.input_size = 32
+        self.layers = nn.ModuleDict({
+            "conv1": conv1,
+            "conv2": nn.Conv2d(c1, c2, 5, padding=2, groups=2),
+            "conv3": nn.Conv2d(c2, c3, 3, padding=1),
+            "conv4": nn.Conv2d(c3, c4, 3, padding=1, groups=2),
+            "conv5": nn.Conv2d(c4, c5, 3, padding=1, groups=2),
+        })
+        # CaffeNet's 227 px input leaves 6x6 after pool5; the small variant pools to 3x3
+        # whatever its input size, so one model serves 28-64 px.
+        self.pooled = 6 if config.arch == "caffenet" else 3
+        self.layers["fc6"] = nn.Linear(c5 * self.pooled * self.pooled, config.fc_width)
+        self.layers["fc7"] = nn.Linear(config.fc_width, config.fc_width)
+        self.layers["fc8"] = nn.Linear(config.fc_width, config.num_classes)
+        self.lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.reset_layers(LAYER_NAMES)
+
+    def reset_layers(self, names) -> None:
+        """Re-initialise the named layers with the configured scheme."""
+        for name in names:
+            layer = self.layers[name]
+            if self.config.init == "paper":
+                nn.init.normal_(layer.weight, 0.0, PAPER_WEIGHT_STD[name])
+                nn.init.constant_(layer.bias, PAPER_BIAS[name])
+            else:
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
+        """Logits for a batch. The first ``frozen_prefix`` layers run without autograd:
+        frozen layers cost no backward pass and keep no activations."""
+        x = images
+        for number, name in enumerate(LAYER_NAMES, start=1):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and number > frozen_prefix):
+                x = self._layer_block(name, x)
+        return x
+
+    def _layer_block(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """One learned layer with the fixed operations that follow it."""
+        layer = self.layers[name]
+        if name.startswith("conv"):
+            x = F.relu(layer(x), inplace=True)
+            if name in ("conv1", "conv2"):
+                x = self.lrn(F.max_pool2d(x, 3, 2))
+            elif name == "conv5":
+                x = F.max_pool2d(x, 3, 2) if self.config.arch == "caffenet" else F.adaptive_max_pool2d(x, self.pooled)
+                x = torch.flatten(x, 1)
+            return x
+        x = layer(x)
+        if name != "fc8":
+            x = F.dropout(F.relu(x, inplace=True), self.config.dropout, self.training)
+        return x
+
+    def layer_parameters(self, name: str) -> dict[str, nn.Parameter]:
+        return {f"layers.{name}.{key}": p for key, p in self.layers[name].named_parameters()}

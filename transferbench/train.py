@@ -1,0 +1,400 @@
+"""The worker: train one network of the study from a job spec and write one result record.
+
+Determinism: the sample order of epoch e comes from a generator seeded with (seed, e) and
+the augmentation and dropout of iteration i from (seed, i), so a run killed at any
+checkpoint and resumed replays exactly the iterations an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from transferbench import __version__
+from transferbench.data import ImageFileReader, ImageSet, load_image_set
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_bytes, atomic_write_text
+from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.splits import load_split
+from transferbench.transfer import Condition, apply_condition, frozen_prefix
+
+# ImageNet's per-channel RGB mean (0-255), standing in for Caffe's mean image.
+IMAGENET_MEAN = (123.68, 116.78, 103.94)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The paper's recipe as defaults (SPEC section 1)."""
+
+    lr: float = 0.01  # base learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # on weights only; biases get none
+    bias_lr_mult: float = 2.0  # biases learn at 2x the rate, as in Caffe
+    batch_size: int = 256
+    iterations: int = 450_000  # total SGD steps (use `epochs` to give the budget in epochs instead)
+    epochs: float | None = None  # if set, iterations = ceil(epochs * train images / batch_size)
+    lr_step: int = 100_000  # divide the lr by 1/lr_gamma every lr_step iterations
+    lr_gamma: float = 0.1
+    eval_every: int = 1_000  # iterations between validation passes
+    checkpoint_every: int = 1_000  # iterations between checkpoints
+    seed: int = 0
+    resize: int = 256  # ImageNet: images resized to resize x resize
+    crop: int = 227  # training crop (random) and evaluation crop (centre)
+    pad: int = 0  # small images: zero padding before the random crop
+    mirror: bool = True
+    input_scale: float = 1.0  # multiply (image - mean) by this: 1.0 is Caffe's 0-255 range
+    amp: bool = False  # bf16 autocast (CUDA)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one worker run needs. Written as JSON by the planner."""
+
+    key: str  # e.g. random0/A3B+/seed0: the job's name, folder and row
+    dataset: str  # fashion-mnist | cifar100 | imagenet1k
+    split: str | None  # path of a split file, or None for all classes
+    side: str | None  # which side of the split is trained on (A, B, all)
+    out_dir: str  # where the checkpoint, weights and record go
+    condition: Condition = field(default_factory=Condition)
+    source_checkpoint: str | None = None  # weights of the base network layers are copied from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_root: str | None = None
+    val_list: str | None = None  # ImageNet: Caffe-style list for a flat validation folder
+    strict: bool = False  # corrupt images are fatal instead of skipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any], source: str = "job spec") -> "JobSpec":
+        def build(cls, values, where):
+            if not isinstance(values, dict):
+                raise UserError(f"{source}: {where} must be a table of values")
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(values) - names)
+            if unknown:
+                raise UserError(f"{source}: unknown key {where}.{unknown[0]}; valid keys are {', '.join(sorted(names))}")
+            return values
+
+        top = build(JobSpec, data, "spec")
+        try:
+            condition = Condition(**build(Condition, top.get("condition", {}), "condition"))
+            model_values = dict(build(ModelConfig, top.get("model", {}), "model"))
+            if "conv_widths" in model_values:
+                model_values["conv_widths"] = tuple(model_values["conv_widths"])
+            model = ModelConfig(**model_values)
+            train = TrainConfig(**build(TrainConfig, top.get("train", {}), "train"))
+            rest = {k: v for k, v in top.items() if k not in ("condition", "model", "train")}
+            return JobSpec(condition=condition, model=model, train=train, **rest)
+        except TypeError as exc:
+            raise UserError(f"{source}: {exc}; see `transferbench train --help` for the spec format") from exc
+
+    def config_hash(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_spec(path: Path) -> JobSpec:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"job spec {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"job spec {path} does not parse as JSON: {exc}") from exc
+    return JobSpec.from_dict(data, str(path))
+
+
+# ---------------------------------------------------------------------------- batches
+
+class Batches:
+    """Training and evaluation batches of one image set, augmented on the fly."""
+
+    def __init__(self, images: ImageSet, config: TrainConfig, device: torch.device, train: bool,
+                 strict: bool = False, mean: torch.Tensor | None = None) -> None:
+        self.set, self.config, self.device, self.train = images, config, device, train
+        self.reader = ImageFileReader(images.files, strict) if images.files is not None else None
+        if mean is None:
+            channels = images.images.shape[1] if images.images is not None else 3
+            if images.images is not None:
+                # The mean image of the training set (per pixel), as Caffe subtracts it.
+                mean = images.images.float().mean(0)
+            else:
+                mean = torch.tensor(IMAGENET_MEAN[:channels]).view(channels, 1, 1)
+        self.mean = mean
+
+    def _raw(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reader is not None:
+            images, kept = self.reader.load(indices)
+            return images, self.set.labels[kept]
+        return self.set.images[indices], self.set.labels[indices]
+
+    def prepare(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self._raw(indices)
+        x = (images.float() - self.mean) * self.config.input_scale
+        crop, pad = self.config.crop, self.config.pad
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad))
+        height, width = x.shape[-2:]
+        crop = min(crop, height, width)
+        if self.train and generator is not None:
+            tops = torch.randint(0, height - crop + 1, (len(x),), generator=generator)
+            lefts = torch.randint(0, width - crop + 1, (len(x),), generator=generator)
+            flips = torch.rand(len(x), generator=generator) < 0.5 if self.config.mirror else torch.zeros(len(x), dtype=torch.bool)
+            out = torch.stack([x[i, :, t:t + crop, l:l + crop] for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist()))])
+            out[flips] = out[flips].flip(-1)
+        else:
+            top, left = (height - crop) // 2, (width - crop) // 2
+            out = x[:, :, top:top + crop, left:left + crop]
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        out = out.contiguous(memory_format=memory_format)
+        if self.device.type == "cuda":
+            out, labels = out.pin_memory(), labels.pin_memory()
+        return out.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+def _epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(count, generator=generator)
+
+
+def batch_indices(count: int, batch_size: int, seed: int, iteration: int) -> list[int]:
+    """Indices of training batch ``iteration``: a fresh shuffle every epoch, deterministic."""
+    per_epoch = max(1, count // batch_size)
+    epoch, position = divmod(iteration, per_epoch)
+    order = _epoch_order(count, seed, epoch)
+    return order[position * batch_size:(position + 1) * batch_size].tolist()
+
+
+# ---------------------------------------------------------------------------- training
+
+def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
+    weights, biases = [], []
+    for name in LAYER_NAMES:
+        layer = model.layers[name]
+        if layer.weight.requires_grad:
+            weights.append(layer.weight)
+        if layer.bias.requires_grad:
+            biases.append(layer.bias)
+    return torch.optim.SGD([
+        {"params": weights, "lr_mult": 1.0, "weight_decay": config.weight_decay},
+        {"params": biases, "lr_mult": config.bias_lr_mult, "weight_decay": 0.0},
+    ], lr=config.lr, momentum=config.momentum)
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    return config.lr * config.lr_gamma ** (iteration // config.lr_step)
+
+
+@torch.no_grad()
+def evaluate(model: TransferNet, batches: Batches, batch_size: int, amp: bool) -> dict[str, float]:
+    model.eval()
+    correct1 = correct5 = total = 0
+    loss_sum = 0.0
+    for start in range(0, len(batches.set), batch_size):
+        x, y = batches.prepare(list(range(start, min(start + batch_size, len(batches.set)))), None)
+        if len(y) == 0:
+            continue
+        with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(1).sum())
+        total += len(y)
+    model.train()
+    return {"top1": correct1 / total, "top5": correct5 / total, "loss": loss_sum / total}
+
+
+class StopRequested(Exception):
+    """SIGTERM/SIGUSR1 arrived: a checkpoint was written, the job should be requeued."""
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        if commit.returncode:
+            return None
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _mean_of_best(values: list[float], count: int = 10) -> float:
+    best = sorted(values, reverse=True)[:count]
+    return sum(best) / len(best)
+
+
+def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Train the network ``spec`` describes; resume from its checkpoint if one exists.
+
+    Returns the result record, which is also written to ``out_dir/result.json``.
+    """
+    out_dir = Path(spec.out_dir)
+    config = spec.train
+    torch_device = torch.device(device)
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no CUDA device is available; use --device cpu")
+    split = load_split(spec.split) if spec.split else None
+    root = Path(spec.data_root) if spec.data_root else None
+    val_list = Path(spec.val_list) if spec.val_list else None
+    train_set = load_image_set(spec.dataset, root, True, split, spec.side)
+    val_set = load_image_set(spec.dataset, root, False, split if split and split.method != "reduced" else None,
+                             spec.side if split and split.method != "reduced" else None, val_list)
+    num_classes = int(train_set.labels.max()) + 1
+    if spec.model.num_classes != num_classes:
+        raise UserError(f"model.num_classes is {spec.model.num_classes} but side {spec.side} of the split has {num_classes} classes")
+
+    torch.manual_seed(config.seed)
+    model = TransferNet(spec.model)
+    source_state = None
+    if spec.condition.needs_source:
+        if not spec.source_checkpoint or not Path(spec.source_checkpoint).is_file():
+            raise UserError(f"base checkpoint {spec.source_checkpoint} is missing; train the base network first")
+        source_state = torch.load(spec.source_checkpoint, map_location="cpu", weights_only=True)
+        source_state = source_state.get("model", source_state)
+    keys = apply_condition(model, spec.condition, source_state)
+    prefix = frozen_prefix(spec.condition)
+    model.to(torch_device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if torch_device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    step_model = torch.compile(model) if config.compile else model
+    optimizer = build_optimizer(model, config)
+
+    train_batches = Batches(train_set, config, torch_device, True, spec.strict)
+    val_batches = Batches(val_set, config, torch_device, False, spec.strict, mean=train_batches.mean)
+    iterations = config.iterations if config.epochs is None else math.ceil(config.epochs * len(train_set) / config.batch_size)
+
+    checkpoint_path = out_dir / "checkpoint.pt"
+    state = {"iteration": 0, "evaluations": [], "losses": [], "images_seen": 0, "wall_time": 0.0}
+    if checkpoint_path.is_file():
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if saved["config_hash"] != spec.config_hash():
+            raise UserError(f"{checkpoint_path} belongs to another spec (config hash differs); delete it or use another out_dir")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+
+    def save_checkpoint() -> None:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                    "config_hash": spec.config_hash()}, buffer)
+        atomic_write_bytes(checkpoint_path, buffer.getvalue())
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)} if _main_thread() else {}
+    progress_bar = None
+    if progress:
+        from tqdm import tqdm
+
+        progress_bar = tqdm(total=iterations, initial=state["iteration"], desc=spec.key, unit="it", leave=False)
+    failure = None
+    started = time.perf_counter()
+    wall_before = state["wall_time"]
+    try:
+        model.train()
+        while state["iteration"] < iterations:
+            iteration = state["iteration"]
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + iteration + 7)
+            torch.manual_seed(config.seed * 1_000_003 + iteration)  # dropout of this iteration
+            x, y = train_batches.prepare(batch_indices(len(train_set), config.batch_size, config.seed, iteration), generator)
+            lr = learning_rate(config, iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_mult"]
+            with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=config.amp):
+                logits = step_model(x, prefix)
+            loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                failure = f"diverged: loss is {float(loss.detach())} at iteration {iteration}; lower train.lr"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state["iteration"] = iteration + 1
+            state["images_seen"] += len(y)
+            state["losses"].append([iteration + 1, float(loss.detach())])
+            if progress_bar is not None:
+                progress_bar.update(1)
+                progress_bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            done = state["iteration"] == iterations
+            if state["iteration"] % config.eval_every == 0 or done:
+                state["evaluations"].append({"iteration": state["iteration"], **evaluate(model, val_batches, config.batch_size, config.amp)})
+            if state["iteration"] % config.checkpoint_every == 0 or done or stop["signal"] is not None:
+                state["wall_time"] = wall_before + time.perf_counter() - started
+                save_checkpoint()
+                if stop["signal"] is not None:
+                    raise StopRequested(f"signal {stop['signal']} at iteration {state['iteration']}")
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    state["wall_time"] = wall_before + time.perf_counter() - started
+    top1 = [e["top1"] for e in state["evaluations"]]
+    record = {
+        "key": spec.key,
+        "status": "failed" if failure else "done",
+        "reason": failure,
+        "spec": spec.to_dict(),
+        "condition": spec.condition.label(),
+        "top1_final": top1[-1] if top1 and not failure else None,
+        "top5_final": state["evaluations"][-1]["top5"] if top1 and not failure else None,
+        "top1_mean_best10": _mean_of_best(top1) if top1 else None,
+        "evaluations": state["evaluations"],
+        "train_loss": state["losses"],
+        "iterations": state["iteration"],
+        "images_seen": state["images_seen"],
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "skipped_images": (train_batches.reader.skipped + val_batches.reader.skipped) if train_batches.reader else 0,
+        "wall_time_s": state["wall_time"],
+        "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else platform.processor() or "cpu",
+        "versions": {"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "git_commit": _git_commit(),
+        "config_hash": spec.config_hash(),
+        "layers": keys,
+    }
+    if not failure:
+        atomic_write_bytes(out_dir / "model.pt", _state_bytes(model))
+    atomic_write_text(out_dir / "result.json", json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _state_bytes(model: TransferNet) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
