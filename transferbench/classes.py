@@ -55,15 +55,15 @@ class ClassTable:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def __post_init__(self) -> None:
+        # Built once: lookups by wnid happen for every class of every split.
+        object.__setattr__(self, "_by_wnid", {info.wnid: info for info in self.classes})
+
     def by_wnid(self, wnid: str) -> ClassInfo:
         try:
-            return self._wnid_index()[wnid]
+            return self._by_wnid[wnid]
         except KeyError:
             raise UserError(f"unknown class {wnid!r}: not one of the {len(self)} classes of {self.dataset}") from None
-
-    @lru_cache(maxsize=None)
-    def _wnid_index(self) -> dict[str, ClassInfo]:
-        return {info.wnid: info for info in self.classes}
 
     def to_tsv(self) -> str:
         buffer = io.StringIO()
@@ -129,7 +129,7 @@ def read_synset_words(path: Path) -> list[tuple[str, str]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read class list {path}: {exc}") from exc
     entries = []
-    for line_number, line in enumerate(lines, start=1):
+    for line in lines:
         if not line.strip():
             continue
         wnid_text, _, names = line.strip().partition(" ")

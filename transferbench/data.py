@@ -219,7 +219,7 @@ class ImageFileReader:
                 if self.strict:
                     raise UserError(f"corrupt image {self.files[index]}; remove it or run without --strict to skip it")
                 self.skipped += 1
-                warnings.warn(f"skipping corrupt image {self.files[index]}")
+                warnings.warn(f"skipping corrupt image {self.files[index]}", stacklevel=2)
                 continue
             images.append(image)
             kept.append(index)

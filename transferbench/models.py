@@ -6,7 +6,7 @@ Learned layers are numbered 1..8 as in the paper (conv1..conv5, fc6..fc8) and li
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

@@ -11,7 +11,7 @@ from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text, ensure_writable_dir
 from transferbench.splits import (
     ImageList, NatmanDisagreement, Split, cluster_balance, load_natman_preset, natman_split, random_split,
-    read_image_list, reduced_split, split_image_list, stratified_split, tightest_clusters,
+    split_image_list, stratified_split, tightest_clusters,
 )
 
 Echo = Callable[[str], None]
@@ -124,7 +124,7 @@ def paper_splits(wordnet, echo: Echo) -> list[Split]:
     imagenet = load_table("imagenet1k")
     splits = [random_split(imagenet, seed) for seed in PAPER_SEEDS]
     splits += [stratified_split(imagenet, seed) for seed in PAPER_SEEDS]
-    for dataset, preset in (("imagenet1k", "yosinski2014"), ("cifar100", "cifar100"), ("fashion-mnist", "fashion-mnist")):
+    for preset in ("yosinski2014", "cifar100", "fashion-mnist"):
         split, disagreements = natman_split(load_natman_preset(preset), wordnet)
         echo(disagreement_report(split, disagreements))
         splits.append(split)
