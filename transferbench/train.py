@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import platform
@@ -294,12 +295,8 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         state = saved["state"]
 
     def save_checkpoint() -> None:
-        import io
-
-        buffer = io.BytesIO()
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                    "config_hash": spec.config_hash()}, buffer)
-        atomic_write_bytes(checkpoint_path, buffer.getvalue())
+        atomic_write_bytes(checkpoint_path, _torch_bytes({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                                          "state": state, "config_hash": spec.config_hash()}))
 
     stop = {"signal": None}
 
@@ -380,16 +377,15 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         "layers": keys,
     }
     if not failure:
-        atomic_write_bytes(out_dir / "model.pt", _state_bytes(model))
+        atomic_write_bytes(out_dir / "model.pt", _torch_bytes({"model": model.state_dict()}))
     atomic_write_text(out_dir / "result.json", json.dumps(record, indent=1) + "\n")
     return record
 
 
-def _state_bytes(model: TransferNet) -> bytes:
-    import io
-
+def _torch_bytes(payload: dict[str, Any]) -> bytes:
+    """``torch.save`` into memory, so the file can be written atomically."""
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict()}, buffer)
+    torch.save(payload, buffer)
     return buffer.getvalue()
 
 
