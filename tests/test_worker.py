@@ -202,3 +202,67 @@ def test_divergence_and_bad_specs(tmp_path, fashion_root):
     with pytest.raises(UserError, match="unknown key train.learning_rate"):
         JobSpec.from_dict({"key": "k", "dataset": "fashion-mnist", "split": None, "side": None, "out_dir": "o",
                            "train": {"learning_rate": 1}})
+
+
+def _jpeg_tree(root, wnids, per_class, size=40):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for part in ("train", "val"):
+        for label, wnid in enumerate(wnids):
+            (root / part / wnid).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class if part == "train" else 2):
+                pixels = rng.integers(0, 80, (size, size, 3)).astype(np.uint8)
+                pixels[:, :, label % 3] += 150  # the class shows in its dominant colour
+                Image.fromarray(pixels).save(root / part / wnid / f"{wnid}_{i}.JPEG")
+
+
+def test_imagenet_pack_trains_like_the_decoded_files(tmp_path):
+    """The uint8 pack: decoded once (corrupt files dropped), memory-mapped, same batches as decoding."""
+    from transferbench.classes import load_table
+    from transferbench.data import pack_images, imagenet_items
+    from transferbench.train import Batches
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    _jpeg_tree(tmp_path, wnids[:3], 4)
+    (tmp_path / "train" / wnids[0] / "zz_broken.JPEG").write_bytes(b"\xff\xd8 truncated")
+    config = TrainConfig(resize=32, crop=28, batch_size=4)
+    with pytest.warns(UserWarning, match="corrupt image"):
+        packed = load_image_set("imagenet1k", tmp_path, True, None, None, pack_dir=tmp_path / "pack", size=32)
+    assert packed.skipped == 1 and len(packed) == 12 and packed.packed.shape == (13, 3, 32, 32)
+    files = load_image_set("imagenet1k", tmp_path, True, None, None)
+    files.files = [f for f in files.files if "broken" not in f.name]
+    files.labels = packed.labels
+    from_pack = Batches(packed, config, torch.device("cpu"), False)
+    from_files = Batches(files, config, torch.device("cpu"), False, mean=from_pack.mean)
+    x_pack, y_pack = from_pack.prepare(list(range(12)), None)
+    x_files, y_files = from_files.prepare(list(range(12)), None)
+    assert torch.equal(x_pack, x_files) and torch.equal(y_pack, y_files)
+    # A second load reuses the pack (no decoding, so no warning) and its mean image.
+    items = imagenet_items(tmp_path, True, wnids)
+    again = pack_images(items, tmp_path / "pack", "train", size=32)
+    assert torch.allclose(again.mean, from_pack.mean)
+    assert not [p for p in (tmp_path / "pack").iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+    spec = JobSpec(key="t/inet", dataset="imagenet1k", split=None, side=None, out_dir=str(tmp_path / "inet"),
+                   model=ModelConfig("small", 1000, 3, (4, 4, 6, 6, 4), 16, 0.5, "kaiming"),
+                   train=TrainConfig(lr=0.01, batch_size=4, iterations=4, eval_every=2, checkpoint_every=2, resize=32,
+                                     crop=28), data_root=str(tmp_path), pack_dir=str(tmp_path / "pack"))
+    record = run_job(spec, progress=False)  # the train pack is reused; the val pack is built here
+    assert record["status"] == "done" and record["train_images"] == 12 and record["skipped_images"] == 1
+    assert record["val_images"] == 6
+
+
+def test_all_validation_images_corrupt_is_one_clear_error(tmp_path):
+    from transferbench.classes import load_table
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    _jpeg_tree(tmp_path, wnids[:1], 2)
+    for image in (tmp_path / "val" / wnids[0]).iterdir():
+        image.write_bytes(b"garbage")
+    spec = JobSpec(key="t/bad", dataset="imagenet1k", split=None, side=None, out_dir=str(tmp_path / "bad"),
+                   model=ModelConfig("small", 1000, 3, (4, 4, 6, 6, 4), 16, 0.5, "kaiming"),
+                   train=TrainConfig(batch_size=2, iterations=1, resize=32, crop=28), data_root=str(tmp_path))
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="no readable validation image"):
+        run_job(spec, progress=False)
+    assert not (tmp_path / "bad" / "result.json").exists()

@@ -7,16 +7,24 @@
 * ImageNet ILSVRC-2012: ``ROOT/train/<wnid>/*.JPEG``; validation as ``ROOT/val/<wnid>/``
   folders or a flat folder with a Caffe-style label list (``<file> <class index>``).
 
-Small datasets are held in memory as uint8 tensors; ImageNet images are decoded per item
-and resized to 256x256 (the paper's preprocessing), cropped and mirrored per batch.
+Small datasets are held in memory as uint8 tensors. ImageNet images are resized to 256x256
+(the paper's preprocessing) and either decoded per batch by a pool of threads (PIL releases
+the GIL while decoding) or, with a pack folder, decoded once into a uint8 ``.npy`` file that
+every later job memory-maps: the path that keeps a fast GPU fed (see ``pack_images``).
+Cropping, mirroring and mean subtraction happen per batch on the training device.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
+import json
+import os
 import pickle
 import struct
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 
 from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from transferbench.splits import Split
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -32,12 +41,20 @@ DATASET_FORMATS = ("fashion-mnist", "cifar100", "imagenet1k")
 
 @dataclass
 class ImageSet:
-    """Images of one split side: uint8 NCHW (in memory) or an item reader, and labels 0..k-1."""
+    """Images of one split side and their labels 0..k-1, held in one of three ways.
 
-    images: torch.Tensor | None  # N x C x H x W uint8, or None for on-disk (ImageNet)
+    * ``images``: uint8 N x C x H x W in memory (Fashion-MNIST, CIFAR-100, the demo data);
+    * ``files``: one JPEG per item, decoded per batch (ImageNet without a pack);
+    * ``packed`` + ``rows``: a memory-mapped uint8 pack, item i is ``packed[rows[i]]``.
+    """
+
+    images: torch.Tensor | None
     labels: torch.Tensor  # int64, renumbered within the side
-    files: list[Path] | None = None  # ImageNet: one file per item
-    skipped: int = 0  # corrupt images counted and skipped
+    files: list[Path] | None = None
+    packed: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    mean: torch.Tensor | None = None  # the training set's mean image, when the source provides one
+    skipped: int = 0  # corrupt images counted and skipped (while packing)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -180,7 +197,8 @@ def select_side(labels: torch.Tensor, split: Split | None, side: str | None) -> 
 
 
 def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | None, side: str | None,
-                   val_list: Path | None = None, strict: bool = False) -> ImageSet:
+                   val_list: Path | None = None, strict: bool = False, pack_dir: Path | None = None,
+                   workers: int = 0, progress: bool = False, size: int = 256) -> ImageSet:
     """The images of one split side, labels renumbered, in their dataset's genuine format."""
     if split is not None and split.dataset != dataset:
         raise UserError(f"split {split.name} is for {split.dataset}, not {dataset}; choose a split of {dataset}")
@@ -197,6 +215,12 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
             raise UserError("ImageNet needs --data-root, the folder holding train/ and val/")
         wnids = [c.wnid for c in load_table("imagenet1k").classes]
         items = imagenet_items(root, train, wnids, val_list)
+        if pack_dir is not None:
+            pack = pack_images(items, Path(pack_dir), "train" if train else "val", strict, workers, progress, size)
+            valid = np.flatnonzero(pack.valid)
+            keep, new_labels = select_side(torch.tensor([items[i][1] for i in valid]), split, side)
+            return ImageSet(None, new_labels, packed=pack.images, rows=valid[keep.numpy()],
+                            mean=pack.mean if train else None, skipped=pack.skipped)
         keep, new_labels = select_side(torch.tensor([label for _, label in items]), split, side)
         return ImageSet(None, new_labels, [items[i][0] for i in keep.tolist()])
     else:
@@ -205,16 +229,21 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
     return ImageSet(images[keep], new_labels)
 
 
-class ImageFileReader:
-    """Decodes ImageNet items; corrupt files are counted and skipped (fatal when strict)."""
+def _default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
-    def __init__(self, files: list[Path], strict: bool) -> None:
-        self.files, self.strict, self.skipped = files, strict, 0
+
+class ImageFileReader:
+    """Decodes ImageNet items with a pool of threads; corrupt files are counted and skipped (fatal when strict)."""
+
+    def __init__(self, files: list[Path], strict: bool, workers: int = 0, size: int = 256) -> None:
+        self.files, self.strict, self.skipped, self.size = files, strict, 0, size
+        self.pool = ThreadPoolExecutor(workers or _default_workers(), thread_name_prefix="decode")
 
     def load(self, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
         images, kept = [], []
-        for index in indices:
-            image = decode_resized(self.files[index])
+        decoded = self.pool.map(lambda i: decode_resized(self.files[i], self.size), indices)
+        for index, image in zip(indices, decoded):
             if image is None:
                 if self.strict:
                     raise UserError(f"corrupt image {self.files[index]}; remove it or run without --strict to skip it")
@@ -224,5 +253,73 @@ class ImageFileReader:
             images.append(image)
             kept.append(index)
         if not images:
-            return torch.empty(0, 3, 256, 256, dtype=torch.uint8), kept
+            return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8), kept
         return torch.stack(images), kept
+
+
+# ---------------------------------------------------------------------------- packs
+
+@dataclass
+class Pack:
+    images: np.ndarray  # memory-mapped uint8 N x 3 x size x size, row i = item i
+    valid: np.ndarray  # bool per item: False where the file was corrupt
+    mean: torch.Tensor  # float32 3 x size x size, mean of the valid images
+    skipped: int
+
+
+def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict: bool = False, workers: int = 0,
+                progress: bool = False, size: int = 256) -> Pack:
+    """Decode ``items`` once into ``pack_dir/<part>-<hash>.npy`` (uint8) and memory-map it.
+
+    The hash covers the file names, labels and size, so a changed dataset gets a new pack and
+    every job that reads the same folder shares one. Writing goes to a temporary name that is
+    renamed at the end: a killed packer leaves no pack that looks complete.
+    """
+    digest = hashlib.sha256(json.dumps([[str(p), c] for p, c in items] + [size]).encode()).hexdigest()[:16]
+    ensure_writable_dir(pack_dir)
+    base = pack_dir / f"{part}-{digest}"
+    images_path, mean_path, meta_path = base.with_suffix(".npy"), base.with_suffix(".mean.npy"), base.with_suffix(".json")
+    if not (images_path.is_file() and mean_path.is_file() and meta_path.is_file()):
+        reader = ImageFileReader([p for p, _ in items], strict, workers, size)
+        temporary = images_path.with_name(f".{images_path.name}.{os.getpid()}.tmp")
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(items), 3, size, size))
+        valid = np.zeros(len(items), dtype=bool)
+        total = np.zeros((3, size, size), dtype=np.float64)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), desc=f"packing {part}", unit="img")
+        try:
+            chunk = 256
+            for start in range(0, len(items), chunk):
+                indices = list(range(start, min(start + chunk, len(items))))
+                batch, kept = reader.load(indices)
+                if kept:
+                    array[kept] = batch.numpy()
+                    valid[kept] = True
+                    total += batch.double().sum(0).numpy()
+                if bar is not None:
+                    bar.update(len(indices))
+            array.flush()
+            del array
+            os.replace(temporary, images_path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        mean = (total / max(1, int(valid.sum()))).astype(np.float32)
+        buffer = io.BytesIO()
+        np.save(buffer, mean)
+        atomic_write_bytes(mean_path, buffer.getvalue())
+        atomic_write_text(meta_path, json.dumps({"items": len(items), "size": size,
+                                                 "corrupt": np.flatnonzero(~valid).tolist()}) + "\n")
+    meta = json.loads(meta_path.read_text())
+    valid = np.ones(meta["items"], dtype=bool)
+    valid[meta["corrupt"]] = False
+    images = np.load(images_path, mmap_mode="r")
+    if images.shape != (len(items), 3, size, size):
+        raise UserError(f"pack {images_path} has shape {images.shape}, expected {(len(items), 3, size, size)}; delete it to rebuild")
+    return Pack(images, valid, torch.from_numpy(np.load(mean_path)), int((~valid).sum()))

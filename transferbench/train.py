@@ -16,10 +16,12 @@ import platform
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -30,6 +32,9 @@ from transferbench.fileio import atomic_write_bytes, atomic_write_text
 from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
 from transferbench.splits import load_split
 from transferbench.transfer import Condition, apply_condition, frozen_prefix
+
+# Losses stay on the device and are read (one GPU sync) every this many iterations.
+LOSS_SYNC_EVERY = 20
 
 # ImageNet's per-channel RGB mean (0-255), standing in for Caffe's mean image.
 IMAGENET_MEAN = (123.68, 116.78, 103.94)
@@ -59,6 +64,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast (CUDA)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
+    workers: int = 0  # ImageNet: decoding threads (0: one per core, at most 8)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class JobSpec:
     data_root: str | None = None
     val_list: str | None = None  # ImageNet: Caffe-style list for a flat validation folder
     strict: bool = False  # corrupt images are fatal instead of skipped
+    pack_dir: str | None = None  # ImageNet: decode once into a uint8 pack here, shared by every job
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,49 +130,84 @@ def load_spec(path: Path) -> JobSpec:
 # ---------------------------------------------------------------------------- batches
 
 class Batches:
-    """Training and evaluation batches of one image set, augmented on the fly."""
+    """Training and evaluation batches of one image set, augmented on the fly.
+
+    The uint8 images travel to the device first (a quarter of the bytes of float32, pinned
+    and non-blocking on CUDA); mean subtraction, padding, the random crop and the mirror
+    then run there as one gather, so the CPU only reads or decodes bytes.
+    """
 
     def __init__(self, images: ImageSet, config: TrainConfig, device: torch.device, train: bool,
                  strict: bool = False, mean: torch.Tensor | None = None) -> None:
         self.set, self.config, self.device, self.train = images, config, device, train
-        self.reader = ImageFileReader(images.files, strict) if images.files is not None else None
+        self.reader = ImageFileReader(images.files, strict, config.workers, config.resize) if images.files is not None else None
         if mean is None:
-            channels = images.images.shape[1] if images.images is not None else 3
-            if images.images is not None:
-                # The mean image of the training set (per pixel), as Caffe subtracts it.
-                mean = images.images.float().mean(0)
+            if images.mean is not None:
+                mean = images.mean  # the pack's mean image
+            elif images.images is not None:
+                mean = images.images.float().mean(0)  # the training set's mean image, as Caffe subtracts it
             else:
-                mean = torch.tensor(IMAGENET_MEAN[:channels]).view(channels, 1, 1)
-        self.mean = mean
+                mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.mean = mean.float()
+        self.device_mean = self.mean.to(device)
 
-    def _raw(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def skipped(self) -> int:
+        return (self.reader.skipped if self.reader is not None else 0) + self.set.skipped
+
+    def raw(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images and labels of ``indices`` on the CPU (corrupt files dropped)."""
         if self.reader is not None:
             images, kept = self.reader.load(indices)
             return images, self.set.labels[kept]
+        if self.set.packed is not None:
+            return torch.from_numpy(np.ascontiguousarray(self.set.packed[self.set.rows[indices]])), self.set.labels[indices]
         return self.set.images[indices], self.set.labels[indices]
 
+    @property
+    def reads_files(self) -> bool:
+        """True when fetching a batch touches the disk, so it pays to fetch the next one ahead."""
+        return self.reader is not None or self.set.packed is not None
+
     def prepare(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = self._raw(indices)
-        x = (images.float() - self.mean) * self.config.input_scale
+        return self.to_device(self.fetch(indices, generator))
+
+    def fetch(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """The CPU half of a batch: uint8 images, labels and the crop/mirror draws."""
+        images, labels = self.raw(indices)
         crop, pad = self.config.crop, self.config.pad
-        if pad:
-            x = F.pad(x, (pad, pad, pad, pad))
-        height, width = x.shape[-2:]
+        count, _, height, width = images.shape
+        height, width = height + 2 * pad, width + 2 * pad
         crop = min(crop, height, width)
         if self.train and generator is not None:
-            tops = torch.randint(0, height - crop + 1, (len(x),), generator=generator)
-            lefts = torch.randint(0, width - crop + 1, (len(x),), generator=generator)
-            flips = torch.rand(len(x), generator=generator) < 0.5 if self.config.mirror else torch.zeros(len(x), dtype=torch.bool)
-            out = torch.stack([x[i, :, t:t + crop, l:l + crop] for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist()))])
-            out[flips] = out[flips].flip(-1)
+            tops = torch.randint(0, height - crop + 1, (count,), generator=generator)
+            lefts = torch.randint(0, width - crop + 1, (count,), generator=generator)
+            flips = (torch.rand(count, generator=generator) < 0.5) & self.config.mirror
         else:
-            top, left = (height - crop) // 2, (width - crop) // 2
-            out = x[:, :, top:top + crop, left:left + crop]
-        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
-        out = out.contiguous(memory_format=memory_format)
+            tops = torch.full((count,), (height - crop) // 2)
+            lefts = torch.full((count,), (width - crop) // 2)
+            flips = torch.zeros(count, dtype=torch.bool)
+        return images, labels, tops, lefts, flips, torch.tensor(crop)
+
+    def to_device(self, fetched: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device half: copy the bytes, subtract the mean, pad, crop and mirror in one gather."""
+        images, labels, tops, lefts, flips, crop = fetched
+        crop, count, pad = int(crop), len(images), self.config.pad
         if self.device.type == "cuda":
-            out, labels = out.pin_memory(), labels.pin_memory()
-        return out.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            images, labels = images.pin_memory(), labels.pin_memory()
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        x = (images.float() - self.device_mean) * self.config.input_scale
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad))
+        steps = torch.arange(crop)
+        rows = (tops[:, None] + steps).to(self.device)
+        cols = torch.where(flips[:, None], lefts[:, None] + crop - 1 - steps, lefts[:, None] + steps).to(self.device)
+        batch = torch.arange(count, device=self.device)[:, None, None, None]
+        channel = torch.arange(x.shape[1], device=self.device)[None, :, None, None]
+        out = x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        return out.contiguous(memory_format=memory_format), labels
 
 
 def _epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
@@ -218,6 +260,8 @@ def evaluate(model: TransferNet, batches: Batches, batch_size: int, amp: bool) -
         correct5 += int((top == y[:, None]).any(1).sum())
         total += len(y)
     model.train()
+    if total == 0:
+        raise UserError("no readable validation image: every one was corrupt or the side has none; check the data")
     return {"top1": correct1 / total, "top5": correct5 / total, "loss": loss_sum / total}
 
 
@@ -255,12 +299,21 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
     split = load_split(spec.split) if spec.split else None
     root = Path(spec.data_root) if spec.data_root else None
     val_list = Path(spec.val_list) if spec.val_list else None
-    train_set = load_image_set(spec.dataset, root, True, split, spec.side)
-    val_set = load_image_set(spec.dataset, root, False, split if split and split.method != "reduced" else None,
-                             spec.side if split and split.method != "reduced" else None, val_list)
-    num_classes = int(train_set.labels.max()) + 1
+    pack_dir = Path(spec.pack_dir) if spec.pack_dir else None
+    train_set = load_image_set(spec.dataset, root, True, split, spec.side, strict=spec.strict, pack_dir=pack_dir,
+                               workers=config.workers, progress=progress, size=config.resize)
+    val_split = split if split and split.method != "reduced" else None
+    val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list,
+                             strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=progress,
+                             size=config.resize)
+    if split is not None:
+        num_classes, what = len(split.label_map(spec.side)), f"side {spec.side} of split {split.name}"
+    else:
+        from transferbench.classes import load_table
+
+        num_classes, what = len(load_table(spec.dataset).classes), spec.dataset
     if spec.model.num_classes != num_classes:
-        raise UserError(f"model.num_classes is {spec.model.num_classes} but side {spec.side} of the split has {num_classes} classes")
+        raise UserError(f"model.num_classes is {spec.model.num_classes} but {what} has {num_classes} classes; set model.num_classes")
 
     torch.manual_seed(config.seed)
     model = TransferNet(spec.model)
@@ -312,40 +365,69 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
     failure = None
     started = time.perf_counter()
     wall_before = state["wall_time"]
+    prefetcher = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if train_batches.reads_files else None
+    pending: list[tuple[int, torch.Tensor]] = []  # (iteration, loss on the device), read in one sync
+
+    def fetch(iteration: int):
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + iteration + 7)
+        return train_batches.fetch(batch_indices(len(train_set), config.batch_size, config.seed, iteration), generator)
+
+    def flush_losses() -> str | None:
+        """Move the pending losses to the record; the reason to stop if one is not finite."""
+        if not pending:
+            return None
+        values = torch.stack([loss for _, loss in pending]).tolist()
+        iterations_done = [i for i, _ in pending]
+        pending.clear()
+        for iteration, value in zip(iterations_done, values):
+            if not math.isfinite(value):
+                return f"diverged: loss is {value} at iteration {iteration}; lower train.lr"
+            state["losses"].append([iteration, value])
+        if progress_bar is not None:
+            progress_bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
+        return None
+
     try:
         model.train()
+        upcoming = prefetcher.submit(fetch, state["iteration"]) if prefetcher else None
         while state["iteration"] < iterations:
             iteration = state["iteration"]
-            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + iteration + 7)
+            fetched = upcoming.result() if upcoming else fetch(iteration)
+            if prefetcher and iteration + 1 < iterations:
+                upcoming = prefetcher.submit(fetch, iteration + 1)
+            x, y = train_batches.to_device(fetched)
             torch.manual_seed(config.seed * 1_000_003 + iteration)  # dropout of this iteration
-            x, y = train_batches.prepare(batch_indices(len(train_set), config.batch_size, config.seed, iteration), generator)
             lr = learning_rate(config, iteration)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_mult"]
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=config.amp):
                 logits = step_model(x, prefix)
             loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                failure = f"diverged: loss is {float(loss.detach())} at iteration {iteration}; lower train.lr"
-                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             state["iteration"] = iteration + 1
             state["images_seen"] += len(y)
-            state["losses"].append([iteration + 1, float(loss.detach())])
+            pending.append((iteration + 1, loss.detach()))
             if progress_bar is not None:
                 progress_bar.update(1)
-                progress_bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
             done = state["iteration"] == iterations
-            if state["iteration"] % config.eval_every == 0 or done:
+            evaluate_now = state["iteration"] % config.eval_every == 0 or done
+            checkpoint_now = state["iteration"] % config.checkpoint_every == 0 or done or stop["signal"] is not None
+            if len(pending) >= LOSS_SYNC_EVERY or evaluate_now or checkpoint_now:
+                failure = flush_losses()
+                if failure:
+                    break
+            if evaluate_now:
                 state["evaluations"].append({"iteration": state["iteration"], **evaluate(model, val_batches, config.batch_size, config.amp)})
-            if state["iteration"] % config.checkpoint_every == 0 or done or stop["signal"] is not None:
+            if checkpoint_now:
                 state["wall_time"] = wall_before + time.perf_counter() - started
                 save_checkpoint()
                 if stop["signal"] is not None:
                     raise StopRequested(f"signal {stop['signal']} at iteration {state['iteration']}")
     finally:
+        if prefetcher is not None:
+            prefetcher.shutdown(cancel_futures=True)
         if progress_bar is not None:
             progress_bar.close()
         for signum, handler in previous.items():
@@ -368,7 +450,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         "images_seen": state["images_seen"],
         "train_images": len(train_set),
         "val_images": len(val_set),
-        "skipped_images": (train_batches.reader.skipped + val_batches.reader.skipped) if train_batches.reader else 0,
+        "skipped_images": train_batches.skipped + val_batches.skipped,
         "wall_time_s": state["wall_time"],
         "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else platform.processor() or "cpu",
         "versions": {"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
