@@ -42,3 +42,33 @@ def wordnet():
         except UserError:
             continue
     _missing("WordNet 3.0")
+
+
+def write_idx(path: Path, array) -> None:
+    """An IDX file (the MNIST format), gzipped when the name ends in .gz."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(header + np.asarray(array).astype(np.uint8).tobytes())
+
+
+def make_fashion_mnist(root: Path, train: int = 200, test: int = 50) -> Path:
+    """A miniature Fashion-MNIST in torchvision's layout (ROOT/FashionMNIST/raw): class-dependent bars."""
+    import numpy as np
+
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = np.arange(count) % 10
+        images = rng.integers(0, 60, (count, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 * label:2 * label + 8, 4:24] += 150
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root

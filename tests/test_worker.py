@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -17,32 +16,15 @@ from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
 from transferbench.splits import load_split
 from transferbench.train import JobSpec, TrainConfig, run_job
 from transferbench.transfer import Condition, apply_condition
-from tests.conftest import REPO
+from tests.conftest import REPO, make_fashion_mnist
 
 TINY = ModelConfig("small", 5, 1, (4, 4, 6, 6, 4), 16, 0.5, "kaiming")
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture()
 def fashion_root(tmp_path):
     """A miniature Fashion-MNIST in torchvision's layout: class-dependent blobs, real IDX files."""
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", 200), ("t10k", 50)):
-        labels = np.arange(count) % 10
-        images = rng.integers(0, 60, (count, 28, 28))
-        for i, label in enumerate(labels):
-            images[i, 2 * label:2 * label + 8, 4:24] += 150
-        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return tmp_path
+    return make_fashion_mnist(tmp_path)
 
 
 def tiny_spec(tmp_path, fashion_root, name="base", side="A", condition=Condition(), source=None, iterations=12, **train) -> JobSpec:

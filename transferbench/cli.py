@@ -16,8 +16,42 @@ transferbench measures how transferable each layer's features are in deep networ
 
 Subcommands:
   splits   make the class splits that define every task (random, stratified, natman, reduced)
+  plan     expand a study config (configs/*.toml) into every job and its dependencies
+  submit   run a planned study on Slurm (arrays, afterok), on this machine, or in process
+  status   what is planned, queued, running, done, failed (and why) in a study
   train    train one network of the study from a job spec (JSON) and write its result record
+
+The whole study:  transferbench plan configs/yosinski2014.toml && transferbench submit jobs/yosinski2014
 """
+
+PLAN_DESCRIPTION = """\
+Expand a study config into jobs/<study>/: plan.json (every job: key such as random0/A3B+/seed0,
+condition, split, side, n, seed, dependencies, output folder, full spec) and summary.txt (jobs
+per block and condition).  Base networks are planned once and shared by every job that copies
+from them.  Re-planning an unchanged config writes nothing; a changed one lists the jobs that
+were added, removed or changed (the outputs of changed jobs are moved aside).
+
+Presets: configs/yosinski2014.toml (the 170 networks the authors ran), yosinski2014-full.toml
+(every condition on every split, both directions), fashion-mnist.toml, cifar100.toml.
+Network patterns in a [[block]]: baseA, base (all classes), AnB, AnB+, AnA (selffer), RnB
+(random-init frozen), AnB^k (preserved), with n over the block's n = [...].
+"""
+
+SUBMIT_DESCRIPTION = """\
+Run the jobs of a planned study that are not done, queued or running.
+
+  --executor slurm  sbatch through submitit: jobs grouped into arrays by the base network they
+                    wait for (afterok on that base's array task), requeued on timeout or
+                    preemption and resumed from their checkpoint.  Resources come from the
+                    config's [slurm] table; the flags below override them.
+  --executor local  this machine: the dependency graph with --workers processes (one GPU each)
+  --executor debug  in this process, one job after another (tests, debugging)
+
+Failed jobs are left alone unless --retry-failed; --dry-run prints what would be submitted and
+why the rest is skipped.  Progress is tracked in jobs/<study>/manifest.json and the files the
+jobs write, so `status` works without Slurm accounting (sacct).
+"""
+
 
 TRAIN_DESCRIPTION = """\
 Train one network from a job spec (JSON): its key, dataset, split file and side, condition
@@ -131,12 +165,90 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ILSVRC-2012 synset_words.txt (imagenet1k only)")
     table.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the table")
     _add_wordnet(table)
+    plan = commands.add_parser("plan", help="expand a study config into every job", description=PLAN_DESCRIPTION,
+                               formatter_class=formatter)
+    plan.add_argument("config", type=Path, metavar="CONFIG.toml", help="the study config, e.g. configs/yosinski2014.toml")
+    plan.add_argument("--jobs-dir", type=Path, metavar="DIR", help="where jobs/<study>/ goes (default: ./jobs)")
+    plan.add_argument("--data-root", metavar="DIR", help="the dataset folder (overrides [study] data_root)")
+
+    submit = commands.add_parser("submit", help="run a planned study (Slurm, local or debug)", description=SUBMIT_DESCRIPTION,
+                                 formatter_class=formatter)
+    submit.add_argument("study", type=Path, metavar="jobs/STUDY", help="the folder `plan` wrote")
+    submit.add_argument("--executor", default="slurm", choices=("slurm", "local", "debug"), help="where jobs run (default: slurm)")
+    submit.add_argument("--retry-failed", action="store_true", help="run failed jobs (and those blocked behind them) again")
+    submit.add_argument("--dry-run", action="store_true", help="print what would be submitted and why, submit nothing")
+    submit.add_argument("--workers", type=int, help="local executor: jobs at once (default: one per GPU, or 1)")
+    for flag, kind, text in (("partition", str, "Slurm partition"), ("account", str, "Slurm account"), ("qos", str, "Slurm QOS"),
+                             ("gpus", int, "GPUs per job"), ("cpus", int, "CPUs per job"), ("mem-gb", int, "memory per job, GB"),
+                             ("time-min", int, "time limit per job, minutes"),
+                             ("array-parallelism", int, "most tasks of one array running at once"),
+                             ("folder", str, "submitit log folder (default: jobs/STUDY/slurm; must be on a shared filesystem)")):
+        submit.add_argument(f"--{flag}", type=kind, help=f"{text} (overrides [slurm])")
+
+    status = commands.add_parser("status", help="where every job of a study stands", formatter_class=formatter,
+                                 description="A table of the jobs that are running, queued, blocked or failed (with the "
+                                             "reason and the log path) and the totals per state. Reads the job folders and "
+                                             "squeue; works with Slurm accounting off.")
+    status.add_argument("study", type=Path, metavar="jobs/STUDY", help="the folder `plan` wrote")
+
+    task = commands.add_parser("task", help=argparse.SUPPRESS)  # one job of a study; what the local executor starts
+    task.add_argument("study", type=Path)
+    task.add_argument("key")
+
     train = commands.add_parser("train", help="train one network from a job spec", description=TRAIN_DESCRIPTION,
                                 formatter_class=formatter)
     train.add_argument("spec", type=Path, metavar="SPEC.json", help="the job spec")
     train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def run_plan(args: argparse.Namespace) -> None:
+    import time
+
+    from transferbench.plan import build_plan, write_plan
+
+    started = time.perf_counter()
+    plan = build_plan(args.config, args.jobs_dir, {"data_root": args.data_root} if args.data_root else None)
+    write_plan(plan)
+    print(plan.summary(), end="")
+    print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from transferbench.execute import status_table, submit
+
+    overrides = {name: getattr(args, name) for name in ("partition", "account", "qos", "gpus", "cpus", "array_parallelism", "folder")}
+    overrides.update(mem_gb=args.mem_gb, time_min=args.time_min)
+    submit(args.study, args.executor, args.retry_failed, args.dry_run, overrides, args.workers)
+    if args.executor != "slurm" and not args.dry_run:
+        table, totals = status_table(args.study)
+        print(table, end="")
+        return 1 if totals["failed"] or totals["blocked"] else 0
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from transferbench.execute import status_table
+
+    table, totals = status_table(args.study)
+    print(table, end="")
+    return 1 if totals["failed"] or totals["blocked"] else 0
+
+
+def run_task(args: argparse.Namespace) -> int:
+    from transferbench.execute import TaskFailed, run_task
+    from transferbench.train import StopRequested
+
+    try:
+        run_task(str(args.study), args.key)
+    except StopRequested as stop:
+        print(f"transferbench: stopped by {stop}; checkpoint written", file=sys.stderr)
+        return 143
+    except TaskFailed as exc:
+        print(f"transferbench: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -224,6 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_splits(args)
         elif args.command == "train":
             return run_train(args)
+        elif args.command == "plan":
+            run_plan(args)
+        elif args.command == "submit":
+            return run_submit(args)
+        elif args.command == "status":
+            return run_status(args)
+        elif args.command == "task":
+            return run_task(args)
     except UserError as exc:
         print(f"transferbench: error: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,10 @@ from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
 from transferbench.splits import load_split
 from transferbench.transfer import Condition, apply_condition, frozen_prefix
 
+# Signals that make the worker checkpoint and stop: preemption or requeue (TERM), a user's
+# request (USR1), Slurm's warning before the time limit (USR2, sbatch --signal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
 # Losses stay on the device and are read (one GPU sync) every this many iterations.
 LOSS_SYNC_EVERY = 20
 
@@ -266,7 +270,11 @@ def evaluate(model: TransferNet, batches: Batches, batch_size: int, amp: bool) -
 
 
 class StopRequested(Exception):
-    """SIGTERM/SIGUSR1 arrived: a checkpoint was written, the job should be requeued."""
+    """SIGTERM/SIGUSR1/SIGUSR2 arrived: a checkpoint was written, the job should be requeued."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 def _git_commit() -> str | None:
@@ -338,7 +346,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
     iterations = config.iterations if config.epochs is None else math.ceil(config.epochs * len(train_set) / config.batch_size)
 
     checkpoint_path = out_dir / "checkpoint.pt"
-    state = {"iteration": 0, "evaluations": [], "losses": [], "images_seen": 0, "wall_time": 0.0}
+    state = {"iteration": 0, "evaluations": [], "losses": [], "images_seen": 0, "wall_time": 0.0, "started_at": time.time()}
     if checkpoint_path.is_file():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if saved["config_hash"] != spec.config_hash():
@@ -346,6 +354,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+        state.setdefault("resumed_at", []).append(state["iteration"])
 
     def save_checkpoint() -> None:
         atomic_write_bytes(checkpoint_path, _torch_bytes({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -356,7 +365,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
     def on_signal(signum, _frame):
         stop["signal"] = signum
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)} if _main_thread() else {}
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS} if _main_thread() else {}
     progress_bar = None
     if progress:
         from tqdm import tqdm
@@ -424,7 +433,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
                 state["wall_time"] = wall_before + time.perf_counter() - started
                 save_checkpoint()
                 if stop["signal"] is not None:
-                    raise StopRequested(f"signal {stop['signal']} at iteration {state['iteration']}")
+                    raise StopRequested(f"signal {stop['signal']} at iteration {state['iteration']}", stop["signal"])
     finally:
         if prefetcher is not None:
             prefetcher.shutdown(cancel_futures=True)
@@ -452,6 +461,9 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         "val_images": len(val_set),
         "skipped_images": train_batches.skipped + val_batches.skipped,
         "wall_time_s": state["wall_time"],
+        "resumed_at": state.get("resumed_at", []),  # iterations this run was resumed from a checkpoint
+        "started_at": state.get("started_at"),  # epoch seconds of the first start (kept across resumes)
+        "finished_at": time.time(),
         "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else platform.processor() or "cpu",
         "versions": {"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "git_commit": _git_commit(),

@@ -1,0 +1,178 @@
+"""plan, submit and status on a real one-node Slurm cluster (scripts/slurm-local.sh), accounting off.
+
+The cluster is started once for the module and stopped by pid at the end. Locally the tests
+skip without Slurm or root; CI (TRANSFERBENCH_REQUIRE_EXTERNALS=1) fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, _missing, make_fashion_mnist
+from transferbench.execute import Study, states, status_table, submit
+from transferbench.plan import build_plan, write_plan
+from transferbench.train import JobSpec, run_job
+
+pytestmark = pytest.mark.slurm
+
+CONFIG = """
+[study]
+name = "{name}"
+dataset = "fashion-mnist"
+data_root = "{data}"
+seeds = [0]
+
+[model]
+arch = "small"
+in_channels = 1
+conv_widths = [4, 4, 6, 6, 4]
+fc_width = 16
+init = "kaiming"
+
+[train]
+lr = 0.05
+batch_size = 16
+iterations = {iterations}
+lr_step = 1000
+eval_every = {every}
+checkpoint_every = {every}
+crop = 28
+pad = 2
+input_scale = 0.015625
+
+[slurm]
+cpus = 1
+time_min = 10
+device = "cpu"
+
+[[block]]
+name = "random"
+splits = ["random0"]
+networks = [{networks}]
+n = [1, 3]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        _missing("Slurm (apt-get install slurm-wlm munge)")
+    if os.geteuid() != 0:
+        _missing("root, to run slurmd")
+    folder = tmp_path_factory.mktemp("slurm")
+    script = REPO / "scripts" / "slurm-local.sh"
+    started = subprocess.run([str(script), "start", str(folder)], capture_output=True, text=True, check=False)
+    if started.returncode:
+        pytest.fail(f"could not start the local Slurm cluster: {started.stderr}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+    yield folder
+    subprocess.run([str(script), "stop", str(folder)], check=False, capture_output=True)
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+
+
+def make_study(tmp_path: Path, name: str, networks: str, iterations: int = 12, every: int = 4, data: Path | None = None) -> Path:
+    data = data or make_fashion_mnist(tmp_path / "data")
+    config = tmp_path / f"{name}.toml"
+    config.write_text(CONFIG.format(name=name, data=data, iterations=iterations, every=every, networks=networks))
+    plan = build_plan(config, tmp_path / "jobs")
+    write_plan(plan, echo=lambda *_: None)
+    return plan.study_dir
+
+
+def wait_until(study_dir: Path, finished, timeout: float = 240) -> dict[str, tuple[str, str]]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        current = states(Study.open(study_dir))
+        if finished(current):
+            return current
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; states: {states(Study.open(study_dir))}\n"
+                         f"{subprocess.run(['squeue'], capture_output=True, text=True, check=False).stdout}")
+
+
+def settled(current) -> bool:
+    return all(state not in ("queued", "running", "planned") for state, _ in current.values())
+
+
+def result(study_dir: Path, key: str) -> dict:
+    job = Study.open(study_dir).jobs[key]
+    return json.loads((Path(job["out_dir"]) / "result.json").read_text())
+
+
+def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path):
+    study_dir = make_study(tmp_path, "tiny", '"AnB", "BnA"')
+    done = submit(study_dir, "slurm", echo=lambda *_: None)
+    assert done.sbatch_calls == 3  # the two bases in one array, then one array per base
+    current = wait_until(study_dir, settled)
+    assert {state for state, _ in current.values()} == {"done"}, current
+    study = Study.open(study_dir)
+    for key, job in study.jobs.items():
+        for dep in job["depends"]:
+            assert result(study_dir, key)["started_at"] >= result(study_dir, dep)["finished_at"], (key, dep)
+    # The results are those of the same job run in this process.
+    spec = JobSpec.from_dict(study.jobs["random0/A3B/seed0"]["spec"])
+    again = run_job(JobSpec.from_dict({**spec.to_dict(), "out_dir": str(tmp_path / "again")}), progress=False)
+    assert again["evaluations"] == result(study_dir, "random0/A3B/seed0")["evaluations"]
+    # Resubmitting a finished study submits nothing.
+    messages = []
+    repeat = submit(study_dir, "slurm", echo=messages.append)
+    assert repeat.sbatch_calls == 0 and repeat.arrays == [] and messages[0].startswith("nothing to submit (6 done")
+    table, totals = status_table(study_dir)
+    assert totals["done"] == 6 and "totals: done 6" in table
+
+
+def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
+    study_dir = make_study(tmp_path, "requeue", '"baseA"', iterations=400, every=20)
+    submit(study_dir, "slurm", echo=lambda *_: None)
+    study = Study.open(study_dir)
+    key = "random0/baseA/seed0"
+    out_dir = Path(study.jobs[key]["out_dir"])
+    deadline = time.time() + 120
+    while not (out_dir / "checkpoint.pt").exists():
+        assert time.time() < deadline, "the job never wrote a checkpoint"
+        time.sleep(0.2)
+    assert states(study)[key][0] == "running"
+    slurm_id = study.manifest()[key]["job_id"]
+    subprocess.run(["scontrol", "requeue", slurm_id], check=True)
+    time.sleep(0.5)
+    # Slurm holds a requeued job back for a while (BeginTime); release it so the test is quick.
+    subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=False, capture_output=True)
+    current = wait_until(study_dir, settled)
+    assert current[key][0] == "done", current
+    record = result(study_dir, key)
+    assert record["resumed_at"] and 0 < record["resumed_at"][0] < 400  # it resumed mid-run, not from scratch
+    spec = JobSpec.from_dict(study.jobs[key]["spec"])
+    whole = run_job(JobSpec.from_dict({**spec.to_dict(), "out_dir": str(tmp_path / "whole")}), progress=False)
+    assert record["evaluations"] == whole["evaluations"] and record["train_loss"] == whole["train_loss"]
+
+
+def test_failed_job_is_reported_and_retried(cluster, tmp_path):
+    data = tmp_path / "data-arrives-later"
+    data.mkdir()
+    study_dir = make_study(tmp_path, "failing", '"AnB"', data=data)
+    submit(study_dir, "slurm", echo=lambda *_: None)
+    key = "random0/baseA/seed0"
+    current = wait_until(study_dir, lambda s: s[key][0] == "failed" and s["random0/A1B/seed0"][0] == "blocked")
+    assert "no Fashion-MNIST IDX files" in current[key][1]
+    table, totals = status_table(study_dir)
+    assert totals["failed"] == 1 and totals["blocked"] == 2  # baseA fails; A1B and A3B would wait forever
+    assert f"failed   {key}" in table and "log: " in table and "its base failed" in table
+    # Plain resubmission leaves them alone; --retry-failed cancels the blocked ones and re-runs all three.
+    assert submit(study_dir, "slurm", echo=lambda *_: None).sbatch_calls == 0
+    make_fashion_mnist(data)
+    retry = submit(study_dir, "slurm", retry_failed=True, echo=lambda *_: None)
+    assert sum(len(keys) for _, keys in retry.arrays) == 3
+    current = wait_until(study_dir, settled)
+    assert {state for state, _ in current.values()} == {"done"}, current
+    assert (Path(Study.open(study_dir).jobs[key]["out_dir"]) / "error.attempt1.json").is_file()
