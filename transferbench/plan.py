@@ -156,7 +156,11 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
     train_defaults = _dataclass_values(TrainConfig, config.get("train", {}), "train", source)
 
     def data_path(value: str | None) -> str | None:
-        return str((base_dir / value).resolve()) if value else None
+        return str((base_dir / Path(value).expanduser()).resolve()) if value else None
+
+    if study.get("data_root") and not Path(data_path(study["data_root"])).is_dir():
+        raise UserError(f"{source}: data_root {data_path(study['data_root'])} is not a folder; give the dataset folder "
+                        "([study] data_root or --data-root)")
 
     jobs: dict[str, PlannedJob] = {}
     splits_written: dict[str, str] = {}
