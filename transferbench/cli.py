@@ -19,6 +19,9 @@ Subcommands:
   plan     expand a study config (configs/*.toml) into every job and its dependencies
   submit   run a planned study on Slurm (arrays, afterok), on this machine, or in process
   status   what is planned, queued, running, done, failed (and why) in a study
+  collect  gather a study's result records into results/<study>.csv
+  import-caffe  read the authors' Caffe logs into the same CSV schema (results/yosinski2014.csv)
+  plot     the paper's figures and the lingering-boost table from results CSVs
   train    train one network of the study from a job spec (JSON) and write its result record
 
 The whole study:  transferbench plan configs/yosinski2014.toml && transferbench submit jobs/yosinski2014
@@ -191,6 +194,36 @@ def build_parser() -> argparse.ArgumentParser:
                                              "squeue; works with Slurm accounting off.")
     status.add_argument("study", type=Path, metavar="jobs/STUDY", help="the folder `plan` wrote")
 
+    collect = commands.add_parser("collect", help="gather a study's results into results/<study>.csv", formatter_class=formatter,
+                                  description="One row per finished network of the study (schema: `python -c \"import "
+                                              "transferbench.results as r; print(r.__doc__)\"`). A partly finished study "
+                                              "collects what is done and lists what is missing.")
+    collect.add_argument("study", type=Path, metavar="jobs/STUDY")
+    collect.add_argument("--out", type=Path, metavar="FILE", help="CSV to write (default: results/<study>.csv)")
+
+    caffe = commands.add_parser("import-caffe", help="the authors' Caffe logs -> a results CSV", formatter_class=formatter,
+                                description="Read the published logs of Yosinski et al. 2014 (one folder per network: half0A, "
+                                            "transfer0A0B_1_3, transfer-ft..., halfnatmanA, transfernatmanAB_1_2, nolearn_1_4, "
+                                            "reduced-0010, netbase) into the results schema. Restarted networks have several "
+                                            "logs: the newest line for an iteration wins. Networks without a log or unfinished "
+                                            "are kept and flagged in the notes column.")
+    caffe.add_argument("logs", type=Path, metavar="DIR", help="e.g. ../shared/reference/yosinski2014/logs")
+    caffe.add_argument("--out", type=Path, default=Path("results/yosinski2014.csv"), metavar="FILE",
+                       help="CSV to write (default: results/yosinski2014.csv)")
+    caffe.add_argument("--study", default="yosinski2014", help="study name in the CSV (default: yosinski2014)")
+
+    plot = commands.add_parser("plot", help="the paper's figures and tables from results CSVs", formatter_class=formatter,
+                               description="Writes <study>-fig2, -fig3, -reduced, -preserved (PNG and PDF) and "
+                                           "<study>-boost.csv per study in the CSVs, and prints the lingering-boost table "
+                                           "with 95%% bootstrap intervals. Works on partial data and says what is missing.")
+    plot.add_argument("csv", type=Path, nargs="*", metavar="CSV", help="results CSVs (default: every CSV under results/)")
+    plot.add_argument("--out", type=Path, default=Path("results/figures"), metavar="DIR",
+                      help="folder for the figures (default: results/figures)")
+    plot.add_argument("--reference", metavar="STUDY", help="overlay this study's means, e.g. yosinski2014 "
+                                                            "(read from results/<STUDY>.csv)")
+    plot.add_argument("--metric", default="top1_mean_best10", choices=("top1_mean_best10", "top1_final"),
+                      help="per-network value (default: the paper's mean of the 10 best evaluations)")
+
     task = commands.add_parser("task", help=argparse.SUPPRESS)  # one job of a study; what the local executor starts
     task.add_argument("study", type=Path)
     task.add_argument("key")
@@ -249,6 +282,52 @@ def run_task(args: argparse.Namespace) -> int:
         print(f"transferbench: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_collect(args: argparse.Namespace) -> None:
+    from transferbench.execute import Study
+    from transferbench.results import collect_rows, write_rows
+
+    rows, missing = collect_rows(args.study)
+    out = args.out or Path("results") / f"{Study.open(args.study).plan['study']}.csv"
+    if not rows:
+        raise UserError(f"no job of {args.study} has finished yet ({len(missing)} missing); see `transferbench status {args.study}`")
+    write_rows(out, rows)
+    print(f"wrote {out}: {len(rows)} networks")
+    if missing:
+        print(f"{len(missing)} not finished yet: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+
+def run_import_caffe(args: argparse.Namespace) -> None:
+    from transferbench.results import caffe_rows, write_rows
+
+    rows = caffe_rows(args.logs, args.study, progress=sys.stderr.isatty())
+    write_rows(args.out, rows)
+    flagged = [r for r in rows if r["notes"]]
+    print(f"wrote {args.out}: {len(rows)} networks, {len(rows) - len(flagged)} complete")
+    for row in flagged:
+        print(f"  {row['key']}: {row['notes']}")
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    import time
+
+    from transferbench.plots import plot_all
+    from transferbench.results import read_csv
+
+    started = time.perf_counter()
+    paths = args.csv or sorted(Path("results").glob("*.csv"))
+    if not paths:
+        raise UserError("no CSV given and none under results/; run `transferbench collect jobs/STUDY` or give a CSV")
+    rows = [row for path in paths for row in read_csv(path)]
+    reference = None
+    if args.reference:
+        reference = read_csv(Path("results") / f"{args.reference}.csv")
+        rows = [row for row in rows if row["study"] != args.reference]
+    written = plot_all(rows, args.out, reference, args.metric)
+    print(f"wrote {len(written)} files to {args.out} in {time.perf_counter() - started:.1f} s:")
+    for path in written:
+        print(f"  {path}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -342,6 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_submit(args)
         elif args.command == "status":
             return run_status(args)
+        elif args.command == "collect":
+            run_collect(args)
+        elif args.command == "import-caffe":
+            run_import_caffe(args)
+        elif args.command == "plot":
+            run_plot(args)
         elif args.command == "task":
             return run_task(args)
     except UserError as exc:

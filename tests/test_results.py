@@ -1,0 +1,130 @@
+"""The Caffe-log importer (on the authors' real logs), collect, and every figure and table on a small CSV."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from transferbench.caffe import parse_folder_name, read_log, read_network
+from transferbench.errors import UserError
+from transferbench.plots import boost_table, plot_all
+from transferbench.results import SCHEMA, caffe_rows, read_csv, to_csv
+
+
+def test_restarted_network_merges_its_logs_newest_line_wins(reference):
+    folder = reference / "logs" / "half0A"
+    net = read_network(folder)
+    assert net.logs == 4 and len(net.evaluations) == 450 and net.evaluations[-1][0] == 450_000 and not net.notes
+    first, _ = read_log(folder / "140403_063910_half0A.o227963.gz")
+    second, _ = read_log(folder / "140403_063910_half0A.o239566.gz")
+    overlap = {it for _, it, _, _ in first} & {it for _, it, _, _ in second}
+    assert overlap == set(range(281_000, 287_000, 1000))  # the restart re-ran 281k-286k
+    newer = {it: top1 for _, it, top1, _ in second}
+    merged = dict((it, top1) for it, top1, _ in net.evaluations)
+    assert all(merged[it] == newer[it] for it in overlap)
+    assert any(top1 != newer[it] for _, it, top1, _ in first if it in overlap)  # so the choice matters
+
+
+def test_names_and_prototxts_give_the_condition(reference):
+    assert parse_folder_name("transfer-ft1B1A_1_6") == dict(split="random1", network="B6A+", condition="transfer", n=6,
+                                                             fine_tune=True, source_side="B", target_side="A")
+    assert parse_folder_name("transfer2A2A_1_3")["condition"] == "selffer"
+    assert parse_folder_name("reduced-0025")["split"] == "reduced0025"
+    with pytest.raises(UserError, match="not a network of the published study"):
+        parse_folder_name("half9Z")
+    frozen = read_network(reference / "logs" / "transfer0A0B_1_3")
+    assert frozen.network == "A3B" and not frozen.notes  # conv1-3 at lr 0, conv4-new .. fc8-new
+    empty = read_network(reference / "logs" / "transfer-ft1A1A_1_1")
+    assert empty.logs == 0 and empty.evaluations == []
+
+
+def test_committed_csv_holds_every_published_network(reference):
+    rows = read_csv(REPO / "results" / "yosinski2014.csv")
+    assert len(rows) == 170 and list(rows[0]) == list(SCHEMA)
+    no_log = [r["key"] for r in rows if r["notes"] == "no log"]
+    assert len(no_log) == 22 and all(k.endswith("+/seed0") for k in no_log)
+    by_key = {r["key"]: r for r in rows}
+    base = by_key["random0/baseA/seed0"]
+    net = read_network(reference / "logs" / "half0A")
+    assert base["evaluations"] == 450 and base["last_iteration"] == 450_000 and base["complete"] == 1
+    assert base["top1_final"] == pytest.approx(net.evaluations[-1][1], abs=1e-6)
+
+
+def test_unfinished_and_corrupt_logs(tmp_path):
+    folder = tmp_path / "logs" / "transfer0A0B_1_2"
+    folder.mkdir(parents=True)
+    (folder / "imagenet_solver.prototxt").write_text("max_iter: 450000\ntest_interval: 1000\n")
+    log = ("I0401 10:00:00.000000 1 solver.cpp:96] Iteration 1000, Testing net\n"
+           "I0401 10:01:00.000000 1 solver.cpp:123] Test score #0: 0.25\n"
+           "I0401 10:01:00.000001 1 solver.cpp:123] Test score #1: 4.0\n"
+           "I0401 12:00:00.000000 1 solver.cpp:96] Iteration 2000, Testing net\n")  # killed mid-test: no scores
+    with gzip.open(folder / "140401_100000_transfer0A0B.o1.gz", "wt") as handle:
+        handle.write(log)
+    rows = caffe_rows(tmp_path / "logs", "t")
+    assert rows[0]["evaluations"] == 1 and rows[0]["last_iteration"] == 1000 and rows[0]["complete"] == 0
+    assert "unfinished: last evaluation at 1000 of 450000" in rows[0]["notes"]
+    assert "no imagenet_train.prototxt" in rows[0]["notes"]
+    assert rows[0]["gpu_hours"] == 2.0
+    (folder / "140401_100000_transfer0A0B.o2.gz").write_bytes(b"\x1f\x8b broken gzip")
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        caffe_rows(tmp_path / "logs", "t")
+
+
+def small_rows():
+    """A small study: 2 bases at 0.60/0.62, BnB, BnB+, AnB, AnB+ at n = 1, 4, 7, natman, random-init, reduced."""
+    rows = []
+
+    def add(split, network, condition, n, ft, value, side="B"):
+        rows.append({k: None for k in SCHEMA} | {"study": "small", "split": split, "network": network, "condition": condition,
+                                                   "n": n, "fine_tune": ft, "target_side": side, "top1_mean_best10": value,
+                                                   "top1_final": value})
+    add("random0", "baseA", "base", 0, 0, 0.60, "A")
+    add("random0", "baseB", "base", 0, 0, 0.62)
+    for n in (1, 4, 7):
+        add("random0", f"B{n}B", "selffer", n, 0, 0.61 - 0.01 * (n == 4))
+        add("random0", f"B{n}B+", "selffer", n, 1, 0.62)
+        add("random0", f"A{n}B", "transfer", n, 0, 0.61 - 0.02 * n)
+        add("random0", f"A{n}B+", "transfer", n, 1, 0.63)
+    add("natman", "baseA", "base", 0, 0, 0.5, "A")
+    add("natman", "A2B", "transfer", 2, 0, 0.45)
+    add("all", "R2", "random_init", 2, 0, 0.3, None)
+    add("all", "base", "base", 0, 0, 0.55, None)
+    add("reduced0010", "base", "base", 0, 0, 0.2, None)
+    add("reduced0100", "base", "base", 0, 0, 0.4, None)
+    return rows
+
+
+def test_boost_table_and_every_figure_on_a_small_csv(tmp_path):
+    rows = small_rows()
+    table = boost_table(rows)
+    assert [r["anb_plus_networks"] for r in table] == [3, 2, 1]
+    assert table[0]["vs_base"] == pytest.approx(0.63 - 0.61) and table[0]["vs_selffer_plus"] == pytest.approx(0.01)
+    path = tmp_path / "small.csv"
+    path.write_text(to_csv(rows))
+    assert read_csv(path)[0]["top1_mean_best10"] == 0.6
+    messages = []
+    written = plot_all(read_csv(path), tmp_path / "figs", reference=rows, echo=messages.append)
+    names = sorted(p.name for p in written)
+    assert names == ["small-boost.csv", "small-fig2.pdf", "small-fig2.png", "small-fig3.pdf", "small-fig3.png",
+                     "small-reduced.pdf", "small-reduced.png"]
+    assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
+    assert any("preserved: no preserved-layers networks" in m for m in messages)
+    assert messages[0].startswith("lingering boost, small")
+
+
+def test_plot_cli_on_partial_data_and_bad_csv(tmp_path):
+    rows = [r for r in small_rows() if r["condition"] in ("base", "transfer")]
+    path = tmp_path / "partial.csv"
+    path.write_text(to_csv(rows))
+    run = subprocess.run([sys.executable, "-m", "transferbench", "plot", str(path), "--out", str(tmp_path / "f")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "missing in small: fig2: no selffer BnB networks" in run.stdout and (tmp_path / "f" / "small-fig2.png").is_file()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    run = subprocess.run([sys.executable, "-m", "transferbench", "plot", str(bad)], capture_output=True, text=True, check=False)
+    assert run.returncode == 2 and "is not a transferbench results CSV (no column split)" in run.stderr

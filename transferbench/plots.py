@@ -1,0 +1,343 @@
+"""The paper's figures and tables from results CSVs (``transferbench plot``).
+
+Per study (the CSV's ``study`` column) this writes, as PNG and PDF:
+
+* ``<study>-fig2``: top-1 vs n for every network on the random splits (base at n=0, BnB,
+  BnB+, AnB, AnB+), and the per-layer means with 95% bootstrap intervals and the shaded
+  regions that carry the paper's reading;
+* ``<study>-fig3``: man-made/natural transfer, random-init frozen layers, and all three
+  relative to their base networks on one axis;
+* ``<study>-reduced``: top-1 vs training images per class;
+* ``<study>-preserved``: the preserved-layers conditions, when the study has them;
+* ``<study>-boost.csv`` and a printed table: the lingering boost of AnB+ over the bases and
+  over BnB+, for n in 1..7, 3..7 and 5..7, with 95% bootstrap intervals.
+
+Each value is a network's mean of its 10 best top-1 evaluations (the paper's statistic) or,
+with ``metric="top1_final"``, its last evaluation. Networks without a value (no log, no
+evaluation) are left out and counted in the "missing" lines.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+
+GROUPS = {  # name -> (condition, fine_tune, label, colour, marker)
+    "base": ("base", 0, "baseB (n=0)", "white", "o"),
+    "selffer": ("selffer", 0, "selffer BnB", "#1f4fd8", "o"),
+    "selffer+": ("selffer", 1, "selffer BnB$^+$", "#7fa3ff", "o"),
+    "transfer": ("transfer", 0, "transfer AnB", "#d62728", "D"),
+    "transfer+": ("transfer", 1, "transfer AnB$^+$", "#ff9896", "D"),
+}
+BOOT = 2000
+
+
+def bootstrap_ci(values: list[float], seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean (networks resampled with replacement)."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), (BOOT, len(data)))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _diff_ci(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float]:
+    if len(a) < 2 or len(b) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    a_, b_ = np.asarray(a), np.asarray(b)
+    diffs = a_[rng.integers(0, len(a_), (BOOT, len(a_)))].mean(1) - b_[rng.integers(0, len(b_), (BOOT, len(b_)))].mean(1)
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def _value(row: dict[str, Any], metric: str) -> float | None:
+    value = row.get(metric)
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def _random(rows):
+    return [r for r in rows if str(r["split"]).startswith("random") or str(r["split"]).startswith("stratified")]
+
+
+def group_values(rows: list[dict[str, Any]], metric: str) -> dict[str, dict[int, list[float]]]:
+    """{group: {n: [values]}} on the random (or stratified) splits."""
+    out: dict[str, dict[int, list[float]]] = {g: defaultdict(list) for g in GROUPS}
+    for row in _random(rows):
+        value = _value(row, metric)
+        if value is None:
+            continue
+        for name, (condition, fine_tune, *_rest) in GROUPS.items():
+            if row["condition"] == condition and int(row["fine_tune"] or 0) == fine_tune:
+                out[name][int(row["n"])].append(value)
+    return out
+
+
+def boost_table(rows: list[dict[str, Any]], metric: str = "top1_mean_best10") -> list[dict[str, Any]]:
+    """Mean top-1 of AnB+ over n-ranges minus the bases' mean, and minus BnB+ over the same n."""
+    groups = group_values(rows, metric)
+    bases = groups["base"].get(0, [])
+    table = []
+    for low in (1, 3, 5):
+        plus = [v for n in range(low, 8) for v in groups["transfer+"].get(n, [])]
+        selffer = [v for n in range(low, 8) for v in groups["selffer+"].get(n, [])]
+        row = {"layers": f"{low}-7", "anb_plus_networks": len(plus), "anb_plus_mean": np.mean(plus) if plus else None}
+        row["vs_base"] = np.mean(plus) - np.mean(bases) if plus and bases else None
+        row["vs_base_ci_low"], row["vs_base_ci_high"] = _diff_ci(plus, bases)
+        row["vs_selffer_plus"] = np.mean(plus) - np.mean(selffer) if plus and selffer else None
+        row["vs_selffer_plus_ci_low"], row["vs_selffer_plus_ci_high"] = _diff_ci(plus, selffer)
+        row["base_networks"], row["selffer_plus_networks"] = len(bases), len(selffer)
+        table.append(row)
+    return table
+
+
+def format_boost(table: list[dict[str, Any]], study: str) -> str:
+    def fmt(value, low, high):
+        if value is None:
+            return "     n/a              "
+        interval = f"[{low:+.3f}, {high:+.3f}]" if not np.isnan(low) else "[   n/a   ]"
+        return f"{value:+.3f} {interval}"
+
+    lines = [f"lingering boost, {study} (mean of AnB+ minus mean of ...; 95% bootstrap interval)",
+             f"  {'layers':7s} {'AnB+ nets':>9s}  {'vs base networks':24s} {'vs BnB+ (same n)':24s}"]
+    for row in table:
+        lines.append(f"  {row['layers']:7s} {row['anb_plus_networks']:9d}  "
+                     f"{fmt(row['vs_base'], row['vs_base_ci_low'], row['vs_base_ci_high']):24s} "
+                     f"{fmt(row['vs_selffer_plus'], row['vs_selffer_plus_ci_low'], row['vs_selffer_plus_ci_high']):24s}")
+    return "\n".join(lines)
+
+
+def _save(fig, out: Path, name: str, written: list[Path]) -> None:
+    import io
+
+    for suffix in ("png", "pdf"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix, dpi=150, bbox_inches="tight")
+        atomic_write_bytes(out / f"{name}.{suffix}", buffer.getvalue())
+        written.append(out / f"{name}.{suffix}")
+
+
+def _means(groups, name):
+    ns = sorted(groups[name])
+    return ns, [float(np.mean(groups[name][n])) for n in ns]
+
+
+def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> None:
+    groups = group_values(rows, metric)
+    present = [g for g in GROUPS if groups[g]]
+    if not present:
+        missing.append("fig2: no networks on random splits")
+        return
+    for name in GROUPS:
+        if not groups[name]:
+            missing.append(f"fig2: no {GROUPS[name][2].replace('$^+$', '+')} networks")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 9), sharex=True)
+    offsets = {"base": 0, "selffer": -0.15, "selffer+": -0.05, "transfer": 0.05, "transfer+": 0.15}
+    for name in GROUPS:
+        _, _, label, colour, marker = GROUPS[name]
+        xs = [n + offsets[name] for n, vals in groups[name].items() for _ in vals]
+        ys = [v for vals in groups[name].values() for v in vals]
+        if ys:
+            top.scatter(xs, ys, s=28, marker=marker, facecolors=colour, edgecolors="black" if name == "base" else colour,
+                        linewidths=0.8, label=label, zorder=3)
+    if reference:
+        ref = group_values(reference, metric)
+        for name in GROUPS:
+            if ref[name]:
+                ns, means = _means(ref, name)
+                top.plot(ns, means, color="grey", lw=1, ls="--", zorder=1)
+        top.plot([], [], color="grey", ls="--", label="published means (Yosinski et al.)")
+    top.set_ylabel("top-1 accuracy (higher is better)")
+    top.set_title(f"{study}: transfer of layers 1..n (one marker per network)")
+    top.legend(fontsize=8, loc="lower left")
+    top.grid(alpha=0.3)
+
+    base_mean = float(np.mean(groups["base"][0])) if groups["base"].get(0) else None
+    series = {}
+    for name in GROUPS:
+        if not groups[name]:
+            continue
+        ns, means = _means(groups, name)
+        if name != "base" and base_mean is not None:
+            ns, means = [0, *ns], [base_mean, *means]
+        series[name] = dict(zip(ns, means))
+        intervals = [bootstrap_ci(groups[name][n]) if n in groups[name] else (np.nan, np.nan) for n in ns]
+        low = [m - lo for m, (lo, _) in zip(means, intervals)]
+        high = [hi - m for m, (_, hi) in zip(means, intervals)]
+        _, _, label, colour, marker = GROUPS[name]
+        bottom.errorbar(ns, means, yerr=[np.nan_to_num(low), np.nan_to_num(high)], color="black" if name == "base" else colour,
+                        marker=marker, ms=4, lw=1.5, capsize=2, label=label)
+
+    def shade(lower, upper, colour, text, where):
+        if lower in series and upper in series:
+            ns = sorted(set(series[lower]) & set(series[upper]))
+            a = [series[lower][n] for n in ns]
+            b = [series[upper][n] for n in ns]
+            bottom.fill_between(ns, a, b, color=colour, alpha=0.18, lw=0)
+            if ns:
+                n = ns[min(where, len(ns) - 1)]
+                bottom.annotate(text, (n, (series[lower][n] + series[upper][n]) / 2), fontsize=7, ha="center")
+
+    if base_mean is not None:
+        series["base-line"] = dict.fromkeys(range(0, 8), base_mean)
+        bottom.axhline(base_mean, color="black", lw=0.8, ls=":")
+    shade("selffer", "base-line", "#1f4fd8", "co-adaptation\nloss", 4)
+    shade("transfer", "selffer", "#d62728", "specificity", 6)
+    shade("selffer", "selffer+", "#2ca02c", "fine-tuning\nrecovers", 5)
+    shade("base-line", "transfer+", "#ff7f0e", "lingering\nboost", 2)
+    bottom.set_xlabel("layer n at which the network is chopped and retrained")
+    bottom.set_ylabel("mean top-1 (95% bootstrap interval)")
+    bottom.set_xticks(range(0, 8))
+    bottom.legend(fontsize=8, loc="lower left")
+    bottom.grid(alpha=0.3)
+    _save(fig, out, f"{study}-fig2", written)
+    plt.close(fig)
+
+
+def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
+    natman = [r for r in rows if r["split"] == "natman" and _value(r, metric) is not None]
+    nolearn = [r for r in rows if r["condition"] == "random_init" and _value(r, metric) is not None]
+    full_base = [_value(r, metric) for r in rows if r["split"] == "all" and r["condition"] == "base"
+                 and _value(r, metric) is not None]
+    groups = group_values(rows, metric)
+    if not natman:
+        missing.append("fig3: no man-made/natural networks")
+    if not nolearn:
+        missing.append("fig3: no random-init networks")
+    if not natman and not nolearn:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    natman_base = {r["target_side"]: _value(r, metric) for r in natman if r["condition"] == "base"}
+    for direction, colour in (("A", "#2ca02c"), ("B", "#9467bd")):
+        nets = [r for r in natman if r["condition"] != "base" and r["target_side"] == direction]
+        if direction in natman_base:
+            axes[0].scatter([0], [natman_base[direction]], color=colour, edgecolors="black", zorder=3)
+        axes[0].scatter([int(r["n"]) for r in nets], [_value(r, metric) for r in nets], color=colour, marker="D",
+                        label=f"transfer to side {direction}" + (" (natural)" if direction == "A" else " (man-made)"))
+    axes[0].set_title("man-made / natural split")
+    axes[1].scatter([int(r["n"]) for r in nolearn], [_value(r, metric) for r in nolearn], color="#8c564b", marker="s",
+                    label="random, frozen layers 1..n")
+    if full_base:
+        axes[1].scatter([0] * len(full_base), full_base, color="white", edgecolors="black", label="base (all classes)", zorder=3)
+    axes[1].set_title("random-init frozen features")
+    for ax in axes[:2]:
+        ax.set_xlabel("layer n")
+        ax.set_ylabel("top-1 accuracy")
+        ax.set_xticks(range(0, 8))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    # All three relative to their base networks.
+    rel = axes[2]
+    if groups["transfer"] and groups["base"].get(0):
+        base = float(np.mean(groups["base"][0]))
+        ns, means = _means(groups, "transfer")
+        rel.plot([0, *ns], [0, *[m - base for m in means]], marker="D", color="#d62728", label="AnB, random splits")
+    if natman and natman_base:
+        by_n = defaultdict(list)
+        for r in natman:
+            if r["condition"] != "base" and r["target_side"] in natman_base:
+                by_n[int(r["n"])].append(_value(r, metric) - natman_base[r["target_side"]])
+        ns = sorted(by_n)
+        rel.plot([0, *ns], [0, *[float(np.mean(by_n[n])) for n in ns]], marker="D", color="#2ca02c",
+                 label="AnB, man-made/natural")
+    if nolearn and full_base:
+        base = float(np.mean(full_base))
+        pairs = sorted((int(r["n"]), _value(r, metric) - base) for r in nolearn)
+        rel.plot([0, *[n for n, _ in pairs]], [0, *[v for _, v in pairs]], marker="s", color="#8c564b",
+                 label="random features, frozen")
+    rel.set_title("relative to the base network")
+    rel.set_xlabel("layer n")
+    rel.set_ylabel("top-1 minus base top-1")
+    rel.set_xticks(range(0, 8))
+    rel.grid(alpha=0.3)
+    rel.legend(fontsize=8)
+    fig.suptitle(study)
+    _save(fig, out, f"{study}-fig3", written)
+    plt.close(fig)
+
+
+def plot_reduced(rows, study, metric, out, written, missing, plt) -> None:
+    points = sorted((int(str(r["split"])[len("reduced"):]), _value(r, metric)) for r in rows
+                    if str(r["split"]).startswith("reduced") and _value(r, metric) is not None)
+    if not points:
+        missing.append("reduced: no reduced-data networks")
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([k for k, _ in points], [v for _, v in points], marker="o")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title(f"{study}: accuracy vs data")
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, out, f"{study}-reduced", written)
+    plt.close(fig)
+
+
+def plot_preserved(rows, study, metric, out, written, missing, plt) -> None:
+    preserved = [r for r in rows if r["condition"] == "preserved" and _value(r, metric) is not None]
+    if not preserved:
+        missing.append("preserved: no preserved-layers networks")
+        return
+    import re
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by_k = defaultdict(list)
+    for r in preserved:
+        match = re.search(r"\^(\d+)", str(r["network"]))
+        by_k[int(match.group(1)) if match else 0].append((int(r["n"]), _value(r, metric)))
+    for k, points in sorted(by_k.items()):
+        points.sort()
+        ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=f"AnB, next {k} layers copied and fine-tuned")
+    groups = group_values(rows, metric)
+    if groups["transfer"]:
+        ns, means = _means(groups, "transfer")
+        ax.plot(ns, means, color="#d62728", ls="--", label="AnB (mean)")
+    ax.set_xlabel("layers 1..n frozen")
+    ax.set_ylabel("top-1 accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out, f"{study}-preserved", written)
+    plt.close(fig)
+
+
+def plot_all(rows: list[dict[str, Any]], out: Path, reference: list[dict[str, Any]] | None = None,
+             metric: str = "top1_mean_best10", echo=print) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if metric not in ("top1_mean_best10", "top1_final"):
+        raise UserError(f"unknown metric {metric!r}; choose top1_mean_best10 (the paper's) or top1_final")
+    ensure_writable_dir(out)
+    studies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        studies[row["study"]].append(row)
+    if not studies:
+        raise UserError("no rows to plot; collect a study first (`transferbench collect jobs/STUDY`)")
+    written: list[Path] = []
+    for study, study_rows in studies.items():
+        missing: list[str] = []
+        without = sum(1 for r in study_rows if _value(r, metric) is None)
+        if without:
+            missing.append(f"{without} of {len(study_rows)} networks have no {metric} (no log or no evaluation)")
+        plot_fig2(study_rows, reference, study, metric, out, written, missing, plt)
+        plot_fig3(study_rows, study, metric, out, written, missing, plt)
+        plot_reduced(study_rows, study, metric, out, written, missing, plt)
+        plot_preserved(study_rows, study, metric, out, written, missing, plt)
+        table = boost_table(study_rows, metric)
+        header = list(table[0])
+        lines = [",".join(header)] + [",".join("" if row[h] is None else (f"{row[h]:.6g}" if isinstance(row[h], float)
+                                                                           else str(row[h])) for h in header) for row in table]
+        atomic_write_text(out / f"{study}-boost.csv", "\n".join(lines) + "\n")
+        written.append(out / f"{study}-boost.csv")
+        echo(format_boost(table, study))
+        for line in missing:
+            echo(f"  missing in {study}: {line}")
+    return written
