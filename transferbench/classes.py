@@ -27,7 +27,7 @@ from transferbench.errors import UserError
 
 TABLE_COLUMNS = ("index", "wnid", "synset", "name", "path")
 PATH_SEPARATOR = ">"
-DATASETS = ("imagenet1k", "cifar100", "fashion-mnist")
+DATASETS = ("imagenet1k", "cifar100", "fashion-mnist", "synthetic")
 
 
 @dataclass(frozen=True)

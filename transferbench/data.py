@@ -36,7 +36,7 @@ from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_w
 from transferbench.splits import Split
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DATASET_FORMATS = ("fashion-mnist", "cifar100", "imagenet1k")
+DATASET_FORMATS = ("fashion-mnist", "cifar100", "imagenet1k", "synthetic")
 
 
 @dataclass
@@ -204,6 +204,10 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
         raise UserError(f"split {split.name} is for {split.dataset}, not {dataset}; choose a split of {dataset}")
     if dataset == "fashion-mnist":
         images, labels = load_fashion_mnist(root, train)
+    elif dataset == "synthetic":
+        from transferbench.synthetic import load_synthetic
+
+        images, labels = load_synthetic(train)
     elif dataset == "cifar100":
         if root is None:
             raise UserError("CIFAR-100 needs --data-root, the folder holding cifar-100-python/")

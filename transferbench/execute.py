@@ -447,6 +447,8 @@ def _run_local(study: Study, chosen: list[str], manifest: dict[str, dict[str, An
                     env = dict(os.environ)
                     if gpus:
                         env["CUDA_VISIBLE_DEVICES"] = str(slot)
+                    else:  # share the cores instead of every worker using all of them
+                        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
                     out_dir = Path(jobs[key]["out_dir"])
                     out_dir.mkdir(parents=True, exist_ok=True)
                     log = open(out_dir / "log.txt", "ab")  # noqa: SIM115 - closed when the process ends

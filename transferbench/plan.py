@@ -51,7 +51,7 @@ SLURM_KEYS = {"partition": "", "account": "", "qos": "", "gpus": "GPUs per job",
 BLOCK_KEYS = {"name", "splits", "networks", "n", "k", "model", "train"}
 NETWORK_CHOICES = "baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k (X/Y any split side)"
 NETWORK = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?P<src>[A-Z])n(?P<tgt>[A-Z])(?P<pres>\^k)?(?P<plus>\+)?)$")
-DATASET_CLASSES = {"fashion-mnist": 10, "cifar100": 100, "imagenet1k": 1000, "synthetic": None}
+DATASET_CLASSES = {"fashion-mnist": 10, "cifar100": 100, "imagenet1k": 1000, "synthetic": 12}
 
 
 @dataclass(frozen=True)
