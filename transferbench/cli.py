@@ -304,6 +304,8 @@ def run_collect(args: argparse.Namespace) -> None:
 
     rows, missing = collect_rows(args.study)
     out = args.out or Path("results") / f"{Study.open(args.study).plan['study']}.csv"
+    if out.is_file() and "caffe-log" in out.read_text(encoding="utf-8"):
+        raise UserError(f"{out} holds imported published results; give --out FILE for this study's results")
     if not rows:
         raise UserError(f"no job of {args.study} has finished yet ({len(missing)} missing); see `transferbench status {args.study}`")
     write_rows(out, rows)
