@@ -145,9 +145,14 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
     assert states(study)[key][0] == "running"
     slurm_id = study.manifest()[key]["job_id"]
     subprocess.run(["scontrol", "requeue", slurm_id], check=True)
-    time.sleep(0.5)
-    # Slurm holds a requeued job back for a while (BeginTime); release it so the test is quick.
-    subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=False, capture_output=True)
+    # Slurm holds a requeued job back for two minutes (reason BeginTime); once it is pending
+    # again, release it so the test is quick.
+    deadline = time.time() + 60
+    while "PENDING" not in subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True,
+                                          check=False).stdout:
+        assert time.time() < deadline, "the requeued job never went back to pending"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True, capture_output=True)
     current = wait_until(study_dir, settled)
     assert current[key][0] == "done", current
     record = result(study_dir, key)
