@@ -202,8 +202,22 @@ def job_state(job: dict[str, Any], entry: dict[str, Any] | None, live: dict[str,
         if state in LIVE_RUNNING:
             return "running", f"Slurm job {entry['job_id']}"
         return "queued", f"Slurm job {entry['job_id']} {state.lower()} ({reason})"
-    # local and debug executors run in the foreground: a started job without a result was interrupted
+    # local and debug executors run in the foreground: a started job without a result is running
+    # while its process lives, and was interrupted otherwise
+    pid = entry.get("pid")
+    if pid and _alive(pid):
+        return "running", f"local process {pid}"
     return "failed", "interrupted before it wrote a result (its executor stopped)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def states(study: Study, need_live: bool = True) -> dict[str, tuple[str, str]]:
