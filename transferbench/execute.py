@@ -14,6 +14,7 @@ grid of 170 networks is 11 sbatch calls, and no job waits for a base it does not
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ class Study:
         directory = Path(directory).resolve()
         return Study(directory, read_plan(directory))
 
-    @property
+    @functools.cached_property
     def jobs(self) -> dict[str, dict[str, Any]]:
         return {job["key"]: job for job in self.plan["jobs"]}
 
@@ -122,7 +123,6 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     disk even where Slurm accounting is off. A timeout warning (SIGUSR2) or a preemption or
     requeue (SIGTERM) checkpoints the job; after a timeout warning the job requeues itself.
     """
-    from transferbench.errors import UserError
     from transferbench.train import JobSpec, StopRequested, run_job
 
     study = Study.open(Path(study_dir))
@@ -285,8 +285,8 @@ def _clear_failure(job: dict[str, Any], attempt: int) -> None:
             path.rename(out_dir / f"{path.stem}.attempt{attempt}.json")
 
 
-def group_arrays(study: Study, chosen: list[str], current: dict[str, tuple[str, str]],
-                 manifest: dict[str, dict[str, Any]]) -> list[tuple[tuple[str, ...], list[str]]]:
+def group_arrays(study: Study, chosen: list[str],
+                 current: dict[str, tuple[str, str]]) -> list[tuple[tuple[str, ...], list[str]]]:
     """Group jobs by the base jobs they must wait for (those not done yet); one array per group."""
     jobs = study.jobs
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -334,7 +334,7 @@ def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False,
     if unknown and executor == "slurm" and not dry_run:
         raise UserError(unknown[0].split(": ", 1)[-1])
     chosen, skipped = select_jobs(study, current, retry_failed)
-    groups = group_arrays(study, chosen, current, manifest)
+    groups = group_arrays(study, chosen, current)
     submission = Submission([(", ".join(w) or "nothing", keys) for w, keys in groups], skipped)
     if dry_run or not chosen:
         _describe(submission, executor, echo, dry_run)
@@ -479,9 +479,9 @@ def _run_local(study: Study, chosen: list[str], manifest: dict[str, dict[str, An
                 del running[key]
                 free_slots.append(slot)
                 bar.update(1)
-                if outcome(jobs[key]) != ("done", None):
+                state = outcome(jobs[key])
+                if state != ("done", None):
                     failed.add(key)
-                    state = outcome(jobs[key])
                     echo(f"{key} failed: {state[1] if state else 'exit code ' + str(process.returncode)} "
                          f"(log: {manifest[key]['log']})")
             time.sleep(0.2)

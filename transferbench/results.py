@@ -49,6 +49,7 @@ NUMERIC = {"n", "fine_tune", "seed", "top1_final", "top1_mean_best10", "top5_fin
 
 
 def mean_of_best(values: list[float], count: int = 10) -> float | None:
+    """The paper's per-network statistic: the mean of the ``count`` highest values (None if there are none)."""
     best = sorted(values, reverse=True)[:count]
     return sum(best) / len(best) if best else None
 

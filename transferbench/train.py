@@ -30,6 +30,7 @@ from transferbench.data import ImageFileReader, ImageSet, load_image_set
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text
 from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.results import mean_of_best
 from transferbench.splits import load_split
 from transferbench.transfer import Condition, apply_condition, frozen_prefix
 
@@ -289,11 +290,6 @@ def _git_commit() -> str | None:
         return None
 
 
-def _mean_of_best(values: list[float], count: int = 10) -> float:
-    best = sorted(values, reverse=True)[:count]
-    return sum(best) / len(best)
-
-
 def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
     """Train the network ``spec`` describes; resume from its checkpoint if one exists.
 
@@ -452,7 +448,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         "condition": spec.condition.label(),
         "top1_final": top1[-1] if top1 and not failure else None,
         "top5_final": state["evaluations"][-1]["top5"] if top1 and not failure else None,
-        "top1_mean_best10": _mean_of_best(top1) if top1 else None,
+        "top1_mean_best10": mean_of_best(top1),
         "evaluations": state["evaluations"],
         "train_loss": state["losses"],
         "iterations": state["iteration"],
