@@ -72,3 +72,57 @@ def make_fashion_mnist(root: Path, train: int = 200, test: int = 50) -> Path:
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+TINY_STUDY = """
+[study]
+name = "{name}"
+dataset = "fashion-mnist"
+data_root = "{data}"
+seeds = [0]
+
+[model]
+arch = "small"
+in_channels = 1
+conv_widths = [4, 4, 6, 6, 4]
+fc_width = 16
+init = "kaiming"
+
+[train]
+lr = {lr}
+batch_size = 16
+iterations = {iterations}
+lr_step = 1000
+eval_every = {every}
+checkpoint_every = {every}
+crop = 28
+pad = 2
+input_scale = 0.015625
+
+[slurm]
+cpus = 1
+time_min = 10
+device = "cpu"
+
+[[block]]
+name = "random"
+splits = ["random0"]
+networks = {networks}
+n = {n}
+"""
+
+
+def tiny_study(tmp_path: Path, name: str, networks: list[str], n: list[int], iterations: int = 12, every: int = 4,
+               lr: float = 0.05, data: Path | None = None) -> Path:
+    """Plan a study of the tiny network on a miniature Fashion-MNIST (config at tmp_path/<name>.toml); its folder."""
+    import json
+
+    from transferbench.plan import build_plan, write_plan
+
+    data = data or make_fashion_mnist(tmp_path / "data")
+    config = tmp_path / f"{name}.toml"
+    config.write_text(TINY_STUDY.format(name=name, data=data, lr=lr, iterations=iterations, every=every,
+                                        networks=json.dumps(networks), n=json.dumps(n)))
+    plan = build_plan(config, tmp_path / "jobs")
+    write_plan(plan, echo=lambda *_: None)
+    return plan.study_dir

@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import REPO, make_fashion_mnist
+from tests import conftest
+from tests.conftest import REPO
 from transferbench.errors import UserError
 from transferbench.execute import Study, states, status_table, submit
 from transferbench.plan import build_plan, category, write_plan
@@ -83,40 +84,8 @@ def test_config_errors_list_the_valid_choices(tmp_path, edit, message):
     assert not (tmp_path / "fashion-mnist").exists()
 
 
-TINY = """
-[study]
-name = "tiny"
-dataset = "fashion-mnist"
-data_root = "{data}"
-[model]
-arch = "small"
-in_channels = 1
-conv_widths = [4, 4, 6, 6, 4]
-fc_width = 16
-init = "kaiming"
-[train]
-lr = 0.05
-batch_size = 16
-iterations = 8
-eval_every = 4
-checkpoint_every = 4
-crop = 28
-pad = 2
-input_scale = 0.015625
-[[block]]
-name = "random"
-splits = ["random0"]
-networks = ["AnB", "AnB+"]
-n = [2]
-"""
-
-
 def tiny_study(tmp_path, lr: float = 0.05):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY.format(data=make_fashion_mnist(tmp_path / "data")).replace("lr = 0.05", f"lr = {lr}"))
-    plan = build_plan(config, tmp_path / "jobs")
-    write_plan(plan, echo=lambda *_: None)
-    return plan.study_dir
+    return conftest.tiny_study(tmp_path, "tiny", ["AnB", "AnB+"], [2], iterations=8, every=4, lr=lr)
 
 
 def test_debug_executor_runs_the_graph_and_status_reads_the_files(tmp_path):

@@ -15,50 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _missing, make_fashion_mnist
+from tests.conftest import REPO, _missing, make_fashion_mnist, tiny_study
 from transferbench.execute import Study, states, status_table, submit
-from transferbench.plan import build_plan, write_plan
 from transferbench.train import JobSpec, run_job
 
 pytestmark = pytest.mark.slurm
-
-CONFIG = """
-[study]
-name = "{name}"
-dataset = "fashion-mnist"
-data_root = "{data}"
-seeds = [0]
-
-[model]
-arch = "small"
-in_channels = 1
-conv_widths = [4, 4, 6, 6, 4]
-fc_width = 16
-init = "kaiming"
-
-[train]
-lr = 0.05
-batch_size = 16
-iterations = {iterations}
-lr_step = 1000
-eval_every = {every}
-checkpoint_every = {every}
-crop = 28
-pad = 2
-input_scale = 0.015625
-
-[slurm]
-cpus = 1
-time_min = 10
-device = "cpu"
-
-[[block]]
-name = "random"
-splits = ["random0"]
-networks = [{networks}]
-n = [1, 3]
-"""
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -81,13 +42,9 @@ def cluster(tmp_path_factory):
         os.environ["SLURM_CONF"] = previous
 
 
-def make_study(tmp_path: Path, name: str, networks: str, iterations: int = 12, every: int = 4, data: Path | None = None) -> Path:
-    data = data or make_fashion_mnist(tmp_path / "data")
-    config = tmp_path / f"{name}.toml"
-    config.write_text(CONFIG.format(name=name, data=data, iterations=iterations, every=every, networks=networks))
-    plan = build_plan(config, tmp_path / "jobs")
-    write_plan(plan, echo=lambda *_: None)
-    return plan.study_dir
+def make_study(tmp_path: Path, name: str, networks: list[str], iterations: int = 12, every: int = 4,
+               data: Path | None = None) -> Path:
+    return tiny_study(tmp_path, name, networks, [1, 3], iterations=iterations, every=every, data=data)
 
 
 def wait_until(study_dir: Path, finished, timeout: float = 240) -> dict[str, tuple[str, str]]:
@@ -111,7 +68,7 @@ def result(study_dir: Path, key: str) -> dict:
 
 
 def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path):
-    study_dir = make_study(tmp_path, "tiny", '"AnB", "BnA"')
+    study_dir = make_study(tmp_path, "tiny", ["AnB", "BnA"])
     done = submit(study_dir, "slurm", echo=lambda *_: None)
     assert done.sbatch_calls == 3  # the two bases in one array, then one array per base
     current = wait_until(study_dir, settled)
@@ -133,7 +90,7 @@ def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path)
 
 
 def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
-    study_dir = make_study(tmp_path, "requeue", '"baseA"', iterations=400, every=20)
+    study_dir = make_study(tmp_path, "requeue", ["baseA"], iterations=400, every=20)
     submit(study_dir, "slurm", echo=lambda *_: None)
     study = Study.open(study_dir)
     key = "random0/baseA/seed0"
@@ -165,7 +122,7 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
 def test_failed_job_is_reported_and_retried(cluster, tmp_path):
     data = tmp_path / "data-arrives-later"
     data.mkdir()
-    study_dir = make_study(tmp_path, "failing", '"AnB"', data=data)
+    study_dir = make_study(tmp_path, "failing", ["AnB"], data=data)
     submit(study_dir, "slurm", echo=lambda *_: None)
     key = "random0/baseA/seed0"
     current = wait_until(study_dir, lambda s: s[key][0] == "failed" and s["random0/A1B/seed0"][0] == "blocked")
