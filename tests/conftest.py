@@ -109,12 +109,13 @@ name = "random"
 splits = ["random0"]
 networks = {networks}
 n = {n}
-"""
+{extra}"""
 
 
 def tiny_study(tmp_path: Path, name: str, networks: list[str], n: list[int], iterations: int = 12, every: int = 4,
-               lr: float = 0.05, data: Path | None = None) -> Path:
-    """Plan a study of the tiny network on a miniature Fashion-MNIST (config at tmp_path/<name>.toml); its folder."""
+               lr: float = 0.05, data: Path | None = None, extra: str = "") -> Path:
+    """Plan a study of the tiny network on a miniature Fashion-MNIST (config at tmp_path/<name>.toml); its folder.
+    ``extra``: more keys of the block (e.g. ``units = [8]``)."""
     import json
 
     from transferbench.plan import build_plan, write_plan
@@ -122,7 +123,7 @@ def tiny_study(tmp_path: Path, name: str, networks: list[str], n: list[int], ite
     data = data or make_fashion_mnist(tmp_path / "data")
     config = tmp_path / f"{name}.toml"
     config.write_text(TINY_STUDY.format(name=name, data=data, lr=lr, iterations=iterations, every=every,
-                                        networks=json.dumps(networks), n=json.dumps(n)))
+                                        networks=json.dumps(networks), n=json.dumps(n), extra=extra))
     plan = build_plan(config, tmp_path / "jobs")
     write_plan(plan, echo=lambda *_: None)
     return plan.study_dir

@@ -66,7 +66,7 @@ def test_replanning_is_idempotent_and_reports_changes(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     ('dataset = "fashion-mnist"', "dataset 'mnist' is not one of fashion-mnist, cifar100, imagenet1k"),
     ('networks = ["baseA", "baseB", "BnB", "BnB+", "AnB", "AnB+"]', "unknown network 'A2B'; choose from baseA, base,"),
-    ('splits = ["random0", "random1"]', "unknown split 'random9' for fashion-mnist; choose one of: natman, random0"),
+    ('splits = ["random0", "random1"]', "unknown split 'random9' for fashion-mnist; choose one of: chain0, natman, random0"),
     ("lr = 0.01", "unknown key 'learning_rate' in [train]; valid keys: amp, batch_size"),
     ("gpus = 0", "unknown key 'gpu' in [slurm]; valid keys: account"),
     ("[[block]]", "[[blocks]]"),

@@ -77,6 +77,7 @@ increasing original index, byte-for-byte as the authors' scripts wrote them.
   stratified  random halves balanced within every WordNet cluster (|A-B| <= 1 for each)
   natman      natural vs man-made by a WordNet rule (a preset of roots and overrides)
   reduced     every class capped to its first k images (the paper's data-size study)
+  chain       a random partition into tasks A, B, C, ... for chains of transfers
   paper       regenerate every split committed under splits/
   table       regenerate a shipped class table (needs WordNet)
 """
@@ -84,7 +85,7 @@ increasing original index, byte-for-byte as the authors' scripts wrote them.
 
 def _add_common(parser: argparse.ArgumentParser, dataset: bool = True, classes: bool = True) -> None:
     if dataset:
-        parser.add_argument("--dataset", default="imagenet1k", choices=("imagenet1k", "cifar100", "fashion-mnist"),
+        parser.add_argument("--dataset", default="imagenet1k", choices=("imagenet1k", "cifar100", "fashion-mnist", "synthetic"),
                             help="whose classes to split (default: imagenet1k)")
     if classes:
         parser.add_argument("--classes", type=Path, metavar="FILE",
@@ -152,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     reduced.add_argument("--k", type=int, nargs="+", required=True, metavar="K",
                          help="images per class, one or more (the paper: 1 2 5 10 25 50 100 250 500 750 1000 1300)")
     _add_common(reduced, classes=False)
+
+    chain = methods.add_parser(
+        "chain", help="a random partition into tasks A, B, C, ... (chains of transfers)", formatter_class=formatter,
+        description="Sides A, B, C, ...: a random permutation of the classes (NumPy's legacy generator seeded with "
+                    "[seed]) cut into --parts near-equal tasks, for chains such as A -> B -> C in a study's "
+                    "continual-growth block (network patterns like A7B7C+ and A7B7C+WA).")
+    chain.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default: 0)")
+    chain.add_argument("--parts", type=int, default=3, help="number of tasks (default: 3)")
+    _add_common(chain)
 
     paper = methods.add_parser(
         "paper", help="regenerate every split committed under splits/", formatter_class=formatter,
@@ -411,6 +421,10 @@ def run_splits(args: argparse.Namespace) -> None:
                 split = stratified_split(table, seed, wnids, args.name)
                 echo(splitcmd.balance_report(split, random_split(table, seed, wnids), args.min_cluster))
                 splits.append(split)
+        elif args.method == "chain":
+            from transferbench.splits import chain_split
+
+            splits = [chain_split(table, seed, args.parts, wnids, args.name) for seed in args.seed]
         else:
             from transferbench.splits import reduced_split
 

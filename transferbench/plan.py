@@ -33,6 +33,7 @@ from typing import Any
 from transferbench.config import read_toml
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
+from transferbench.grow import SCOPES, Growth
 from transferbench.models import ModelConfig
 from transferbench.train import JobSpec, TrainConfig
 from transferbench.transfer import Condition
@@ -48,9 +49,15 @@ SLURM_KEYS = {"partition": "", "account": "", "qos": "", "gpus": "GPUs per job",
               "mem_gb": "memory per job", "time_min": "time limit per job in minutes",
               "array_parallelism": "most tasks of one array running at once", "signal_delay_s": "seconds of warning before the time limit",
               "folder": "submitit log folder (default: jobs/<study>/slurm)", "device": "cpu | cuda (default: cuda if visible)"}
-BLOCK_KEYS = {"name", "splits", "networks", "n", "k", "model", "train"}
-NETWORK_CHOICES = "baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k (X/Y any split side)"
+BLOCK_KEYS = {"name", "splits", "networks", "n", "k", "units", "forgetting", "model", "train", "growth"}
+GROWTH_KEYS = {"scale_init": "initial γ of the normalised blocks", "new_lr_mult": "learning-rate multiplier of new units"}
+NETWORK_CHOICES = ("baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k; developmental: A7B+WA (DA, WA, DWA, WWA; "
+                   "options -new/-fc7/-fc6 scope, -nonorm, -wide), baseA-WA (a wide base), A7B7C+ and A7B7C+WA (chains) "
+                   "(X/Y any split side)")
 NETWORK = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?P<src>[A-Z])n(?P<tgt>[A-Z])(?P<pres>\^k)?(?P<plus>\+)?)$")
+# Developmental patterns: a wide base, or a chain of n=7 fine-tuned transfers X7Y(7Z...)+, grown or not.
+GROWN = re.compile(r"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?P<variant>DA|WA|DWA|WWA)?"
+                   r"(?P<options>(?:-(?:new|fc7|fc6|all|nonorm|wide))*)$")
 DATASET_CLASSES = {"fashion-mnist": 10, "cifar100": 100, "imagenet1k": 1000, "synthetic": 12}
 
 
@@ -113,7 +120,7 @@ def load_config(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"cannot read study config {path}: {exc.strerror}") from exc
     config = read_toml(text, str(path))
-    _check_keys(config, {"study", "model", "train", "slurm", "block"}, "top level", str(path))
+    _check_keys(config, {"study", "model", "train", "growth", "slurm", "block"}, "top level", str(path))
     return config
 
 
@@ -154,6 +161,7 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
         raise UserError(f"{source}: no [[block]] of networks; add at least one (see configs/ for examples)")
     model_defaults = _dataclass_values(ModelConfig, config.get("model", {}), "model", source)
     train_defaults = _dataclass_values(TrainConfig, config.get("train", {}), "train", source)
+    growth_defaults = _check_keys(config.get("growth", {}), GROWTH_KEYS, "growth", source)
 
     def data_path(value: str | None) -> str | None:
         return str((base_dir / Path(value).expanduser()).resolve()) if value else None
@@ -178,6 +186,14 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
             raise UserError(f"{source}: {where} n must list layers 1..7, got {ns!r}")
         model_values = {**model_defaults, **_dataclass_values(ModelConfig, block.get("model", {}), f"{where}.model", source)}
         train_values = {**train_defaults, **_dataclass_values(TrainConfig, block.get("train", {}), f"{where}.train", source)}
+        growth_values = {**growth_defaults, **_check_keys(block.get("growth", {}), GROWTH_KEYS, f"{where}.growth", source)}
+        grown_patterns = [p for p in patterns if GROWN.fullmatch(str(p)) and GROWN.fullmatch(str(p)).group("variant")]
+        units = block.get("units", [])
+        if grown_patterns and (not isinstance(units, list) or not units or not all(isinstance(u, int) and u > 0 for u in units)):
+            raise UserError(f"{source}: {where} network {grown_patterns[0]!r} needs units = [S, ...] (new units per growth step)")
+        forgetting = block.get("forgetting", any(GROWN.fullmatch(str(p)) for p in patterns))
+        if not isinstance(forgetting, bool):
+            raise UserError(f"{source}: {where} forgetting must be true or false, got {forgetting!r}")
         for split_name in split_names:
             if split_name == "all":
                 split_file, sides = None, {"all": DATASET_CLASSES[dataset]}
@@ -215,16 +231,19 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
                 return count
 
             for seed in seeds:
-                def add(network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None) -> str:
+                def add(network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
+                        growth: Growth | None = None) -> str:
                     key = f"{split_name}/{network}/seed{seed}"
                     out_dir = study_dir / "runs" / split_name / network / f"seed{seed}"
+                    source_side = jobs[base_key].side if base_key else None
                     spec = JobSpec(
                         key=key, dataset=dataset, split=split_file, side=side, out_dir=str(out_dir), condition=condition,
                         source_checkpoint=str(Path(jobs[base_key].spec.out_dir) / "model.pt") if base_key else None,
                         model=ModelConfig(**{**model_values, "num_classes": classes_of(side)}),
                         train=TrainConfig(**{**train_values, "seed": seed}),
                         data_root=data_path(study.get("data_root")), val_list=data_path(study.get("val_list")),
-                        strict=bool(study.get("strict", False)), pack_dir=data_path(study.get("pack_dir")))
+                        strict=bool(study.get("strict", False)), pack_dir=data_path(study.get("pack_dir")),
+                        growth=growth, forgetting_side=source_side if forgetting and source_side not in (None, "all") else None)
                     job = PlannedJob(key, block_name, split_name, network, pattern, side, seed,
                                      (base_key,) if base_key else (), spec)
                     if key in jobs and jobs[key].spec.config_hash() != spec.config_hash():
@@ -237,7 +256,60 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
                     side = side_of(letter, f"base{letter}")
                     return add(f"base{letter}", "baseX", side, Condition(), None)
 
+                def grown(pattern: str, match: re.Match, size: int | None) -> None:
+                    variant, options = match.group("variant"), [o for o in match.group("options").split("-") if o]
+                    scopes = [o for o in options if o in SCOPES]
+                    if len(scopes) > 1 or len(set(options)) < len(options):
+                        raise UserError(f"{source}: {where} network {pattern!r} repeats an option or names two scopes")
+                    if options and not variant:
+                        raise UserError(f"{source}: {where} network {pattern!r}: options apply to a grown network; "
+                                        "add a variant (DA, WA, DWA, WWA), e.g. A7B+WA-nonorm")
+                    scope, normalize, wide = (scopes or ["all"])[0], "nonorm" not in options, "wide" in options
+                    suffix = (f"-{scope}" if scope != "all" else "") + ("" if normalize else "-nonorm")
+                    settings = dict(normalize=normalize, **growth_values)
+                    if match.group("wide_base") is not None:
+                        if scopes or wide:
+                            raise UserError(f"{source}: {where} network {pattern!r}: a wide base trains every layer from scratch; "
+                                            "only -nonorm applies")
+                        letter = match.group("wide_base")
+                        add(f"base{letter}-{variant}{size}{suffix}", pattern, side_of(letter, pattern), Condition(), None,
+                            Growth(variant, (size,), new=False, **settings))
+                        return
+                    sides_of_chain = match.group("chain").split("7")
+                    if wide and (len(sides_of_chain) > 2 or not variant):
+                        raise UserError(f"{source}: {where} network {pattern!r}: -wide is one grown transfer X7Y+V-wide, "
+                                        "not a chain or a plain network")
+                    previous = None
+                    for step in range(1, len(sides_of_chain)):
+                        src, tgt = sides_of_chain[step - 1], sides_of_chain[step]
+                        side = side_of(tgt, pattern)
+                        kind = "selffer" if src == tgt else "transfer"
+                        network = "7".join(sides_of_chain[:step + 1]) + "+"
+                        if previous is None:
+                            side_of(src, pattern)
+                            if wide:
+                                previous = add(f"base{src}-{variant}{size}{'' if normalize else '-nonorm'}", pattern,
+                                               side_of(src, pattern), Condition(),
+                                               None, Growth(variant, (size,), new=False, **settings))
+                            else:
+                                previous = base(src)
+                        growth = None
+                        if variant:
+                            network += f"{variant}{size}{suffix}" + ("-wide" if wide else "")
+                            growth = Growth(variant, (size,) * step, new=not wide, scope=scope, **settings)
+                        previous = add(network, pattern, side, Condition(kind, 7, True), previous, growth)
+
                 for pattern in patterns:
+                    grown_match = GROWN.fullmatch(str(pattern))
+                    if grown_match:
+                        for size in (units if grown_match.group("variant") else [None]):
+                            try:
+                                grown(str(pattern), grown_match, size)
+                            except UserError as exc:
+                                if str(exc).startswith(source):
+                                    raise
+                                raise UserError(f"{source}: {where} network {pattern!r}: {exc}") from None
+                        continue
                     match = NETWORK.fullmatch(str(pattern))
                     if not match:
                         raise UserError(f"{source}: {where} unknown network {pattern!r}; choose from {NETWORK_CHOICES}")
@@ -267,9 +339,21 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
 
 
 def category(job: PlannedJob) -> str:
-    """The paper's name for a job's kind: base, BnB (selffer), AnB, BnB+, AnB+, random-init, preserved."""
-    condition = job.spec.condition
+    """The paper's name for a job's kind: base, BnB (selffer), AnB, BnB+, AnB+, random-init, preserved,
+    and the developmental ones: grown (variant, scope, no norm), wide, chains."""
+    condition, growth = job.spec.condition, job.spec.growth
     plus = "+" if condition.fine_tune else ""
+    transfers = job.network.split("+")[0]
+    steps = transfers.count("7") if re.fullmatch(r"[A-Z](?:7[A-Z])+", transfers) else 1
+    chain = f"chain step {steps} " if steps > 1 else ""
+    if growth is not None:
+        if condition.kind == "base":
+            return f"wide base {growth.variant}"
+        detail = "".join(f", {part}" for part in (growth.scope if growth.scope != "all" else "",
+                                                  "" if growth.normalize else "no norm") if part)
+        return f"{chain}{'grown' if growth.new else 'wide'} {growth.variant}{detail}"
+    if chain:
+        return f"{chain}fixed AnB+"
     return {"base": "base", "selffer": f"selffer BnB{plus}", "transfer": f"transfer AnB{plus}",
             "random_init": "random-init", "preserved": f"preserved AnB^k{plus}"}[condition.kind]
 
@@ -278,12 +362,13 @@ def summarise(jobs, study: str) -> str:
     jobs = list(jobs)
     per_block = Counter((job.block, category(job)) for job in jobs)
     per_category = Counter(category(job) for job in jobs)
-    lines = [f"study {study}: {len(jobs)} jobs", "", f"  {'block':16s} {'condition':22s} {'jobs':>5s}"]
+    width = max([22, *(len(kind) for kind in per_category)])
+    lines = [f"study {study}: {len(jobs)} jobs", "", f"  {'block':16s} {'condition':{width}s} {'jobs':>5s}"]
     for (block, kind), count in per_block.items():
-        lines.append(f"  {block:16s} {kind:22s} {count:5d}")
-    lines += ["", f"  {'condition (all blocks)':39s} {'jobs':>5s}"]
-    lines += [f"  {kind:39s} {count:5d}" for kind, count in sorted(per_category.items())]
-    lines.append(f"  {'total':39s} {len(jobs):5d}")
+        lines.append(f"  {block:16s} {kind:{width}s} {count:5d}")
+    lines += ["", f"  {'condition (all blocks)':{width + 17}s} {'jobs':>5s}"]
+    lines += [f"  {kind:{width + 17}s} {count:5d}" for kind, count in sorted(per_category.items())]
+    lines.append(f"  {'total':{width + 17}s} {len(jobs):5d}")
     return "\n".join(lines) + "\n"
 
 

@@ -196,6 +196,30 @@ def random_split(table: ClassTable, seed: int, wnids: Sequence[str] | None = Non
     )
 
 
+def chain_split(table: ClassTable, seed: int, parts: int = 3, wnids: Sequence[str] | None = None,
+                name: str | None = None) -> Split:
+    """Sides A, B, C, ...: a random partition into ``parts`` near-equal tasks, for chains of
+    transfers (A → B → C) such as the continual growth of developmental networks."""
+    classes = select_classes(table, wnids)
+    if not 2 <= parts <= min(26, len(classes)):
+        raise UserError(f"--parts {parts} must be 2..{min(26, len(classes))} for {len(classes)} classes")
+    order = np.random.RandomState([seed]).permutation(len(classes))
+    letters = [chr(ord("A") + number) for number in range(parts)]
+    sides = {letter: _from_positions(classes, sorted(int(p) for p in chunk))
+             for letter, chunk in zip(letters, np.array_split(order, parts))}
+    return Split(
+        name=name or f"{table.dataset}-chain{seed}",
+        dataset=table.dataset, method="chain",
+        params={"seed": seed, "parts": parts, "generator": "numpy.random.RandomState([seed]).permutation",
+                "classes": "all" if wnids is None else len(classes)},
+        wordnet=None,
+        side_names={letter: f"random part {number + 1} of {parts}" for number, letter in enumerate(letters)},
+        sides=sides,
+        description="Random partition into tasks for chains of transfers: a permutation from NumPy's legacy "
+                    "generator seeded with [seed], cut into near-equal parts in order.",
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Stratified: balanced at every node of the WordNet tree
 

@@ -29,7 +29,8 @@ from transferbench import __version__
 from transferbench.data import ImageFileReader, ImageSet, load_image_set
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text
-from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.grow import Growth, GrownNet, apply_growth, build_model, check_growth, is_classifier
+from transferbench.models import ModelConfig, TransferNet
 from transferbench.results import mean_of_best
 from transferbench.splits import load_split
 from transferbench.transfer import Condition, apply_condition, frozen_prefix
@@ -89,9 +90,21 @@ class JobSpec:
     val_list: str | None = None  # ImageNet: Caffe-style list for a flat validation folder
     strict: bool = False  # corrupt images are fatal instead of skipped
     pack_dir: str | None = None  # ImageNet: decode once into a uint8 pack here, shared by every job
+    growth: Growth | None = None  # a developmental network (transferbench.grow); None: the plain network
+    forgetting_side: str | None = None  # after training, the source network's accuracy on this side (its classifier kept aside)
+
+    def __post_init__(self) -> None:
+        if self.growth is not None:
+            check_growth(self.condition.kind, self.condition.n_transferred, self.condition.fine_tune, self.growth)
+        if self.forgetting_side is not None and not self.condition.needs_source:
+            raise UserError(f"{self.key}: forgetting is measured against a source network; a {self.condition.kind} job has none")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for optional in ("growth", "forgetting_side"):  # absent when unset: older plans keep their config hashes
+            if data[optional] is None:
+                del data[optional]
+        return data
 
     @staticmethod
     def from_dict(data: dict[str, Any], source: str = "job spec") -> "JobSpec":
@@ -112,8 +125,9 @@ class JobSpec:
                 model_values["conv_widths"] = tuple(model_values["conv_widths"])
             model = ModelConfig(**model_values)
             train = TrainConfig(**build(TrainConfig, top.get("train", {}), "train"))
-            rest = {k: v for k, v in top.items() if k not in ("condition", "model", "train")}
-            return JobSpec(condition=condition, model=model, train=train, **rest)
+            growth = Growth(**build(Growth, top["growth"], "growth")) if top.get("growth") is not None else None
+            rest = {k: v for k, v in top.items() if k not in ("condition", "model", "train", "growth")}
+            return JobSpec(condition=condition, model=model, train=train, growth=growth, **rest)
         except TypeError as exc:
             raise UserError(f"{source}: {exc}; see `transferbench train --help` for the spec format") from exc
 
@@ -231,16 +245,19 @@ def batch_indices(count: int, batch_size: int, seed: int, iteration: int) -> lis
 # ---------------------------------------------------------------------------- training
 
 def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
-    weights, biases = [], []
-    for name in LAYER_NAMES:
-        layer = model.layers[name]
-        if layer.weight.requires_grad:
-            weights.append(layer.weight)
-        if layer.bias.requires_grad:
-            biases.append(layer.bias)
+    """SGD over the trainable parameters: weights with weight decay, biases at ``bias_lr_mult``
+    without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``."""
+    info = model.parameter_info() if isinstance(model, GrownNet) else {}
+    new_mult = model.growth.new_lr_mult if isinstance(model, GrownNet) else 1.0
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    for key, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            kind = "weight" if key.endswith(".weight") else "bias" if key.endswith(".bias") else "scale"
+            groups.setdefault((kind, info.get(key, (0, False))[1]), []).append(parameter)
+    settings = {"weight": (1.0, config.weight_decay), "bias": (config.bias_lr_mult, 0.0), "scale": (1.0, 0.0)}
     return torch.optim.SGD([
-        {"params": weights, "lr_mult": 1.0, "weight_decay": config.weight_decay},
-        {"params": biases, "lr_mult": config.bias_lr_mult, "weight_decay": 0.0},
+        {"params": params, "lr_mult": settings[kind][0] * (new_mult if new else 1.0), "weight_decay": settings[kind][1]}
+        for (kind, new), params in groups.items()
     ], lr=config.lr, momentum=config.momentum)
 
 
@@ -319,16 +336,29 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
     if spec.model.num_classes != num_classes:
         raise UserError(f"model.num_classes is {spec.model.num_classes} but {what} has {num_classes} classes; set model.num_classes")
 
+    forgetting_sets = None
+    if spec.forgetting_side is not None:
+        if split is None:
+            raise UserError(f"{spec.key}: forgetting_side {spec.forgetting_side} needs a split")
+        forgetting_sets = tuple(
+            load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None,
+                           strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=progress, size=config.resize)
+            for train in (True, False))
+
     torch.manual_seed(config.seed)
-    model = TransferNet(spec.model)
+    model = build_model(spec.model, spec.growth)
     source_state = None
     if spec.condition.needs_source:
         if not spec.source_checkpoint or not Path(spec.source_checkpoint).is_file():
             raise UserError(f"base checkpoint {spec.source_checkpoint} is missing; train the base network first")
         source_state = torch.load(spec.source_checkpoint, map_location="cpu", weights_only=True)
         source_state = source_state.get("model", source_state)
-    keys = apply_condition(model, spec.condition, source_state)
-    prefix = frozen_prefix(spec.condition)
+    if spec.growth is not None:
+        keys = apply_growth(model, source_state)
+        prefix = 0  # frozen layers are requires_grad=False; autograd records nothing for them
+    else:
+        keys = apply_condition(model, spec.condition, source_state)
+        prefix = frozen_prefix(spec.condition)
     model.to(torch_device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -466,10 +496,37 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
         "config_hash": spec.config_hash(),
         "layers": keys,
     }
+    if forgetting_sets is not None and not failure:
+        record.update(measure_forgetting(spec, model, source_state, forgetting_sets, torch_device))
     if not failure:
         atomic_write_bytes(out_dir / "model.pt", _torch_bytes({"model": model.state_dict()}))
     atomic_write_text(out_dir / "result.json", json.dumps(record, indent=1) + "\n")
     return record
+
+
+def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str, torch.Tensor],
+                       sets: tuple[ImageSet, ImageSet], device: torch.device) -> dict[str, Any]:
+    """Learning without forgetting: the source network's top-1 on its own validation set,
+    before and after this job, with the source's classifier kept aside.
+
+    "After" is the source network with every layer but its classifier replaced by this job's
+    (same names by construction: old units keep their keys when a network grows).
+    """
+    source_growth = spec.growth.source() if spec.growth is not None else None
+    classes = int(source_state["layers.fc8.bias"].shape[0])
+    source_model = build_model(dataclasses.replace(spec.model, num_classes=classes), source_growth)
+    source_model.load_state_dict(source_state)
+    source_model.to(device)
+    train_set, val_set = sets
+    mean = Batches(train_set, spec.train, device, True, spec.strict).mean  # the source was trained with its own mean
+    batches = Batches(val_set, spec.train, device, False, spec.strict, mean=mean)
+    before = evaluate(source_model, batches, spec.train.batch_size, spec.train.amp)
+    own = source_model.state_dict()
+    body = {key: value for key, value in model.state_dict().items() if key in own and not is_classifier(key)}
+    assert sorted(body) == sorted(key for key in own if not is_classifier(key)), "the source body is not inside this network"
+    source_model.load_state_dict(body, strict=False)
+    after = evaluate(source_model, batches, spec.train.batch_size, spec.train.amp)
+    return {"forgetting_side": spec.forgetting_side, "source_top1_before": before["top1"], "source_top1_after": after["top1"]}
 
 
 def _torch_bytes(payload: dict[str, Any]) -> bytes:

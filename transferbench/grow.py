@@ -1,0 +1,243 @@
+"""Developmental networks (Wang, Ramanan & Hebert 2017, "Growing a Brain"): transfer with
+added capacity.
+
+A grown network is the study's 8-layer network plus S new units per growth step:
+
+| variant | what one step of S units adds                                                  |
+|---------|--------------------------------------------------------------------------------|
+| DA      | a new fully connected layer ``fca_k`` (S units, ReLU) on top; the classifier reads it |
+| WA      | ``fc7_k``: S new fc7 units fed by fc6; the classifier reads [fc7, fc7_k]        |
+| DWA     | both: ``fc7_k`` (S) and ``fca_k`` (S) reading [fc7, fc7_k]; one step only       |
+| WWA     | ``fc6_k`` (S/2, fed by pool5) and ``fc7_k`` (S, fed by [fc6, fc6_k])            |
+
+Every layer that exists in the source network reads exactly what it read there, so with the
+new units' weights zeroed the old units compute what the source computed. Where blocks meet
+(a new layer reading old and new blocks together) and at the classifier, each input block is
+L2-normalised and multiplied by a learnable per-channel scale γ (``normalize``; initial
+value ``scale_init``, e.g. 10 or 20): the paper's fix for new and pre-trained units learning
+at different paces. ``normalize=False`` is the ablation.
+
+A chain of tasks (A → B → C) grows again at every step: ``units`` lists S for every step
+so far, oldest first, and the last step's units are new when ``new`` is set.
+
+Scopes (which pre-trained layers fine-tune): ``new`` (only new units and the classifier),
+``fc7`` (from fc7 up), ``fc6`` (from fc6 up), ``all``. New units and the γ scales the
+growth adds learn at ``new_lr_mult`` times the base rate. The classifier is re-initialised in every transfer
+condition and learns at the base rate, as in plain AnB+, so a comparison with AnB+
+isolates the added capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transferbench.errors import UserError
+from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+
+VARIANTS = ("DA", "WA", "DWA", "WWA")
+# Scope -> the lowest pre-trained layer level that trains (conv1..conv5 are 1..5, fc6 6, fc7 7,
+# earlier fca layers 7.5); "new" trains no pre-trained layer.
+SCOPES = {"all": 0.0, "fc6": 6.0, "fc7": 7.0, "new": float("inf")}
+CLASSIFIER = ("layers.fc8.", "norms.fc8.")
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How a network was grown and how the job that grows it trains."""
+
+    variant: str  # DA | WA | DWA | WWA
+    units: tuple[int, ...]  # S of every growth step so far, oldest first (a chain has one per task)
+    new: bool = True  # the last step's units are added by this job (False: a wide network, all units trained together)
+    normalize: bool = True  # L2-normalise and scale (learnable γ) blocks where they meet and at the classifier
+    scale_init: float = 10.0  # initial γ
+    scope: str = "all"  # new | fc7 | fc6 | all: which pre-trained layers fine-tune
+    new_lr_mult: float = 10.0  # learning-rate multiplier of the new units and their γ
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", tuple(self.units))
+        if self.variant not in VARIANTS:
+            raise UserError(f"unknown growth variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if not self.units or not all(isinstance(s, int) and s > 0 for s in self.units):
+            raise UserError(f"growth units must list one positive S per growth step, got {list(self.units)!r}")
+        if self.variant == "WWA" and any(s % 2 for s in self.units):
+            raise UserError(f"WWA adds S/2 units to fc6: S must be even, got {list(self.units)!r}")
+        if self.variant == "DWA" and len(self.units) > 1:
+            raise UserError("DWA grows in one step only: a second step's fc7 units would have no reader; chain DA, WA or WWA")
+        if self.scope not in SCOPES:
+            raise UserError(f"unknown fine-tuning scope {self.scope!r}; choose one of {', '.join(SCOPES)}")
+        if not self.scale_init > 0 or not self.new_lr_mult > 0:
+            raise UserError("growth scale_init and new_lr_mult must be positive")
+
+    def label(self) -> str:
+        """``WA1024``; a chain's later steps read ``WA1024x2``."""
+        steps = len(self.units)
+        return f"{self.variant}{self.units[-1]}" + (f"x{steps}" if steps > 1 else "")
+
+    def source(self) -> "Growth | None":
+        """The architecture of the network this one starts from (None: the plain network)."""
+        units = self.units[:-1] if self.new else self.units
+        return Growth(self.variant, units, False, self.normalize, self.scale_init) if units else None
+
+
+class BlockNorm(nn.Module):
+    """Each input block L2-normalised over its channels, then scaled by a learnable per-channel γ."""
+
+    def __init__(self, widths: tuple[int, ...], scale_init: float) -> None:
+        super().__init__()
+        self.widths = widths
+        self.scale = nn.Parameter(torch.full((sum(widths),), float(scale_init)))
+
+    def forward(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([F.normalize(block, dim=1) for block in blocks], 1) * self.scale
+
+
+class GrownNet(TransferNet):
+    """The 8-layer network with grown units (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, growth: Growth) -> None:
+        super().__init__(config)
+        self.growth = growth
+        width = {"fc6": config.fc_width, "fc7": config.fc_width}
+        self.reads: dict[str, tuple[str, ...]] = {}  # layer -> the blocks it reads (pool5 for fc6 blocks)
+        self.level: dict[str, float] = {name: float(number) for number, name in enumerate(LAYER_NAMES, 1)}
+        self.step_of: dict[str, int] = {}
+        self.grown = nn.ModuleDict()
+        fc6_blocks, fc7_blocks, adapters = ["fc6"], ["fc7"], []
+        pool5 = self.layers["fc6"].in_features
+
+        def add(name: str, reads: tuple[str, ...], size: int, level: float, step: int, init_like: str) -> None:
+            inputs = pool5 if reads == ("pool5",) else sum(width[block] for block in reads)
+            layer = nn.Linear(inputs, size)
+            self._init_like(layer, init_like)
+            self.grown[name], self.reads[name], self.level[name], self.step_of[name], width[name] = layer, reads, level, step, size
+
+        for step, size in enumerate(growth.units, 1):
+            if growth.variant == "WWA":
+                add(f"fc6_{step}", ("pool5",), size // 2, 6.0, step, "fc6")
+                fc6_blocks.append(f"fc6_{step}")
+            if growth.variant in ("WA", "WWA", "DWA"):
+                add(f"fc7_{step}", tuple(fc6_blocks), size, 7.0, step, "fc7")
+                fc7_blocks.append(f"fc7_{step}")
+            if growth.variant in ("DA", "DWA"):
+                add(f"fca_{step}", (adapters[-1],) if adapters else tuple(fc7_blocks), size, 7.5, step, "fc7")
+                adapters.append(f"fca_{step}")
+        self.reads["fc8"] = (adapters[-1],) if adapters else tuple(fc7_blocks)
+        self.layers["fc8"] = nn.Linear(sum(width[block] for block in self.reads["fc8"]), config.num_classes)
+        self._init_like(self.layers["fc8"], "fc8")
+        self.step_of["fc8"] = len(growth.units)
+        # Blocks are normalised and scaled where they meet and at the classifier; a layer that
+        # reads one block (fc7_k from fc6, fca_k from the previous fca) reads it as fc7 reads fc6.
+        self.norms = nn.ModuleDict({
+            name: BlockNorm(tuple(width[block] for block in reads), growth.scale_init)
+            for name, reads in self.reads.items() if growth.normalize and (name == "fc8" or len(reads) > 1)
+        })
+
+    def _init_like(self, layer: nn.Linear, name: str) -> None:
+        """Initialise a new layer with the scheme of the learned layer at its place."""
+        from transferbench.models import PAPER_BIAS, PAPER_WEIGHT_STD
+
+        if self.config.init == "paper":
+            nn.init.normal_(layer.weight, 0.0, PAPER_WEIGHT_STD[name])
+            nn.init.constant_(layer.bias, PAPER_BIAS[name])
+        else:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
+            nn.init.zeros_(layer.bias)
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(F.relu(x, inplace=True), self.config.dropout, self.training)
+
+    def _read(self, name: str, blocks: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = [blocks[block] for block in self.reads[name]]
+        if name in self.norms:
+            return self.norms[name](inputs)
+        return inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
+
+    def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
+        x = images
+        for number, name in enumerate(LAYER_NAMES[:5], start=1):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and number > frozen_prefix):
+                x = self._layer_block(name, x)
+        blocks = {"pool5": x}
+        blocks["fc6"] = self._hidden(self.layers["fc6"](x))
+        blocks["fc7"] = self._hidden(self.layers["fc7"](blocks["fc6"]))
+        for name, layer in self.grown.items():  # in creation order: every block's inputs exist
+            blocks[name] = self._hidden(layer(self._read(name, blocks)))
+        return self.layers["fc8"](self._read("fc8", blocks))
+
+    def parameter_info(self) -> dict[str, tuple[float, bool]]:
+        """Every parameter key -> (level, created by this job)."""
+        last = len(self.growth.units)
+        info = {}
+        for key, _ in self.named_parameters():
+            part, name = key.split(".")[:2]
+            if part == "layers" and name != "fc8":
+                info[key] = (self.level[name], False)
+            elif name == "fc8":  # the classifier: re-initialised, trains in every scope; its γ is new with the growth
+                info[key] = (float("inf"), part == "norms" and self.growth.new)
+            else:
+                info[key] = (self.level[name], self.growth.new and self.step_of[name] == last)
+        return info
+
+
+def build_model(config: ModelConfig, growth: Growth | None) -> TransferNet:
+    return GrownNet(config, growth) if growth is not None else TransferNet(config)
+
+
+def is_classifier(key: str) -> bool:
+    return key.startswith(CLASSIFIER)
+
+
+def apply_growth(model: GrownNet, source_state: dict[str, torch.Tensor] | None) -> dict[str, list[str]]:
+    """Copy the source network into the grown one and freeze what the scope says.
+
+    The source is every layer of the network this one grew from, except its classifier: the
+    copy asserts that exactly those tensors were copied and that the re-initialised ones are
+    exactly the new units and the classifier.
+    """
+    growth = model.growth
+    info = model.parameter_info()
+    own = model.state_dict()
+    new_keys = sorted(key for key, (_, new) in info.items() if new)
+    copied: list[str] = []
+    if source_state is not None:
+        wanted = [key for key in own if not is_classifier(key) and key not in new_keys]
+        source_keys = {key for key in source_state if not is_classifier(key)}
+        missing = sorted(set(wanted) - source_keys)
+        extra = sorted(source_keys - set(wanted))
+        if missing or extra:
+            what = f"lacks {', '.join(missing[:4])}" if missing else f"has {', '.join(extra[:4])}, which this network has no place for"
+            raise UserError(f"source checkpoint {what}; it is not the network this one grows from "
+                            f"(growth {growth.label()}, new={growth.new})")
+        for key in wanted:
+            if source_state[key].shape != own[key].shape:
+                raise UserError(f"source {key} has shape {tuple(source_state[key].shape)}, this network needs "
+                                f"{tuple(own[key].shape)}; the source was built with other widths")
+        result = model.load_state_dict({key: source_state[key] for key in wanted}, strict=False)
+        assert sorted(result.missing_keys) == sorted(key for key in own if key not in wanted), result.missing_keys
+        copied = wanted
+    elif growth.new or growth.scope != "all":
+        raise UserError(f"growth {growth.label()} with new units or scope {growth.scope!r} needs a source network; "
+                        "a network trained from scratch (a wide base) has new=false and scope all")
+    threshold = SCOPES[growth.scope]
+    frozen = []
+    for key, parameter in model.named_parameters():
+        level, new = info[key]
+        if not new and level < threshold:
+            parameter.requires_grad_(False)
+            frozen.append(key)
+    reinitialised = sorted(key for key in own if key not in copied)
+    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "new": new_keys}
+
+
+def check_growth(kind: str, n_transferred: int, fine_tune: bool, growth: Growth) -> None:
+    """A growth fits a base (a wide network from scratch) or an n=7 fine-tuned transfer."""
+    if kind == "base":
+        if growth.new or growth.scope != "all":
+            raise UserError("a grown base network is trained from scratch: growth.new must be false and scope all")
+    elif kind not in ("transfer", "selffer") or n_transferred != 7 or not fine_tune:
+        raise UserError(f"a developmental network copies layers 1..7 and fine-tunes (AnB+ with n=7), "
+                        f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
