@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 from transferbench.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
-from transferbench.plots import boost_table, plot_all
+from transferbench.plots import boost_table, developmental_table, plot_all
 from transferbench.results import SCHEMA, caffe_rows, read_csv, to_csv
 
 
@@ -128,3 +128,35 @@ def test_plot_cli_on_partial_data_and_bad_csv(tmp_path):
     bad.write_text("a,b\n1,2\n")
     run = subprocess.run([sys.executable, "-m", "transferbench", "plot", str(bad)], capture_output=True, text=True, check=False)
     assert run.returncode == 2 and "is not a transferbench results CSV (no column split)" in run.stderr
+
+
+def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path):
+    rows = small_rows()
+
+    def grown(split, network, value, growth, scope="all", normalize=1, mode="grown", before=0.6, after=0.5, seed=0):
+        rows.append({k: None for k in SCHEMA} | {
+            "study": "small", "split": split, "network": network, "condition": "transfer", "n": 7, "fine_tune": 1,
+            "target_side": "B", "seed": seed, "top1_mean_best10": value, "top1_final": value, "growth": growth,
+            "growth_mode": mode, "scope": scope, "normalize": normalize, "source_top1_before": before,
+            "source_top1_after": after})
+
+    for row in rows:
+        row["seed"] = 0
+    rows.append(dict(next(r for r in rows if r["network"] == "A7B+"), split="random1", top1_mean_best10=0.60))
+    grown("random0", "A7B+WA8", 0.66, "WA8")
+    grown("random1", "A7B+WA8", 0.64, "WA8")
+    grown("random0", "A7B+WA8-nonorm", 0.61, "WA8", normalize=0)
+    grown("random0", "A7B+DA8-new", 0.62, "DA8", scope="new", after=0.6)
+    rows.append(dict(rows[-1], split="chain0", network="A7B+", growth=None, growth_mode=None, scope=None, normalize=None))
+    rows.append(dict(rows[-1], network="A7B7C+", top1_mean_best10=0.5))
+    grown("chain0", "A7B7C+WA8", 0.55, "WA8x2")
+    assert boost_table(rows)[2]["anb_plus_networks"] == 1 + 1  # random0 and random1 A7B+, no grown network, no chain
+    table = {row["network"]: row for row in developmental_table(rows)}
+    assert table["A7B+WA8"]["vs_reference"] == pytest.approx(((0.66 - 0.63) + (0.64 - 0.60)) / 2)
+    assert table["A7B+WA8"]["networks"] == 2 and table["A7B+WA8-nonorm"]["vs_reference"] == pytest.approx(-0.02)
+    assert table["A7B7C+WA8"]["reference"] == "A7B7C+" and table["A7B7C+WA8"]["vs_reference"] == pytest.approx(0.05)
+    assert table["A7B+DA8-new"]["source_top1_after"] == 0.6 and table["A7B+"]["vs_reference"] is None
+    messages = []
+    written = plot_all(rows, tmp_path / "figs", echo=messages.append)
+    assert {"small-developmental.png", "small-developmental.csv"} <= {p.name for p in written}
+    assert messages[0].startswith("developmental networks, small") and "+0.035 vs A7B+" in messages[0]

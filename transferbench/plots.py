@@ -10,7 +10,15 @@ Per study (the CSV's ``study`` column) this writes, as PNG and PDF:
 * ``<study>-reduced``: top-1 vs training images per class;
 * ``<study>-preserved``: the preserved-layers conditions, when the study has them;
 * ``<study>-boost.csv`` and a printed table: the lingering boost of AnB+ over the bases and
-  over BnB+, for n in 1..7, 3..7 and 5..7, with 95% bootstrap intervals.
+  over BnB+, for n in 1..7, 3..7 and 5..7, with 95% bootstrap intervals;
+* ``<study>-developmental`` and ``<study>-developmental.csv`` (when the study has grown
+  networks or chains): target top-1 per variant and S against classic fine-tuning (A7B+),
+  the normalisation/scaling ablation, the fine-tuning scopes, the source accuracy kept
+  (forgetting), and the chain of tasks, each grown network paired with the classic network
+  of its split and seed (``A7B+WA128-fc7`` with ``A7B+``, ``A7B7C+WA128`` with ``A7B7C+``).
+
+The Yosinski figures use the classic networks only: grown networks and later chain steps
+are left out of them.
 
 Each value is a network's mean of its 10 best top-1 evaluations (the paper's statistic) or,
 with ``metric="top1_final"``, its last evaluation. Networks without a value (no log, no
@@ -19,6 +27,7 @@ evaluation) are left out and counted in the "missing" lines.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -66,12 +75,17 @@ def _random(rows):
     return [r for r in rows if str(r["split"]).startswith("random") or str(r["split"]).startswith("stratified")]
 
 
+def is_developmental(row: dict[str, Any]) -> bool:
+    """A grown or wide network, or a later step of a chain of transfers (A7B7C+)."""
+    return bool(row.get("growth")) or bool(re.match(r"[A-Z](?:7[A-Z]){2,}\+", str(row["network"])))
+
+
 def group_values(rows: list[dict[str, Any]], metric: str) -> dict[str, dict[int, list[float]]]:
     """{group: {n: [values]}} on the random (or stratified) splits."""
     out: dict[str, dict[int, list[float]]] = {g: defaultdict(list) for g in GROUPS}
     for row in _random(rows):
         value = _value(row, metric)
-        if value is None:
+        if value is None or is_developmental(row):
             continue
         for name, (condition, fine_tune, *_rest) in GROUPS.items():
             if row["condition"] == condition and int(row["fine_tune"] or 0) == fine_tune:
@@ -284,8 +298,6 @@ def plot_preserved(rows, study, metric, out, written, missing, plt) -> None:
     if not preserved:
         missing.append("preserved: no preserved-layers networks")
         return
-    import re
-
     fig, ax = plt.subplots(figsize=(6, 4))
     by_k = defaultdict(list)
     for r in preserved:
@@ -322,11 +334,14 @@ def plot_all(rows: list[dict[str, Any]], out: Path, reference: list[dict[str, An
     if not studies:
         raise UserError("no rows to plot; collect a study first (`transferbench collect jobs/STUDY`)")
     written: list[Path] = []
-    for study, study_rows in studies.items():
+    for study, all_rows in studies.items():
         missing: list[str] = []
-        without = sum(1 for r in study_rows if _value(r, metric) is None)
+        without = sum(1 for r in all_rows if _value(r, metric) is None)
         if without:
-            missing.append(f"{without} of {len(study_rows)} networks have no {metric} (no log or no evaluation)")
+            missing.append(f"{without} of {len(all_rows)} networks have no {metric} (no log or no evaluation)")
+        if any(is_developmental(r) for r in all_rows):
+            plot_developmental(all_rows, study, metric, out, written, echo, plt)
+        study_rows = [r for r in all_rows if not is_developmental(r)]
         plot_fig2(study_rows, reference, study, metric, out, written, missing, plt)
         plot_fig3(study_rows, study, metric, out, written, missing, plt)
         plot_reduced(study_rows, study, metric, out, written, missing, plt)
@@ -341,3 +356,136 @@ def plot_all(rows: list[dict[str, Any]], out: Path, reference: list[dict[str, An
         for line in missing:
             echo(f"  missing in {study}: {line}")
     return written
+
+
+# ---------------------------------------------------------------------------- developmental networks
+
+def reference_network(network: str) -> str | None:
+    """The classic network a developmental one is compared with: A7B+WA128-fc7 -> A7B+,
+    A7B7C+WA128 -> A7B7C+, baseB-WA128 -> baseB; None for a classic network."""
+    match = re.fullmatch(r"(base[A-Z]?|[A-Z](?:7[A-Z])+\+)((?:DA|WA|DWA|WWA)\d+.*|-(?:DA|WA|DWA|WWA)\d+.*)", network)
+    return match.group(1) if match else None
+
+
+def developmental_table(rows: list[dict[str, Any]], metric: str = "top1_mean_best10") -> list[dict[str, Any]]:
+    """One line per network name (over splits and seeds): top-1, the paired difference from its
+    classic reference with a 95% bootstrap interval, and the source accuracy before and after."""
+    by_key = {(r["split"], r["network"], r["seed"]): r for r in rows}
+    all_names = [str(n) for n in dict.fromkeys(r["network"] for r in rows)]
+    references = {reference_network(n) for n in all_names} - {None}
+    names = [n for n in all_names if reference_network(n) or n in references or re.fullmatch(r"[A-Z](?:7[A-Z]){2,}\+", n)]
+    table = []
+    for name in names:
+        members = [r for r in rows if r["network"] == name and _value(r, metric) is not None]
+        if not members:
+            continue
+        reference = reference_network(name)
+        pairs = [(_value(r, metric), _value(by_key[(r["split"], reference, r["seed"])], metric)) for r in members
+                 if reference and (r["split"], reference, r["seed"]) in by_key
+                 and _value(by_key[(r["split"], reference, r["seed"])], metric) is not None]
+        diffs = [a - b for a, b in pairs]
+        low, high = bootstrap_ci(diffs) if diffs else (float("nan"), float("nan"))
+        before = [_value(r, "source_top1_before") for r in members if _value(r, "source_top1_before") is not None]
+        after = [_value(r, "source_top1_after") for r in members if _value(r, "source_top1_after") is not None]
+        first = members[0]
+        table.append({"network": name, "growth": first.get("growth") or "", "growth_mode": first.get("growth_mode") or "",
+                      "scope": first.get("scope") or "", "normalize": first.get("normalize"), "networks": len(members),
+                      "top1": float(np.mean([_value(r, metric) for r in members])), "reference": reference or "",
+                      "vs_reference": float(np.mean(diffs)) if diffs else None, "ci_low": low, "ci_high": high,
+                      "source_top1_before": float(np.mean(before)) if before else None,
+                      "source_top1_after": float(np.mean(after)) if after else None})
+    return table
+
+
+def format_developmental(table: list[dict[str, Any]], study: str, metric: str) -> str:
+    lines = [f"developmental networks, {study} ({metric}; difference from the classic network of the same split "
+             "and seed, 95% bootstrap interval; source top-1 before -> after)",
+             f"  {'network':24s} {'nets':>4s} {'top-1':>7s}  {'vs classic':26s} {'source top-1':>16s}"]
+    for row in table:
+        if row["vs_reference"] is None:
+            versus = "(classic)" if not row["reference"] else f"no {row['reference']} to pair with"
+        else:
+            interval = f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]" if not np.isnan(row["ci_low"]) else ""
+            versus = f"{row['vs_reference']:+.3f} vs {row['reference']}{interval}"
+        source = (f"{row['source_top1_before']:.3f} -> {row['source_top1_after']:.3f}"
+                  if row["source_top1_after"] is not None else "")
+        lines.append(f"  {row['network']:24s} {row['networks']:4d} {row['top1']:7.4f}  {versus:26s} {source:>16s}")
+    return "\n".join(lines)
+
+
+def _bars(ax, entries: list[tuple[str, list[float]]], reference: tuple[str, list[float]] | None, title: str,
+          ylabel: str = "top-1 accuracy") -> None:
+    """Mean (and 95% bootstrap interval) of each entry as a bar; the reference as a dashed line."""
+    ax.set_title(title, fontsize=9)
+    if not entries:
+        ax.text(0.5, 0.5, "no networks of this kind", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        ax.set_xticks([])
+        return
+    means = [float(np.mean(v)) for _, v in entries]
+    errors = np.array([[m - lo, hi - m] if not np.isnan(lo) else [0, 0]
+                       for m, (lo, hi) in zip(means, (bootstrap_ci(v) for _, v in entries))]).T
+    ax.bar(range(len(entries)), means, yerr=errors, color="#ff9896", edgecolor="black", capsize=3)
+    ax.set_xticks(range(len(entries)), [label for label, _ in entries], rotation=60, ha="right", fontsize=7)
+    values = [x for _, v in entries for x in v]
+    if reference and reference[1]:
+        ax.axhline(float(np.mean(reference[1])), color="#d62728", ls="--", label=f"{reference[0]} (mean)")
+        values += reference[1]
+        ax.legend(fontsize=7, loc="lower right")
+    low, high = min(values), max(values)
+    ax.set_ylim(max(0.0, low - 0.1 * (high - low + 0.02)), min(1.0, high + 0.1 * (high - low + 0.02)))
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
+    table = developmental_table(rows, metric)
+    header = list(table[0]) if table else ["network"]
+    lines = [",".join(header)] + [",".join("" if row[h] is None else (f"{row[h]:.6g}" if isinstance(row[h], float)
+                                                                       else str(row[h])) for h in header) for row in table]
+    atomic_write_text(out / f"{study}-developmental.csv", "\n".join(lines) + "\n")
+    written.append(out / f"{study}-developmental.csv")
+    echo(format_developmental(table, study, metric))
+
+    def values(select) -> dict[str, list[float]]:
+        grouped: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            if select(r) and _value(r, metric) is not None:
+                grouped[str(r["network"])].append(_value(r, metric))
+        return dict(grouped)
+
+    single = lambda r: not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))  # noqa: E731  (not a chain's later step)
+    grown_splits = {r["split"] for r in rows if single(r) and r.get("growth")}  # the classic line: the same splits
+    classic = [v for vs in values(lambda r: r["split"] in grown_splits and re.fullmatch(r"[A-Z]7[A-Z]\+", str(r["network"])))
+               .values() for v in vs]
+    classic_ref = ("classic fine-tuning A7B+", classic)
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4.6))
+    grown = values(lambda r: single(r) and r.get("growth") and r.get("scope") == "all" and r.get("normalize") == 1
+                   and str(r["network"])[0] != "b")
+    _bars(axes[0], sorted(grown.items()), classic_ref, "target: variant and S (wide = as wide from the start)")
+    ablation = values(lambda r: single(r) and r.get("growth_mode") == "grown" and r.get("scope") == "all")
+    pairs = [name for name in sorted(ablation) if name.endswith("-nonorm")]
+    entries = [(label, ablation[key]) for name in pairs for key, label in
+               ((name.removesuffix("-nonorm"), name.removesuffix("-nonorm") + " norm+scale"), (name, name))
+               if key in ablation]
+    _bars(axes[1], entries, classic_ref, "normalisation + scaling ablation")
+    scoped = values(lambda r: single(r) and r.get("growth_mode") == "grown" and r.get("normalize") == 1)
+    order = {"new": 0, "fc7": 1, "fc6": 2}
+    _bars(axes[2], sorted(scoped.items(), key=lambda kv: (re.sub(r"-(new|fc7|fc6)", "", kv[0]),
+                                                          order.get(kv[0].rsplit("-", 1)[-1], 3))),
+          classic_ref, "fine-tuning scope (new, fc7, fc6, all)")
+    source = defaultdict(list)
+    before = []
+    for r in rows:
+        if _value(r, "source_top1_after") is not None and single(r):
+            source[str(r["network"])].append(_value(r, "source_top1_after"))
+            before.append(_value(r, "source_top1_before"))
+    _bars(axes[3], sorted(source.items()), ("source network before", before), "forgetting: source top-1 after transfer",
+          "source top-1")
+    chain = values(lambda r: not single(r))
+    steps = sorted(chain.items(), key=lambda kv: (bool(reference_network(kv[0])), kv[0]))
+    fixed = [v for name, vs in chain.items() if not reference_network(name) for v in vs]
+    _bars(axes[4], steps, ("fixed network along the chain", fixed), "chain of tasks: last task, grown at every step")
+    fig.suptitle(f"{study}: developmental networks ({metric})", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out, f"{study}-developmental", written)
+    plt.close(fig)

@@ -28,6 +28,12 @@ Columns (``SCHEMA``):
 | commit            | git commit of the code that trained it                                 |
 | config_hash       | hash of the job spec                                                   |
 | notes             | anything the importer or collector flagged                             |
+| growth            | developmental networks: variant and S, e.g. WA128 (WA128x2: 2nd chain step) |
+| growth_mode       | grown (units added at transfer) or wide (as wide from the start)       |
+| scope             | grown networks: new, fc7, fc6 or all (which pre-trained layers trained) |
+| normalize         | grown networks: 1 if blocks were L2-normalised and scaled              |
+| source_top1_before | the source network's top-1 on its own validation set                  |
+| source_top1_after | the same with this network's layers and the source's classifier (forgetting) |
 """
 
 from __future__ import annotations
@@ -43,9 +49,10 @@ from transferbench.fileio import atomic_write_text
 
 SCHEMA = ("study", "source", "key", "dataset", "split", "network", "condition", "n", "fine_tune", "source_side",
           "target_side", "seed", "top1_final", "top1_mean_best10", "top5_final", "evaluations", "last_iteration",
-          "max_iter", "complete", "images_seen", "gpu_hours", "commit", "config_hash", "notes")
+          "max_iter", "complete", "images_seen", "gpu_hours", "commit", "config_hash", "notes",
+          "growth", "growth_mode", "scope", "normalize", "source_top1_before", "source_top1_after")
 NUMERIC = {"n", "fine_tune", "seed", "top1_final", "top1_mean_best10", "top5_final", "evaluations", "last_iteration",
-           "max_iter", "complete", "images_seen", "gpu_hours"}
+           "max_iter", "complete", "images_seen", "gpu_hours", "normalize", "source_top1_before", "source_top1_after"}
 
 
 def mean_of_best(values: list[float], count: int = 10) -> float | None:
@@ -115,6 +122,7 @@ def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) 
 def collect_rows(study_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of the finished jobs of a study, and the keys that have no result yet."""
     from transferbench.execute import Study, outcome
+    from transferbench.grow import Growth
 
     study = Study.open(study_dir)
     rows, missing = [], []
@@ -126,7 +134,8 @@ def collect_rows(study_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         spec = record["spec"]
         condition = spec["condition"]
         network = job["network"]
-        source_side = network[0] if condition["kind"] in ("selffer", "transfer", "preserved") else None
+        source_side = study.jobs[job["depends"][0]]["side"] if job["depends"] else None
+        growth = spec.get("growth")
         evaluations = record["evaluations"]
         device_hours = record["wall_time_s"] / 3600 if "cpu" not in str(record.get("device", "")).lower() else None
         rows.append({"study": study.plan["study"], "source": "transferbench", "key": key, "dataset": spec["dataset"],
@@ -139,7 +148,12 @@ def collect_rows(study_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                      "max_iter": record["iterations"], "complete": 1, "images_seen": record["images_seen"],
                      "gpu_hours": round(device_hours, 4) if device_hours is not None else None,
                      "commit": record.get("git_commit"), "config_hash": record["config_hash"],
-                     "notes": f"device {record.get('device')}, wall {record['wall_time_s']:.0f} s"})
+                     "notes": f"device {record.get('device')}, wall {record['wall_time_s']:.0f} s",
+                     "growth": growth and Growth(**growth).label(),
+                     "growth_mode": growth and ("grown" if growth["new"] else "wide"),
+                     "scope": growth and growth["scope"], "normalize": growth and int(growth["normalize"]),
+                     "source_top1_before": record.get("source_top1_before"),
+                     "source_top1_after": record.get("source_top1_after")})
     return rows, missing
 
 
