@@ -31,11 +31,13 @@ def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "preset_text", lambda dataset: short)
     messages = []
     outcome = demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
-    assert len(outcome["rows"]) == 9 and outcome["csv"].is_file()
+    assert len(outcome["rows"]) == 10 and outcome["csv"].is_file()
     assert (tmp_path / "demo" / "figures" / "demo-fig2.png").is_file()
+    assert (tmp_path / "demo" / "figures" / "demo-developmental.png").is_file()
     text = "\n".join(messages)
     assert "not natural images" in text and "what it shows:" in text and "AnB (frozen transfer):" in text
+    assert "grown A7B+WA64 (WA64: new units, normalised and scaled)" in text and "vs classic fine-tuning A7B+" in text
     # A second run resumes: nothing is trained again.
     messages.clear()
     demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
-    assert any(m.startswith("nothing to submit (9 done") for m in messages)
+    assert any(m.startswith("nothing to submit (10 done") for m in messages)

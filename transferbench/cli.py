@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wordnet(table)
     demo = commands.add_parser("demo", help="the whole pipeline on built-in data, in minutes", formatter_class=formatter,
                                description="Plans a small study (base networks, BnB, BnB+, AnB, AnB+ at n = 1, 4, 7, "
-                                           "random-init frozen layers), trains it with the local executor (one job per "
+                                           "random-init frozen layers, one developmental network grown by 64 fc7 units), trains it with the local executor (one job per "
                                            "core, or per GPU), collects the results, plots the paper's figures and says "
                                            "what they show. The default data are synthetic (procedurally generated, "
                                            "seeded: see transferbench/synthetic.py). Run it again to resume.")

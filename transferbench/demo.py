@@ -23,9 +23,28 @@ def preset_text(dataset: str) -> str:
 
 
 def _mean(rows, condition: str, fine_tune: int, ns) -> float | None:
+    from transferbench.plots import is_developmental
+
     values = [r["top1_mean_best10"] for r in rows if r["condition"] == condition and int(r["fine_tune"]) == fine_tune
-              and int(r["n"]) in ns and r["top1_mean_best10"] is not None]
+              and int(r["n"]) in ns and r["top1_mean_best10"] is not None and not is_developmental(r)]
     return float(np.mean(values)) if values else None
+
+
+def _developmental_lines(rows) -> list[str]:
+    from transferbench.plots import developmental_table
+
+    lines = []
+    for row in developmental_table(rows):
+        if not row["growth"] or row["vs_reference"] is None:
+            continue
+        kept = (f"; the source task's top-1 with its own classifier went {row['source_top1_before']:.3f} -> "
+                f"{row['source_top1_after']:.3f}" if row["source_top1_after"] is not None else "")
+        lines.append(f"grown {row['network']} ({row['growth']}: new units, {'normalised and scaled' if row['normalize'] else 'raw'}"
+                     f"): {row['top1']:.3f}, {row['vs_reference']:+.3f} vs classic fine-tuning {row['reference']}{kept}: "
+                     + ("added capacity helped" if row["vs_reference"] > 0.005 else
+                        "added capacity did not help at this scale" if row["vs_reference"] > -0.005 else
+                        "the grown network did worse than classic fine-tuning here"))
+    return lines
 
 
 def reading(rows) -> list[str]:
@@ -60,7 +79,7 @@ def reading(rows) -> list[str]:
     if random_init is not None:
         lines.append(f"random frozen layers (RnB): mean {random_init:.3f}: learned features beat random ones"
                      if random_init < base else f"random frozen layers (RnB): mean {random_init:.3f}")
-    return lines
+    return lines + _developmental_lines(rows)
 
 
 def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"), workers: int | None = None,
