@@ -24,8 +24,24 @@ Subcommands:
   import-caffe  read the authors' Caffe logs into the same CSV schema (results/yosinski2014.csv)
   plot     the paper's figures and the lingering-boost table from results CSVs
   train    train one network of the study from a job spec (JSON) and write its result record
+  bench    throughput and memory of the networks and the data path, next to a reference loop
 
 The whole study:  transferbench plan configs/yosinski2014.toml && transferbench submit jobs/yosinski2014
+"""
+
+BENCH_DESCRIPTION = """\
+What a GPU-hour buys, measured on this machine's device (cuda when visible, else cpu):
+
+  model  images/s and peak device memory of CaffeNet at 227 px and the small variant at
+         32 px: full training, frozen layers 1..n (n = 3, 5, 7) and evaluation, on batches
+         already on the device
+  data   decode + augment alone: transferbench's path from JPEG files and from a uint8 pack,
+         and the reference (DataLoader, PIL, RandomResizedCrop, flip, ToTensor, Normalize)
+  train  CaffeNet at 227 px with each data path, and the reference loop of the PyTorch
+         ImageNet example (fp32, NCHW), with the ratio of ours to it
+
+The JPEGs are generated (random 500x375 images) unless --images gives real ones.
+Results are printed; --out also writes them as JSON.  See benchmarks/RESULTS.md.
 """
 
 PLAN_DESCRIPTION = """\
@@ -248,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--metric", default="top1_mean_best10", choices=("top1_mean_best10", "top1_final"),
                       help="per-network value (default: the paper's mean of the 10 best evaluations)")
 
+    bench = commands.add_parser("bench", help="throughput and memory of the networks and the data path, vs a reference loop",
+                                formatter_class=formatter, description=BENCH_DESCRIPTION)
+    bench.add_argument("--device", help="cpu or cuda (default: cuda when one is visible)")
+    bench.add_argument("--batch-size", type=int, help="images per batch (default: 256 on CUDA, 16 on CPU)")
+    bench.add_argument("--iterations", type=int, help="timed iterations per row (default: 20 on CUDA, 2 on CPU)")
+    bench.add_argument("--warmup", type=int, help="untimed iterations before each row (default: 5 on CUDA, 1 on CPU)")
+    bench.add_argument("--images", type=Path, metavar="DIR", help="real JPEGs to read (e.g. an ImageNet train folder; "
+                                                                   "default: generate random 500x375 JPEGs)")
+    bench.add_argument("--count", type=int, help="JPEGs to generate or read (default: 2048 on CUDA, 64 on CPU)")
+    bench.add_argument("--workers", type=int, default=0, help="decoding threads / DataLoader processes (default: one per core, at most 8)")
+    bench.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 autocast in transferbench's rows (default: on with CUDA)")
+    bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels_last layout in transferbench's rows (default: on with CUDA)")
+    bench.add_argument("--compile", action="store_true", help="torch.compile transferbench's models")
+    bench.add_argument("--arch", nargs="+", choices=("caffenet", "small"), default=["caffenet", "small"],
+                       help="networks of the model rows (default: both)")
+    bench.add_argument("--out", type=Path, metavar="FILE.json", help="also write the figures here")
+
     task = commands.add_parser("task", help=argparse.SUPPRESS)  # one job of a study; what the local executor starts
     task.add_argument("study", type=Path)
     task.add_argument("key")
@@ -437,6 +472,21 @@ def run_splits(args: argparse.Namespace) -> None:
     splitcmd.write_splits(splits, splitcmd.Outputs(args.out, image_list, args.list_out), echo)
 
 
+def run_bench(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    import torch
+
+    from transferbench.bench import BenchConfig, run_bench as bench
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    config = BenchConfig.defaults(device)
+    changes = {"batch_size": args.batch_size, "iterations": args.iterations, "warmup": args.warmup, "images": args.count,
+               "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile or None,
+               "workers": args.workers or None, "archs": tuple(args.arch)}
+    bench(dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None}), args.images, args.out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -461,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_import_caffe(args)
         elif args.command == "plot":
             run_plot(args)
+        elif args.command == "bench":
+            run_bench(args)
         elif args.command == "task":
             return run_task(args)
     except UserError as exc:
