@@ -52,9 +52,14 @@ from them.  Re-planning an unchanged config writes nothing; a changed one lists 
 were added, removed or changed (the outputs of changed jobs are moved aside).
 
 Presets: configs/yosinski2014.toml (the 170 networks the authors ran), yosinski2014-full.toml
-(every condition on every split, both directions), fashion-mnist.toml, cifar100.toml.
+(every condition on every split, both directions), fashion-mnist.toml, cifar100.toml,
+developmental-fashion-mnist.toml.
 Network patterns in a [[block]]: baseA, base (all classes), AnB, AnB+, AnA (selffer), RnB
 (random-init frozen), AnB^k (preserved), with n over the block's n = [...].
+Developmental networks (Growing a Brain), S over the block's units = [...]: A7B+DA, A7B+WA,
+A7B+DWA, A7B+WWA with options -new/-fc7/-fc6 (fine-tuning scope), -nonorm, -wide; baseA-WA
+(a wide base); chains A7B7C+ and A7B7C+WA on a split with sides A, B, C (splits chain).
+Preset: configs/developmental-fashion-mnist.toml.  See the README.
 """
 
 SUBMIT_DESCRIPTION = """\
