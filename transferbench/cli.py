@@ -81,7 +81,10 @@ jobs write, so `status` works without Slurm accounting (sacct).
 TRAIN_DESCRIPTION = """\
 Train one network from a job spec (JSON): its key, dataset, split file and side, condition
 (base, selffer, transfer, random_init, preserved; n_transferred; fine_tune; n_preserved),
-source_checkpoint, model and train settings (the paper's recipe by default), out_dir.
+source_checkpoint, model and train settings (the paper's recipe by default), out_dir;
+optionally growth (a developmental network: variant, units, new, normalize, scale_init,
+scope, new_lr_mult; see transferbench/grow.py) and forgetting_side (measure the source
+network's accuracy on that side after training).
 Writes out_dir/checkpoint.pt every train.checkpoint_every iterations and on SIGTERM/SIGUSR1
 (then exits 143, to be requeued), out_dir/model.pt and out_dir/result.json at the end.
 Run it again on the same spec and it resumes from the checkpoint.
