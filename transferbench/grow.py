@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from transferbench.errors import UserError
-from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.models import LAYER_NAMES, PAPER_BIAS, PAPER_WEIGHT_STD, ModelConfig, TransferNet
 
 VARIANTS = ("DA", "WA", "DWA", "WWA")
 # Scope -> the lowest pre-trained layer level that trains (conv1..conv5 are 1..5, fc6 6, fc7 7,
@@ -138,8 +138,6 @@ class GrownNet(TransferNet):
 
     def _init_like(self, layer: nn.Linear, name: str) -> None:
         """Initialise a new layer with the scheme of the learned layer at its place."""
-        from transferbench.models import PAPER_BIAS, PAPER_WEIGHT_STD
-
         if self.config.init == "paper":
             nn.init.normal_(layer.weight, 0.0, PAPER_WEIGHT_STD[name])
             nn.init.constant_(layer.bias, PAPER_BIAS[name])
