@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 from transferbench.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
-from transferbench.plots import boost_table, developmental_table, plot_all
+from transferbench.plots import boost_table, classic_values, developmental_table, plot_all
 from transferbench.results import SCHEMA, caffe_rows, read_csv, to_csv
 
 
@@ -156,6 +156,7 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     assert table["A7B+WA8"]["networks"] == 2 and table["A7B+WA8-nonorm"]["vs_reference"] == pytest.approx(-0.02)
     assert table["A7B7C+WA8"]["reference"] == "A7B7C+" and table["A7B7C+WA8"]["vs_reference"] == pytest.approx(0.05)
     assert table["A7B+DA8-new"]["source_top1_after"] == 0.6 and table["A7B+"]["vs_reference"] is None
+    assert sorted(classic_values(rows, "top1_mean_best10")) == [0.60, 0.63]  # A7B+ on random0/1; not B7B+, not chain0
     messages = []
     written = plot_all(rows, tmp_path / "figs", echo=messages.append)
     assert {"small-developmental.png", "small-developmental.csv"} <= {p.name for p in written}

@@ -437,6 +437,13 @@ def _bars(ax, entries: list[tuple[str, list[float]]], reference: tuple[str, list
     ax.grid(axis="y", alpha=0.3)
 
 
+def classic_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
+    """Classic fine-tuning (X7Y+, a transfer, not the selffer) on the splits that have grown networks."""
+    grown_splits = {r["split"] for r in rows if r.get("growth") and not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))}
+    return [_value(r, metric) for r in rows if r["split"] in grown_splits and r["condition"] == "transfer"
+            and re.fullmatch(r"[A-Z]7[A-Z]\+", str(r["network"])) and _value(r, metric) is not None]
+
+
 def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
     table = developmental_table(rows, metric)
     header = list(table[0]) if table else ["network"]
@@ -454,10 +461,7 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
         return dict(grouped)
 
     single = lambda r: not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))  # noqa: E731  (not a chain's later step)
-    grown_splits = {r["split"] for r in rows if single(r) and r.get("growth")}  # the classic line: the same splits
-    classic = [v for vs in values(lambda r: r["split"] in grown_splits and re.fullmatch(r"[A-Z]7[A-Z]\+", str(r["network"])))
-               .values() for v in vs]
-    classic_ref = ("classic fine-tuning A7B+", classic)
+    classic_ref = ("classic fine-tuning A7B+", classic_values(rows, metric))
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.6))
     grown = values(lambda r: single(r) and r.get("growth") and r.get("scope") == "all" and r.get("normalize") == 1
                    and str(r["network"])[0] != "b")
