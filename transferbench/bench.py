@@ -33,7 +33,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
@@ -111,7 +110,7 @@ def model_config(arch: str) -> tuple[ModelConfig, int]:
 
 def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device) -> BenchRow:
     """``mode``: train, frozen3/5/7 or eval, on a batch that already sits on the device."""
-    from transferbench.train import TrainConfig, build_optimizer
+    from transferbench.train import TrainConfig, build_optimizer, sgd_step
 
     model_cfg, size = model_config(arch)
     model = TransferNet(model_cfg).to(device)
@@ -127,12 +126,7 @@ def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device)
     y = torch.randint(0, model_cfg.num_classes, (config.batch_size,), device=device)
 
     def train_step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-            logits = step_model(x, prefix)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        sgd_step(step_model, optimizer, x, y, prefix, config.amp)
 
     @torch.no_grad()
     def eval_step() -> None:
@@ -255,7 +249,7 @@ def bench_data(name: str, stream, config: BenchConfig, device: torch.device) -> 
 def bench_train(name: str, stream, config: BenchConfig, device: torch.device, ours: bool) -> BenchRow:
     """CaffeNet at 227 px, fed by ``stream``: ours with the configured precision and layout, the
     reference in fp32 NCHW with plain SGD over every parameter (the ImageNet example)."""
-    from transferbench.train import TrainConfig, build_optimizer
+    from transferbench.train import TrainConfig, build_optimizer, sgd_step
 
     model_cfg, _ = model_config("caffenet")
     model = TransferNet(model_cfg).to(device)
@@ -268,12 +262,7 @@ def bench_train(name: str, stream, config: BenchConfig, device: torch.device, ou
 
     def step() -> None:
         x, y = next(stream)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = step_model(x)
-        loss = F.cross_entropy(logits.float(), y % model_cfg.num_classes)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        sgd_step(step_model, optimizer, x, y % model_cfg.num_classes, 0, amp)
 
     _peak_start(device)
     rate = _timed(step, config, device, config.batch_size)

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from transferbench.errors import UserError
-from transferbench.models import LAYER_NAMES, PAPER_BIAS, PAPER_WEIGHT_STD, ModelConfig, TransferNet
+from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
 
 VARIANTS = ("DA", "WA", "DWA", "WWA")
 # Scope -> the lowest pre-trained layer level that trains (conv1..conv5 are 1..5, fc6 6, fc7 7,
@@ -112,7 +112,7 @@ class GrownNet(TransferNet):
         def add(name: str, reads: tuple[str, ...], size: int, level: float, step: int, init_like: str) -> None:
             inputs = pool5 if reads == ("pool5",) else sum(width[block] for block in reads)
             layer = nn.Linear(inputs, size)
-            self._init_like(layer, init_like)
+            self.init_layer(layer, init_like)
             self.grown[name], self.reads[name], self.level[name], self.step_of[name], width[name] = layer, reads, level, step, size
 
         for step, size in enumerate(growth.units, 1):
@@ -127,7 +127,7 @@ class GrownNet(TransferNet):
                 adapters.append(f"fca_{step}")
         self.reads["fc8"] = (adapters[-1],) if adapters else tuple(fc7_blocks)
         self.layers["fc8"] = nn.Linear(sum(width[block] for block in self.reads["fc8"]), config.num_classes)
-        self._init_like(self.layers["fc8"], "fc8")
+        self.init_layer(self.layers["fc8"], "fc8")
         self.step_of["fc8"] = len(growth.units)
         # Blocks are normalised and scaled where they meet and at the classifier; a layer that
         # reads one block (fc7_k from fc6, fca_k from the previous fca) reads it as fc7 reads fc6.
@@ -135,15 +135,6 @@ class GrownNet(TransferNet):
             name: BlockNorm(tuple(width[block] for block in reads), growth.scale_init)
             for name, reads in self.reads.items() if growth.normalize and (name == "fc8" or len(reads) > 1)
         })
-
-    def _init_like(self, layer: nn.Linear, name: str) -> None:
-        """Initialise a new layer with the scheme of the learned layer at its place."""
-        if self.config.init == "paper":
-            nn.init.normal_(layer.weight, 0.0, PAPER_WEIGHT_STD[name])
-            nn.init.constant_(layer.bias, PAPER_BIAS[name])
-        else:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
-            nn.init.zeros_(layer.bias)
 
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(F.relu(x, inplace=True), self.config.dropout, self.training)

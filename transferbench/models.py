@@ -76,13 +76,16 @@ class TransferNet(nn.Module):
     def reset_layers(self, names) -> None:
         """Re-initialise the named layers with the configured scheme."""
         for name in names:
-            layer = self.layers[name]
-            if self.config.init == "paper":
-                nn.init.normal_(layer.weight, 0.0, PAPER_WEIGHT_STD[name])
-                nn.init.constant_(layer.bias, PAPER_BIAS[name])
-            else:
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
-                nn.init.zeros_(layer.bias)
+            self.init_layer(self.layers[name], name)
+
+    def init_layer(self, layer: nn.Module, name: str) -> None:
+        """Initialise ``layer`` with the configured scheme of learned layer ``name`` (its place in the network)."""
+        if self.config.init == "paper":
+            nn.init.normal_(layer.weight, 0.0, PAPER_WEIGHT_STD[name])
+            nn.init.constant_(layer.bias, PAPER_BIAS[name])
+        else:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
+            nn.init.zeros_(layer.bias)
 
     def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
         """Logits for a batch. The first ``frozen_prefix`` layers run without autograd:

@@ -265,6 +265,18 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
     return config.lr * config.lr_gamma ** (iteration // config.lr_step)
 
 
+def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             frozen_prefix: int = 0, amp: bool = False) -> torch.Tensor:
+    """One training step (bf16 autocast when ``amp``); the loss stays on the device."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x, frozen_prefix)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 @torch.no_grad()
 def evaluate(model: TransferNet, batches: Batches, batch_size: int, amp: bool) -> dict[str, float]:
     model.eval()
@@ -435,12 +447,7 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> dict[s
             lr = learning_rate(config, iteration)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_mult"]
-            with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=config.amp):
-                logits = step_model(x, prefix)
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = sgd_step(step_model, optimizer, x, y, prefix, config.amp)
             state["iteration"] = iteration + 1
             state["images_seen"] += len(y)
             pending.append((iteration + 1, loss.detach()))
