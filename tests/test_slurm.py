@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, _missing, make_fashion_mnist, tiny_study
-from transferbench.execute import Study, states, status_table, submit
+from transferbench.execute import Study, job_state, log_path, states, status_table, submit
 from transferbench.train import JobSpec, run_job
 
 pytestmark = pytest.mark.slurm
@@ -58,6 +58,24 @@ def wait_until(study_dir: Path, finished, timeout: float = 240) -> dict[str, tup
                          f"{subprocess.run(['squeue'], capture_output=True, text=True, check=False).stdout}")
 
 
+def diagnosis(study_dir: Path, key: str, cluster: Path) -> str:
+    """The job's own log and the Slurm daemons' logs, for a failure message that says what happened."""
+    study = Study.open(study_dir)
+    entry = study.manifest().get(key)
+    parts = []
+    if entry:
+        parts.append(f"manifest: {entry}")
+    log = Path(log_path(study, key, entry))
+    for path in sorted({log, log.with_suffix(".err")} | {Path(study.jobs[key]["out_dir"]) / "error.json"}):
+        if path.is_file():
+            parts.append(f"--- {path}\n{path.read_text(errors='replace')[-3000:]}")
+    for name in ("slurmctld.log", "slurmd.log"):
+        path = cluster / "log" / name
+        if path.is_file():
+            parts.append(f"--- {path}\n" + "".join(path.read_text(errors="replace").splitlines(keepends=True)[-40:]))
+    return "\n".join(parts)
+
+
 def settled(current) -> bool:
     return all(state not in ("queued", "running", "planned") for state, _ in current.values())
 
@@ -89,6 +107,24 @@ def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path)
     assert totals["done"] == 6 and "totals: done 6" in table
 
 
+def test_status_reads_every_slurm_state(tmp_path):
+    """squeue -t all: transitional states are live, ended ones are named in the failure."""
+    job = {"out_dir": str(tmp_path), "config_hash": "h"}
+    entry = {"executor": "slurm", "job_id": "5_1"}
+    assert job_state(job, entry, {"5_1": ("REQUEUED", "None")})[0] == "queued"
+    assert job_state(job, entry, {"5_1": ("REQUEUE_HOLD", "JobHeldAdmin")})[0] == "queued"
+    assert job_state(job, entry, {"5_1": ("COMPLETING", "None")})[0] == "running"
+    assert job_state(job, entry, {"5_1": ("PENDING", "DependencyNeverSatisfied")})[0] == "blocked"
+    state, detail = job_state(job, entry, {"5_1": ("OUT_OF_MEMORY", "OutOfMemory"), "5_2": ("RUNNING", "None")})
+    assert state == "failed" and detail == "Slurm job 5_1 ended OUT_OF_MEMORY without a result"
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    state, detail = job_state(job, entry, {})
+    assert state == "failed" and detail.startswith("Slurm job 5_1 ended without a result (killed")
+    assert detail.endswith("its checkpoint is kept: submit again to resume")
+    (tmp_path / "result.json").write_text(json.dumps({"config_hash": "h", "status": "done"}))
+    assert job_state(job, entry, {"5_1": ("COMPLETED", "None")}) == ("done", "")
+
+
 def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
     study_dir = make_study(tmp_path, "requeue", ["baseA"], iterations=400, every=20)
     submit(study_dir, "slurm", echo=lambda *_: None)
@@ -111,7 +147,7 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
         time.sleep(0.2)
     subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True, capture_output=True)
     current = wait_until(study_dir, settled)
-    assert current[key][0] == "done", current
+    assert current[key][0] == "done", f"{current}\n{diagnosis(study_dir, key, cluster)}"
     record = result(study_dir, key)
     assert record["resumed_at"] and 0 < record["resumed_at"][0] < 400  # it resumed mid-run, not from scratch
     spec = JobSpec.from_dict(study.jobs[key]["spec"])

@@ -35,6 +35,10 @@ from transferbench.plan import read_plan
 EXECUTORS = ("slurm", "local", "debug")
 LIVE_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD", "CONFIGURING"}
 LIVE_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+# States of a job that has ended for good (squeue -t all lists them until MinJobAge passes).
+# Every other state (PENDING, REQUEUED, REQUEUE_HOLD, SUSPENDED, ...) is a job that will still run.
+SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+               "TIMEOUT", "REVOKED"}
 
 
 class TaskFailed(Exception):
@@ -159,12 +163,16 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
 # ---------------------------------------------------------------------------- Slurm's live view
 
 def squeue_states() -> dict[str, tuple[str, str]]:
-    """Slurm id (``123`` or ``123_4``) -> (state, reason) for every job of this user in the queue."""
+    """Slurm id (``123`` or ``123_4``) -> (state, reason) for every job of this user that slurmctld knows.
+
+    ``-t all`` lists every state, including the transitional ones (REQUEUED, REQUEUE_HOLD,
+    SUSPENDED, ...) that squeue's default filter leaves out and ended jobs until MinJobAge.
+    """
     if shutil.which("squeue") is None:
         raise UserError("squeue is not on PATH: Slurm's client tools are missing; install slurm-client or use --executor local")
     user = os.environ.get("USER") or __import__("getpass").getuser()
     try:
-        result = subprocess.run(["squeue", "-h", "-r", "-u", user, "-o", "%i|%T|%r"], capture_output=True, text=True,
+        result = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", user, "-o", "%i|%T|%r"], capture_output=True, text=True,
                                 timeout=60, check=False)
     except subprocess.TimeoutExpired:
         raise UserError("squeue did not answer in 60 s: is slurmctld up? (scontrol ping)") from None
@@ -192,10 +200,12 @@ def job_state(job: dict[str, Any], entry: dict[str, Any] | None, live: dict[str,
         if live is None:
             return "unknown", f"Slurm job {entry['job_id']}: {live_error}"
         slurm = live.get(entry["job_id"])  # squeue -r lists every array task as <array>_<task>
-        if slurm is None:
+        if slurm is None or slurm[0] in SLURM_ENDED:
             if outcome(job) is not None:  # it finished between the two reads
                 return job_state(job, entry, live)
-            return "failed", f"Slurm job {entry['job_id']} ended without a result (killed, out of memory or time?)"
+            how = f"ended {slurm[0]}" if slurm else "ended"
+            why = "" if slurm and slurm[0] in ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY") else " (killed, out of memory or time?)"
+            return "failed", f"Slurm job {entry['job_id']} {how} without a result{why}{_resumable(job)}"
         state, reason = slurm
         if reason == "DependencyNeverSatisfied":
             return "blocked", f"its base failed (Slurm job {entry['job_id']} waits forever)"
@@ -207,7 +217,12 @@ def job_state(job: dict[str, Any], entry: dict[str, Any] | None, live: dict[str,
     pid = entry.get("pid")
     if pid and _alive(pid):
         return "running", f"local process {pid}"
-    return "failed", "interrupted before it wrote a result (its executor stopped)"
+    return "failed", f"interrupted before it wrote a result (its executor stopped){_resumable(job)}"
+
+
+def _resumable(job: dict[str, Any]) -> str:
+    checkpoint = Path(job["out_dir"]) / "checkpoint.pt"
+    return "; its checkpoint is kept: submit again to resume" if checkpoint.is_file() else ""
 
 
 def _alive(pid: int) -> bool:
