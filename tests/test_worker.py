@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from transferbench.data import load_image_set, read_idx
+from transferbench.data import ImageSet, load_image_set, read_idx
 from transferbench.errors import UserError
 from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
 from transferbench.splits import load_split
-from transferbench.train import JobSpec, TrainConfig, run_job
+from transferbench.train import Batches, JobSpec, TrainConfig, run_job
 from transferbench.transfer import Condition, apply_condition
 from tests.conftest import REPO, make_fashion_mnist
 
@@ -89,6 +89,25 @@ def test_imagenet_jpeg_folders_and_corrupt_images(tmp_path):
     listing.write_text("ILSVRC2012_val_00000001.JPEG 1\n")
     val = load_image_set("imagenet1k", tmp_path, False, None, None, val_list=listing)
     assert val.labels.tolist() == [1]
+
+
+@pytest.mark.parametrize("pad, scale, mean, train", [(0, 1.0, "images", True), (4, 0.0125, "images", True),
+                                                      (0, 0.5, "imagenet", True), (0, 1.0, "images", False)])
+def test_cpu_crop_equals_the_gather(pad, scale, mean, train):
+    """The CPU slicing path gives bit-identical batches to the one-gather path the GPU runs."""
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (9, 3, 40, 36), dtype=torch.uint8, generator=generator)
+    image_set = ImageSet(images, torch.arange(9))
+    config = TrainConfig(crop=32, pad=pad, input_scale=scale, mirror=True)
+    batches = Batches(image_set, config, torch.device("cpu"), train,
+                      mean=torch.tensor([120.0, 110.0, 100.0]).view(3, 1, 1) if mean == "imagenet" else None)
+    images, labels, tops, lefts, flips, crop = batches.fetch(list(range(9)), generator)
+    if train:
+        assert flips.any() and not flips.all() and len(set(tops.tolist())) > 1
+    sliced = batches._crop_on_cpu(images, tops, lefts, flips, int(crop))
+    gathered = batches._crop_gather(images, tops, lefts, flips, int(crop))
+    assert sliced.shape == (9, 3, 32, 32) and torch.equal(sliced, gathered)
+    assert torch.equal(batches.to_device((images, labels, tops, lefts, flips, crop))[0], gathered)
 
 
 def test_caffenet_matches_the_paper():

