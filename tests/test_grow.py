@@ -149,14 +149,17 @@ def test_planner_expands_developmental_patterns(tmp_path):
                                        "scope": "fc7", "new_lr_mult": 10.0}
     assert grown["spec"]["forgetting_side"] == "A"
     assert jobs["random0/A7B+WA8-wide/seed0"]["depends"] == ["random0/baseA-WA8/seed0"]
-    assert jobs["random0/A7B+WA8-wide/seed0"]["spec"]["growth"]["new"] is False
+    for wide in ("random0/A7B+WA8-wide/seed0", "random0/baseA-WA8/seed0"):  # plain wider networks: no normalisation
+        growth = Growth(**jobs[wide]["spec"]["growth"])
+        assert not growth.new and not growth.normalize and len(GrownNet(CONFIG, growth).norms) == 0
     assert "growth" not in jobs["random0/A7B+/seed0"]["spec"] and "forgetting_side" not in jobs["random0/baseA/seed0"]["spec"]
 
     chain = tmp_path / "chain.toml"
     text = (tmp_path / "dev.toml").read_text().replace('splits = ["random0"]', 'splits = ["chain0"]')
     for networks, message in ((["A7B7C+WA-wide"], "-wide is one grown transfer"), (["A7B7C+DWA"], "one step only"),
                               (["A7B+WA-nonorm-nonorm"], "repeats an option"), (["A7B+-fc7"], "add a variant"),
-                              (["A7B7D+WA"], "no side D"), (["baseA-WA-fc7"], "only -nonorm")):
+                              (["A7B7D+WA"], "no side D"), (["baseA-WA-fc7"], "takes no options"),
+                              (["baseA-WA-nonorm"], "drop -nonorm"), (["A7B+WA-nonorm-wide"], "drop -nonorm")):
         chain.write_text(text.replace('"AnB+", "A7B+WA"', ", ".join(f'"{n}"' for n in networks)).split("networks =")[0]
                          + f"networks = {json.dumps(networks)}\nn = [7]\nunits = [8]\n")
         with pytest.raises(UserError, match=message):

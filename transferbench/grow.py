@@ -15,7 +15,10 @@ new units' weights zeroed the old units compute what the source computed. Where 
 (a new layer reading old and new blocks together) and at the classifier, each input block is
 L2-normalised and multiplied by a learnable per-channel scale γ (``normalize``; initial
 value ``scale_init``, e.g. 10 or 20): the paper's fix for new and pre-trained units learning
-at different paces. ``normalize=False`` is the ablation.
+at different paces. ``normalize=False`` is the ablation. A network that is wide from the start
+(``new=False``: the paper's wide baseline) is planned as a plain wider network without
+normalisation: its units all train together, and L2-normalising the tiny activations of a
+randomly initialised network makes its gradients explode (measured: stuck at chance).
 
 A chain of tasks (A → B → C) grows again at every step: ``units`` lists S for every step
 so far, oldest first, and the last step's units are new when ``new`` is set.

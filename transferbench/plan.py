@@ -264,15 +264,21 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
                     if options and not variant:
                         raise UserError(f"{source}: {where} network {pattern!r}: options apply to a grown network; "
                                         "add a variant (DA, WA, DWA, WWA), e.g. A7B+WA-nonorm")
-                    scope, normalize, wide = (scopes or ["all"])[0], "nonorm" not in options, "wide" in options
-                    suffix = (f"-{scope}" if scope != "all" else "") + ("" if normalize else "-nonorm")
+                    wide = "wide" in options or match.group("wide_base") is not None
+                    if wide and "nonorm" in options:
+                        # Normalisation lets new units catch up with pre-trained ones; a network that is
+                        # wide from the start trains all its units together, as a plain wider network.
+                        raise UserError(f"{source}: {where} network {pattern!r}: a wide network is a plain wider network "
+                                        "without normalisation already; drop -nonorm")
+                    scope, normalize = (scopes or ["all"])[0], "nonorm" not in options and not wide
+                    suffix = (f"-{scope}" if scope != "all" else "") + ("" if normalize or wide else "-nonorm")
                     settings = dict(normalize=normalize, **growth_values)
                     if match.group("wide_base") is not None:
-                        if scopes or wide:
+                        if scopes:
                             raise UserError(f"{source}: {where} network {pattern!r}: a wide base trains every layer from scratch; "
-                                            "only -nonorm applies")
+                                            "it takes no options")
                         letter = match.group("wide_base")
-                        add(f"base{letter}-{variant}{size}{suffix}", pattern, side_of(letter, pattern), Condition(), None,
+                        add(f"base{letter}-{variant}{size}", pattern, side_of(letter, pattern), Condition(), None,
                             Growth(variant, (size,), new=False, **settings))
                         return
                     sides_of_chain = match.group("chain").split("7")
@@ -288,7 +294,7 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
                         if previous is None:
                             side_of(src, pattern)
                             if wide:
-                                previous = add(f"base{src}-{variant}{size}{'' if normalize else '-nonorm'}", pattern,
+                                previous = add(f"base{src}-{variant}{size}", pattern,
                                                side_of(src, pattern), Condition(),
                                                None, Growth(variant, (size,), new=False, **settings))
                             else:
@@ -350,7 +356,7 @@ def category(job: PlannedJob) -> str:
         if condition.kind == "base":
             return f"wide base {growth.variant}"
         detail = "".join(f", {part}" for part in (growth.scope if growth.scope != "all" else "",
-                                                  "" if growth.normalize else "no norm") if part)
+                                                  "" if growth.normalize or not growth.new else "no norm") if part)
         return f"{chain}{'grown' if growth.new else 'wide'} {growth.variant}{detail}"
     if chain:
         return f"{chain}fixed AnB+"

@@ -463,8 +463,8 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
     single = lambda r: not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))  # noqa: E731  (not a chain's later step)
     classic_ref = ("classic fine-tuning A7B+", classic_values(rows, metric))
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.6))
-    grown = values(lambda r: single(r) and r.get("growth") and r.get("scope") == "all" and r.get("normalize") == 1
-                   and str(r["network"])[0] != "b")
+    grown = values(lambda r: single(r) and r.get("growth") and r.get("scope") == "all" and str(r["network"])[0] != "b"
+                   and (r.get("normalize") == 1 or r.get("growth_mode") == "wide"))
     _bars(axes[0], sorted(grown.items()), classic_ref, "target: variant and S (wide = as wide from the start)")
     ablation = values(lambda r: single(r) and r.get("growth_mode") == "grown" and r.get("scope") == "all")
     pairs = [name for name in sorted(ablation) if name.endswith("-nonorm")]

@@ -31,7 +31,7 @@ Columns (``SCHEMA``):
 | growth            | developmental networks: variant and S, e.g. WA128 (WA128x2: 2nd chain step) |
 | growth_mode       | grown (units added at transfer) or wide (as wide from the start)       |
 | scope             | grown networks: new, fc7, fc6 or all (which pre-trained layers trained) |
-| normalize         | grown networks: 1 if blocks were L2-normalised and scaled              |
+| normalize         | 1 if blocks were L2-normalised and scaled (0 for -nonorm and wide ones) |
 | source_top1_before | the source network's top-1 on its own validation set                  |
 | source_top1_after | the same with this network's layers and the source's classifier (forgetting) |
 """
