@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 from transferbench.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
-from transferbench.plots import boost_table, classic_values, developmental_table, plot_all
+from transferbench.plots import boost_table, developmental_table, paired_entries, plot_all
 from transferbench.results import SCHEMA, caffe_rows, read_csv, to_csv
 
 
@@ -156,7 +156,12 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     assert table["A7B+WA8"]["networks"] == 2 and table["A7B+WA8-nonorm"]["vs_reference"] == pytest.approx(-0.02)
     assert table["A7B7C+WA8"]["reference"] == "A7B7C+" and table["A7B7C+WA8"]["vs_reference"] == pytest.approx(0.05)
     assert table["A7B+DA8-new"]["source_top1_after"] == 0.6 and table["A7B+"]["vs_reference"] is None
-    assert sorted(classic_values(rows, "top1_mean_best10")) == [0.60, 0.63]  # A7B+ on random0/1; not B7B+, not chain0
+    # Each bar is read against its own classic network on the same splits and seeds: A7B+WA8
+    # against A7B+ on random0 and random1, the chain's step against A7B7C+, never chain0's A7B+.
+    bars = {label: (values, refs) for label, values, refs in
+            paired_entries(rows, "top1_mean_best10", lambda r: r.get("growth"))}
+    assert bars["A7B+WA8"] == ([0.66, 0.64], [0.63, 0.60]) and bars["A7B+WA8-nonorm"] == ([0.61], [0.63])
+    assert bars["A7B7C+WA8"] == ([0.55], [0.5])
     messages = []
     written = plot_all(rows, tmp_path / "figs", echo=messages.append)
     assert {"small-developmental.png", "small-developmental.csv"} <= {p.name for p in written}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -413,23 +413,30 @@ def format_developmental(table: list[dict[str, Any]], study: str, metric: str) -
     return "\n".join(lines)
 
 
-def _bars(ax, entries: list[tuple[str, list[float]]], reference: tuple[str, list[float]] | None, title: str,
+def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_label: str, title: str,
           ylabel: str = "top-1 accuracy") -> None:
-    """Mean (and 95% bootstrap interval) of each entry as a bar; the reference as a dashed line."""
+    """Mean (and 95% bootstrap interval) of each entry as a bar, and over each bar, dashed, the
+    mean of its own reference values (the classic network of the same splits and seeds, or the
+    source network before the transfer), so that no bar is read against another split's level."""
     ax.set_title(title, fontsize=9)
     if not entries:
         ax.text(0.5, 0.5, "no networks of this kind", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_xticks([])
         return
-    means = [float(np.mean(v)) for _, v in entries]
+    means = [float(np.mean(v)) for _, v, _ in entries]
     errors = np.array([[m - lo, hi - m] if not np.isnan(lo) else [0, 0]
-                       for m, (lo, hi) in zip(means, (bootstrap_ci(v) for _, v in entries))]).T
+                       for m, (lo, hi) in zip(means, (bootstrap_ci(v) for _, v, _ in entries))]).T
     ax.bar(range(len(entries)), means, yerr=errors, color="#ff9896", edgecolor="black", capsize=3)
-    ax.set_xticks(range(len(entries)), [label for label, _ in entries], rotation=60, ha="right", fontsize=7)
-    values = [x for _, v in entries for x in v]
-    if reference and reference[1]:
-        ax.axhline(float(np.mean(reference[1])), color="#d62728", ls="--", label=f"{reference[0]} (mean)")
-        values += reference[1]
+    ax.set_xticks(range(len(entries)), [label for label, _, _ in entries], rotation=60, ha="right", fontsize=7)
+    values = [x for _, v, _ in entries for x in v]
+    labelled = False
+    for position, (_, _, refs) in enumerate(entries):
+        if refs:
+            ax.hlines(float(np.mean(refs)), position - 0.45, position + 0.45, colors="#d62728", linestyles="--",
+                      label=None if labelled else reference_label)
+            labelled = True
+            values += refs
+    if labelled:
         ax.legend(fontsize=7, loc="lower right")
     low, high = min(values), max(values)
     ax.set_ylim(max(0.0, low - 0.1 * (high - low + 0.02)), min(1.0, high + 0.1 * (high - low + 0.02)))
@@ -437,11 +444,21 @@ def _bars(ax, entries: list[tuple[str, list[float]]], reference: tuple[str, list
     ax.grid(axis="y", alpha=0.3)
 
 
-def classic_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
-    """Classic fine-tuning (X7Y+, a transfer, not the selffer) on the splits that have grown networks."""
-    grown_splits = {r["split"] for r in rows if r.get("growth") and not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))}
-    return [_value(r, metric) for r in rows if r["split"] in grown_splits and r["condition"] == "transfer"
-            and re.fullmatch(r"[A-Z]7[A-Z]\+", str(r["network"])) and _value(r, metric) is not None]
+def paired_entries(rows: list[dict[str, Any]], metric: str, select: Callable[[dict[str, Any]], Any],
+                   label: Callable[[str], str] = lambda name: name,
+                   order: Callable[[str], Any] = lambda name: name) -> list[tuple[str, list[float], list[float]]]:
+    """(label, values, the values of its classic reference network on the same splits and
+    seeds) for every network of the selected rows: a bar and the level to read it against."""
+    by_key = {(r["split"], r["network"], r["seed"]): r for r in rows}
+    grouped: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r in rows:
+        if select(r) and _value(r, metric) is not None:
+            name = str(r["network"])
+            grouped[name][0].append(_value(r, metric))
+            paired = by_key.get((r["split"], reference_network(name), r["seed"]))
+            if paired is not None and _value(paired, metric) is not None:
+                grouped[name][1].append(_value(paired, metric))
+    return [(label(name), *grouped[name]) for name in sorted(grouped, key=order)]
 
 
 def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
@@ -453,42 +470,34 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
     written.append(out / f"{study}-developmental.csv")
     echo(format_developmental(table, study, metric))
 
-    def values(select) -> dict[str, list[float]]:
-        grouped: dict[str, list[float]] = defaultdict(list)
-        for r in rows:
-            if select(r) and _value(r, metric) is not None:
-                grouped[str(r["network"])].append(_value(r, metric))
-        return dict(grouped)
+    def entries(select, label=lambda name: name, order=lambda name: name) -> list[tuple[str, list[float], list[float]]]:
+        return paired_entries(rows, metric, select, label, order)
 
     single = lambda r: not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))  # noqa: E731  (not a chain's later step)
-    classic_ref = ("classic fine-tuning A7B+", classic_values(rows, metric))
+    transfer = lambda r: single(r) and r.get("growth") and str(r["network"])[0] != "b"  # noqa: E731  (not a wide base)
+    classic = "classic fine-tuning A7B+, same splits and seeds"
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.6))
-    grown = values(lambda r: single(r) and r.get("growth") and r.get("scope") == "all" and str(r["network"])[0] != "b"
-                   and (r.get("normalize") == 1 or r.get("growth_mode") == "wide"))
-    _bars(axes[0], sorted(grown.items()), classic_ref, "target: variant and S (wide = as wide from the start)")
-    ablation = values(lambda r: single(r) and r.get("growth_mode") == "grown" and r.get("scope") == "all")
-    pairs = [name for name in sorted(ablation) if name.endswith("-nonorm")]
-    entries = [(label, ablation[key]) for name in pairs for key, label in
-               ((name.removesuffix("-nonorm"), name.removesuffix("-nonorm") + " norm+scale"), (name, name))
-               if key in ablation]
-    _bars(axes[1], entries, classic_ref, "normalisation + scaling ablation")
-    scoped = values(lambda r: single(r) and r.get("growth_mode") == "grown" and r.get("normalize") == 1)
-    order = {"new": 0, "fc7": 1, "fc6": 2}
-    _bars(axes[2], sorted(scoped.items(), key=lambda kv: (re.sub(r"-(new|fc7|fc6)", "", kv[0]),
-                                                          order.get(kv[0].rsplit("-", 1)[-1], 3))),
-          classic_ref, "fine-tuning scope (new, fc7, fc6, all)")
-    source = defaultdict(list)
-    before = []
+    _bars(axes[0], entries(lambda r: transfer(r) and r.get("scope") == "all"
+                           and (r.get("normalize") == 1 or r.get("growth_mode") == "wide")),
+          classic, "target: variant and S (wide = as wide from the start)")
+    nonorm = {str(r["network"]).removesuffix("-nonorm") for r in rows if str(r["network"]).endswith("-nonorm")}
+    _bars(axes[1], entries(lambda r: transfer(r) and r.get("growth_mode") == "grown" and r.get("scope") == "all"
+                           and str(r["network"]).removesuffix("-nonorm") in nonorm,
+                           label=lambda name: name if name.endswith("-nonorm") else f"{name} norm+scale"),
+          classic, "normalisation + scaling ablation")
+    scope_order = {"new": 0, "fc7": 1, "fc6": 2}
+    _bars(axes[2], entries(lambda r: transfer(r) and r.get("growth_mode") == "grown" and r.get("normalize") == 1,
+                           order=lambda name: (re.sub(r"-(new|fc7|fc6)", "", name), scope_order.get(name.rsplit("-", 1)[-1], 3))),
+          classic, "fine-tuning scope (new, fc7, fc6, all)")
+    source: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in rows:
         if _value(r, "source_top1_after") is not None and single(r):
-            source[str(r["network"])].append(_value(r, "source_top1_after"))
-            before.append(_value(r, "source_top1_before"))
-    _bars(axes[3], sorted(source.items()), ("source network before", before), "forgetting: source top-1 after transfer",
-          "source top-1")
-    chain = values(lambda r: not single(r))
-    steps = sorted(chain.items(), key=lambda kv: (bool(reference_network(kv[0])), kv[0]))
-    fixed = [v for name, vs in chain.items() if not reference_network(name) for v in vs]
-    _bars(axes[4], steps, ("fixed network along the chain", fixed), "chain of tasks: last task, grown at every step")
+            source[str(r["network"])][0].append(_value(r, "source_top1_after"))
+            source[str(r["network"])][1].append(_value(r, "source_top1_before"))
+    _bars(axes[3], [(name, *source[name]) for name in sorted(source)], "the source network before the transfer",
+          "forgetting: source top-1 after transfer", "source top-1")
+    _bars(axes[4], entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
+          "the fixed network along the same chain", "chain of tasks: last task, grown at every step")
     fig.suptitle(f"{study}: developmental networks ({metric})", fontsize=10)
     fig.tight_layout()
     _save(fig, out, f"{study}-developmental", written)
