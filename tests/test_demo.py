@@ -41,3 +41,22 @@ def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
     messages.clear()
     demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
     assert any(m.startswith("nothing to submit (10 done") for m in messages)
+
+
+def test_developmental_verdict_needs_more_than_the_single_network_spread():
+    from transferbench.results import SCHEMA
+
+    def rows(differences):
+        out = []
+        for seed, difference in enumerate(differences):
+            for network, value, growth in (("A7B+", 0.80, None), ("A7B+WA8", 0.80 + difference, "WA8")):
+                out.append({k: None for k in SCHEMA} | {
+                    "study": "demo", "split": "random0", "network": network, "condition": "transfer", "n": 7,
+                    "fine_tune": 1, "seed": seed, "top1_mean_best10": value, "growth": growth,
+                    "growth_mode": growth and "grown", "scope": growth and "all", "normalize": growth and 1})
+        return demo._developmental_lines(out)[0]
+
+    assert rows([0.03]).endswith("more seeds would tell")
+    assert rows([0.06]).endswith("added capacity helped") and rows([-0.06]).endswith("did worse than classic fine-tuning")
+    assert rows([0.03, 0.02, 0.04]).endswith("added capacity helped")  # the interval over 3 networks excludes 0
+    assert rows([0.03, -0.02, 0.01]).endswith("includes no difference")
