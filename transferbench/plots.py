@@ -413,6 +413,9 @@ def format_developmental(table: list[dict[str, Any]], study: str, metric: str) -
     return "\n".join(lines)
 
 
+MIN_SPAN = 0.2  # the least range of accuracy a bar panel shows
+
+
 def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_label: str, title: str,
           ylabel: str = "top-1 accuracy") -> None:
     """Mean (and 95% bootstrap interval) of each entry as a bar, and over each bar, dashed, the
@@ -438,8 +441,11 @@ def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_lab
             values += refs
     if labelled:
         ax.legend(fontsize=7, loc="lower right")
+    # The axis spans at least 0.2 of accuracy, so that a difference of 0.02 between single
+    # networks does not fill the panel.
     low, high = min(values), max(values)
-    ax.set_ylim(max(0.0, low - 0.1 * (high - low + 0.02)), min(1.0, high + 0.1 * (high - low + 0.02)))
+    pad = 0.1 * max(high - low, MIN_SPAN)
+    ax.set_ylim(max(0.0, min(low, high - MIN_SPAN) - pad), min(1.0, high + pad))
     ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
