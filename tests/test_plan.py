@@ -137,3 +137,10 @@ def test_cli_plan_and_local_executor(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "transferbench", "status", str(tmp_path / "nope")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().endswith("run `transferbench plan CONFIG.toml` first")
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.toml")))
+def test_every_shipped_config_plans(config, tmp_path):
+    """A planner change must not break a preset a user runs as documented."""
+    plan = build_plan(REPO / "configs" / config, tmp_path)
+    assert plan.jobs and all(set(job.depends) <= set(plan.jobs) for job in plan.jobs.values())
