@@ -33,10 +33,10 @@ from transferbench.fileio import atomic_write_text
 from transferbench.plan import read_plan
 
 EXECUTORS = ("slurm", "local", "debug")
-LIVE_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD", "CONFIGURING"}
 LIVE_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 # States of a job that has ended for good (squeue -t all lists them until MinJobAge passes).
-# Every other state (PENDING, REQUEUED, REQUEUE_HOLD, SUSPENDED, ...) is a job that will still run.
+# Every other state is queued: PENDING, REQUEUED, REQUEUE_HOLD, REQUEUE_FED, SUSPENDED,
+# RESV_DEL_HOLD, CONFIGURING, ... (a job that will still run).
 SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
                "TIMEOUT", "REVOKED"}
 

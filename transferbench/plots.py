@@ -380,9 +380,8 @@ def developmental_table(rows: list[dict[str, Any]], metric: str = "top1_mean_bes
         if not members:
             continue
         reference = reference_network(name)
-        pairs = [(_value(r, metric), _value(by_key[(r["split"], reference, r["seed"])], metric)) for r in members
-                 if reference and (r["split"], reference, r["seed"]) in by_key
-                 and _value(by_key[(r["split"], reference, r["seed"])], metric) is not None]
+        pairs = [(_value(r, metric), paired) for r in members
+                 if (paired := _paired_value(by_key, r, metric)) is not None]
         diffs = [a - b for a, b in pairs]
         low, high = bootstrap_ci(diffs) if diffs else (float("nan"), float("nan"))
         before = [_value(r, "source_top1_before") for r in members if _value(r, "source_top1_before") is not None]
@@ -450,21 +449,34 @@ def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_lab
     ax.grid(axis="y", alpha=0.3)
 
 
+def _paired_value(by_key: dict[tuple, dict[str, Any]], row: dict[str, Any], metric: str) -> float | None:
+    """``metric`` of the classic network ``row`` is compared with, on the same split and seed."""
+    paired = by_key.get((row["split"], reference_network(str(row["network"])), row["seed"]))
+    return _value(paired, metric) if paired is not None else None
+
+
+def bar_entries(rows: list[dict[str, Any]], select: Callable[[dict[str, Any]], Any],
+                value: Callable[[dict[str, Any]], float | None], reference: Callable[[dict[str, Any]], float | None],
+                label: Callable[[str], str] = lambda name: name,
+                order: Callable[[str], Any] = lambda name: name) -> list[tuple[str, list[float], list[float]]]:
+    """(label, values, reference values) per network of the selected rows: a bar and, row by
+    row, the level to read it against."""
+    grouped: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r in rows:
+        if select(r) and value(r) is not None:
+            values, references = grouped[str(r["network"])]
+            values.append(value(r))
+            if reference(r) is not None:
+                references.append(reference(r))
+    return [(label(name), *grouped[name]) for name in sorted(grouped, key=order)]
+
+
 def paired_entries(rows: list[dict[str, Any]], metric: str, select: Callable[[dict[str, Any]], Any],
                    label: Callable[[str], str] = lambda name: name,
                    order: Callable[[str], Any] = lambda name: name) -> list[tuple[str, list[float], list[float]]]:
-    """(label, values, the values of its classic reference network on the same splits and
-    seeds) for every network of the selected rows: a bar and the level to read it against."""
+    """Bars of ``metric``, each read against its classic reference network on the same splits and seeds."""
     by_key = {(r["split"], r["network"], r["seed"]): r for r in rows}
-    grouped: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for r in rows:
-        if select(r) and _value(r, metric) is not None:
-            name = str(r["network"])
-            grouped[name][0].append(_value(r, metric))
-            paired = by_key.get((r["split"], reference_network(name), r["seed"]))
-            if paired is not None and _value(paired, metric) is not None:
-                grouped[name][1].append(_value(paired, metric))
-    return [(label(name), *grouped[name]) for name in sorted(grouped, key=order)]
+    return bar_entries(rows, select, lambda r: _value(r, metric), lambda r: _paired_value(by_key, r, metric), label, order)
 
 
 def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
@@ -495,13 +507,8 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
     _bars(axes[2], entries(lambda r: transfer(r) and r.get("growth_mode") == "grown" and r.get("normalize") == 1,
                            order=lambda name: (re.sub(r"-(new|fc7|fc6)", "", name), scope_order.get(name.rsplit("-", 1)[-1], 3))),
           classic, "fine-tuning scope (new, fc7, fc6, all)")
-    source: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for r in rows:
-        if _value(r, "source_top1_after") is not None and single(r):
-            source[str(r["network"])][0].append(_value(r, "source_top1_after"))
-            source[str(r["network"])][1].append(_value(r, "source_top1_before"))
-    _bars(axes[3], [(name, *source[name]) for name in sorted(source)], "the source network before the transfer",
-          "forgetting: source top-1 after transfer", "source top-1")
+    _bars(axes[3], bar_entries(rows, single, lambda r: _value(r, "source_top1_after"), lambda r: _value(r, "source_top1_before")),
+          "the source network before the transfer", "forgetting: source top-1 after transfer", "source top-1")
     _bars(axes[4], entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
           "the fixed network along the same chain", "chain of tasks: last task, grown at every step")
     fig.suptitle(f"{study}: developmental networks ({metric})", fontsize=10)
