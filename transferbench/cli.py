@@ -59,7 +59,8 @@ Network patterns in a [[block]]: baseA, base (all classes), AnB, AnB+, AnA (self
 Developmental networks (Growing a Brain), S over the block's units = [...]: A7B+DA, A7B+WA,
 A7B+DWA, A7B+WWA with options -new/-fc7/-fc6 (fine-tuning scope), -nonorm, -wide; baseA-WA
 (a wide base); chains A7B7C+ and A7B7C+WA on a split with sides A, B, C (splits chain).
-Preset: configs/developmental-fashion-mnist.toml.  See the README.
+Presets: configs/developmental-fashion-mnist.toml, developmental-synthetic.toml,
+developmental-synthetic-seeds.toml.  See the README.
 """
 
 SUBMIT_DESCRIPTION = """\
