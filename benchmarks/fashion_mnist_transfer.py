@@ -12,9 +12,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from transferbench.models import ModelConfig
-from transferbench.train import JobSpec, TrainConfig, run_job
-from transferbench.transfer import Condition
+from transferbench.worker.models import ModelConfig
+from transferbench.worker.train import JobSpec, TrainConfig, run_job
+from transferbench.worker.transfer import Condition
 
 REPO = Path(__file__).resolve().parents[1]
 

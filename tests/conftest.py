@@ -34,7 +34,7 @@ def reference() -> Path:
 def wordnet():
     """A WordNet 3.0 reader ($TRANSFERBENCH_WORDNET_DIR, nltk's data path, or /usr/share/wordnet)."""
     from transferbench.errors import UserError
-    from transferbench.wordnet import load_wordnet
+    from transferbench.tasks.wordnet import load_wordnet
 
     for folder in (None, "/usr/share/wordnet"):
         try:
@@ -118,7 +118,7 @@ def tiny_study(tmp_path: Path, name: str, networks: list[str], n: list[int], ite
     ``extra``: more keys of the block (e.g. ``units = [8]``)."""
     import json
 
-    from transferbench.plan import build_plan, write_plan
+    from transferbench.study.plan import build_plan, write_plan
 
     data = data or make_fashion_mnist(tmp_path / "data")
     config = tmp_path / f"{name}.toml"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from transferbench.classes import build_table, load_table, read_synset_words
+from transferbench.tasks.classes import build_table, load_table, read_synset_words
 from transferbench.errors import UserError
-from transferbench.splitcmd import make_table
-from transferbench.wordnet import canonical_path, load_wordnet
+from transferbench.tasks.splitcmd import make_table
+from transferbench.tasks.wordnet import canonical_path, load_wordnet
 
 
 def test_imagenet_table_matches_the_published_synset_list(reference):

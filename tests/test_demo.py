@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import transferbench.demo as demo
-from transferbench.synthetic import FAMILIES, PER_FAMILY, class_templates, load_synthetic, render
+from transferbench.worker.synthetic import FAMILIES, PER_FAMILY, class_templates, load_synthetic, render
 
 
 def test_synthetic_data_is_seeded_and_hierarchical():
@@ -44,16 +44,16 @@ def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
 
 
 def test_developmental_verdict_needs_more_than_the_single_network_spread():
-    from transferbench.results import SCHEMA
+    from transferbench.schema.record import Row
 
     def rows(differences):
         out = []
         for seed, difference in enumerate(differences):
             for network, value, growth in (("A7B+", 0.80, None), ("A7B+WA8", 0.80 + difference, "WA8")):
-                out.append({k: None for k in SCHEMA} | {
-                    "study": "demo", "split": "random0", "network": network, "condition": "transfer", "n": 7,
-                    "fine_tune": 1, "seed": seed, "top1_mean_best10": value, "growth": growth,
-                    "growth_mode": growth and "grown", "scope": growth and "all", "normalize": growth and 1})
+                out.append(Row(study="demo", source="transferbench", key=f"random0/{network}/seed{seed}", dataset="synthetic",
+                               split="random0", network=network, condition="transfer", n=7, fine_tune=1, seed=seed,
+                               top1_mean_best10=value, growth=growth, growth_mode=growth and "grown",
+                               scope=growth and "all", normalize=growth and 1))
         return demo._developmental_lines(out)[0]
 
     assert rows([0.03]).endswith("more seeds would tell")

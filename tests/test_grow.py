@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from transferbench.errors import UserError
-from transferbench.execute import Study, submit
-from transferbench.grow import VARIANTS, Growth, GrownNet, apply_growth
-from transferbench.models import ModelConfig, TransferNet
-from transferbench.plan import build_plan
-from transferbench.train import TrainConfig, build_optimizer
+from transferbench.study.executors import submit
+from transferbench.study.status import Study
+from transferbench.worker.grow import VARIANTS, Growth, GrownNet, apply_growth
+from transferbench.worker.models import ModelConfig, TransferNet
+from transferbench.study.plan import build_plan
+from transferbench.schema.spec import TrainConfig
+from transferbench.worker.train import build_optimizer
 from tests.conftest import tiny_study
 
 CONFIG = ModelConfig.small(5, 1, conv_widths=(4, 4, 6, 6, 4), fc_width=16)
@@ -144,15 +146,15 @@ def test_planner_expands_developmental_patterns(tmp_path):
         "baseA", "A7B+", "A7B+WA8", "A7B+WA12", "A7B+DA8-nonorm", "A7B+DA12-nonorm", "A7B+WWA8-fc7", "A7B+WWA12-fc7",
         "baseA-WA8", "baseA-WA12", "A7B+WA8-wide", "A7B+WA12-wide", "baseB-WA8", "baseB-WA12")}
     grown = jobs["random0/A7B+WWA12-fc7/seed0"]
-    assert grown["depends"] == ["random0/baseA/seed0"]
-    assert grown["spec"]["growth"] == {"variant": "WWA", "units": [12], "new": True, "normalize": True, "scale_init": 10.0,
+    assert grown.depends == ("random0/baseA/seed0",)
+    assert grown.spec.to_dict()["growth"] == {"variant": "WWA", "units": (12,), "new": True, "normalize": True, "scale_init": 10.0,
                                        "scope": "fc7", "new_lr_mult": 10.0}
-    assert grown["spec"]["forgetting_side"] == "A"
-    assert jobs["random0/A7B+WA8-wide/seed0"]["depends"] == ["random0/baseA-WA8/seed0"]
+    assert grown.spec.to_dict()["forgetting_side"] == "A"
+    assert jobs["random0/A7B+WA8-wide/seed0"].depends == ("random0/baseA-WA8/seed0",)
     for wide in ("random0/A7B+WA8-wide/seed0", "random0/baseA-WA8/seed0"):  # plain wider networks: no normalisation
-        growth = Growth(**jobs[wide]["spec"]["growth"])
+        growth = Growth(**jobs[wide].spec.to_dict()["growth"])
         assert not growth.new and not growth.normalize and len(GrownNet(CONFIG, growth).norms) == 0
-    assert "growth" not in jobs["random0/A7B+/seed0"]["spec"] and "forgetting_side" not in jobs["random0/baseA/seed0"]["spec"]
+    assert "growth" not in jobs["random0/A7B+/seed0"].spec.to_dict() and "forgetting_side" not in jobs["random0/baseA/seed0"].spec.to_dict()
 
     chain = tmp_path / "chain.toml"
     text = (tmp_path / "dev.toml").read_text().replace('splits = ["random0"]', 'splits = ["chain0"]')

@@ -13,9 +13,10 @@ import pytest
 from tests import conftest
 from tests.conftest import REPO
 from transferbench.errors import UserError
-from transferbench.execute import Study, states, status_table, submit
-from transferbench.plan import build_plan, category, write_plan
-from transferbench.results import collect_rows
+from transferbench.study.executors import submit
+from transferbench.study.status import Study, states, status_table
+from transferbench.study.plan import build_plan, category, write_plan
+from transferbench.analysis.results import collect_rows
 
 
 def test_paper_grid_matches_the_published_logs(tmp_path):
@@ -99,10 +100,10 @@ def test_debug_executor_runs_the_graph_and_status_reads_the_files(tmp_path):
     record = json.loads((study_dir / "runs" / "random0" / "A2B+" / "seed0" / "result.json").read_text())
     assert record["spec"]["source_checkpoint"].endswith("runs/random0/baseA/seed0/model.pt") and record["status"] == "done"
     rows, missing = collect_rows(study_dir)
-    assert missing == [] and [r["network"] for r in rows] == ["baseA", "A2B", "A2B+"]
+    assert missing == [] and [r.network for r in rows] == ["baseA", "A2B", "A2B+"]
     plus = rows[2]
-    assert (plus["condition"], plus["n"], plus["fine_tune"], plus["source_side"], plus["target_side"]) == ("transfer", 2, 1, "A", "B")
-    assert plus["top1_mean_best10"] == record["top1_mean_best10"] and plus["commit"] == record["git_commit"]
+    assert (plus.condition, plus.n, plus.fine_tune, plus.source_side, plus.target_side) == ("transfer", 2, 1, "A", "B")
+    assert plus.top1_mean_best10 == record["top1_mean_best10"] and plus.commit == record["git_commit"]
     (study_dir / "runs" / "random0" / "A2B" / "seed0" / "result.json").unlink()
     rows, missing = collect_rows(study_dir)  # a partly finished study collects what is done
     assert len(rows) == 2 and missing == ["random0/A2B/seed0"]

@@ -9,10 +9,13 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from transferbench.caffe import parse_folder_name, read_log, read_network
+from transferbench.analysis.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
-from transferbench.plots import boost_table, developmental_table, paired_entries, plot_all
-from transferbench.results import SCHEMA, caffe_rows, read_csv, to_csv
+from transferbench.analysis.figures import boost_table, developmental_table, paired_entries, plot_all
+import dataclasses
+
+from transferbench.analysis.results import caffe_rows, read_csv, to_csv
+from transferbench.schema.record import SCHEMA, Row
 
 
 def test_restarted_network_merges_its_logs_newest_line_wins(reference):
@@ -44,14 +47,14 @@ def test_names_and_prototxts_give_the_condition(reference):
 
 def test_committed_csv_holds_every_published_network(reference):
     rows = read_csv(REPO / "results" / "yosinski2014.csv")
-    assert len(rows) == 170 and list(rows[0]) == list(SCHEMA)
-    no_log = [r["key"] for r in rows if r["notes"] == "no log"]
+    assert len(rows) == 170 and list(rows[0].to_csv_dict()) == list(SCHEMA)
+    no_log = [r.key for r in rows if r.notes == "no log"]
     assert len(no_log) == 22 and all(k.endswith("+/seed0") for k in no_log)
-    by_key = {r["key"]: r for r in rows}
+    by_key = {r.key: r for r in rows}
     base = by_key["random0/baseA/seed0"]
     net = read_network(reference / "logs" / "half0A")
-    assert base["evaluations"] == 450 and base["last_iteration"] == 450_000 and base["complete"] == 1
-    assert base["top1_final"] == pytest.approx(net.evaluations[-1][1], abs=1e-6)
+    assert base.evaluations == 450 and base.last_iteration == 450_000 and base.complete == 1
+    assert base.top1_final == pytest.approx(net.evaluations[-1][1], abs=1e-6)
 
 
 def test_unfinished_and_corrupt_logs(tmp_path):
@@ -65,10 +68,10 @@ def test_unfinished_and_corrupt_logs(tmp_path):
     with gzip.open(folder / "140401_100000_transfer0A0B.o1.gz", "wt") as handle:
         handle.write(log)
     rows = caffe_rows(tmp_path / "logs", "t")
-    assert rows[0]["evaluations"] == 1 and rows[0]["last_iteration"] == 1000 and rows[0]["complete"] == 0
-    assert "unfinished: last evaluation at 1000 of 450000" in rows[0]["notes"]
-    assert "no imagenet_train.prototxt" in rows[0]["notes"]
-    assert rows[0]["gpu_hours"] == 2.0
+    assert rows[0].evaluations == 1 and rows[0].last_iteration == 1000 and rows[0].complete == 0
+    assert "unfinished: last evaluation at 1000 of 450000" in rows[0].notes
+    assert "no imagenet_train.prototxt" in rows[0].notes
+    assert rows[0].gpu_hours == 2.0
     (folder / "140401_100000_transfer0A0B.o2.gz").write_bytes(b"\x1f\x8b broken gzip")
     with pytest.raises(UserError, match="corrupt or truncated"):
         caffe_rows(tmp_path / "logs", "t")
@@ -79,9 +82,9 @@ def small_rows():
     rows = []
 
     def add(split, network, condition, n, ft, value, side="B"):
-        rows.append({k: None for k in SCHEMA} | {"study": "small", "split": split, "network": network, "condition": condition,
-                                                   "n": n, "fine_tune": ft, "target_side": side, "top1_mean_best10": value,
-                                                   "top1_final": value})
+        rows.append(Row(study="small", source="transferbench", key=f"{split}/{network}/seed0", dataset="synthetic",
+                        split=split, network=network, condition=condition, n=n, fine_tune=ft, target_side=side,
+                        top1_mean_best10=value, top1_final=value))
     add("random0", "baseA", "base", 0, 0, 0.60, "A")
     add("random0", "baseB", "base", 0, 0, 0.62)
     for n in (1, 4, 7):
@@ -105,7 +108,7 @@ def test_boost_table_and_every_figure_on_a_small_csv(tmp_path):
     assert table[0]["vs_base"] == pytest.approx(0.63 - 0.61) and table[0]["vs_selffer_plus"] == pytest.approx(0.01)
     path = tmp_path / "small.csv"
     path.write_text(to_csv(rows))
-    assert read_csv(path)[0]["top1_mean_best10"] == 0.6
+    assert read_csv(path)[0].top1_mean_best10 == 0.6
     messages = []
     written = plot_all(read_csv(path), tmp_path / "figs", reference=rows, echo=messages.append)
     names = sorted(p.name for p in written)
@@ -117,7 +120,7 @@ def test_boost_table_and_every_figure_on_a_small_csv(tmp_path):
 
 
 def test_plot_cli_on_partial_data_and_bad_csv(tmp_path):
-    rows = [r for r in small_rows() if r["condition"] in ("base", "transfer")]
+    rows = [r for r in small_rows() if r.condition in ("base", "transfer")]
     path = tmp_path / "partial.csv"
     path.write_text(to_csv(rows))
     run = subprocess.run([sys.executable, "-m", "transferbench", "plot", str(path), "--out", str(tmp_path / "f")],
@@ -134,21 +137,20 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     rows = small_rows()
 
     def grown(split, network, value, growth, scope="all", normalize=1, mode="grown", before=0.6, after=0.5, seed=0):
-        rows.append({k: None for k in SCHEMA} | {
-            "study": "small", "split": split, "network": network, "condition": "transfer", "n": 7, "fine_tune": 1,
-            "target_side": "B", "seed": seed, "top1_mean_best10": value, "top1_final": value, "growth": growth,
-            "growth_mode": mode, "scope": scope, "normalize": normalize, "source_top1_before": before,
-            "source_top1_after": after})
+        rows.append(Row(
+            study="small", source="transferbench", key=f"{split}/{network}/seed{seed}", dataset="synthetic", split=split,
+            network=network, condition="transfer", n=7, fine_tune=1, target_side="B", seed=seed, top1_mean_best10=value,
+            top1_final=value, growth=growth, growth_mode=mode, scope=scope, normalize=normalize, source_top1_before=before,
+            source_top1_after=after))
 
-    for row in rows:
-        row["seed"] = 0
-    rows.append(dict(next(r for r in rows if r["network"] == "A7B+"), split="random1", top1_mean_best10=0.60))
+    rows[:] = [dataclasses.replace(row, seed=0) for row in rows]
+    rows.append(dataclasses.replace(next(r for r in rows if r.network == "A7B+"), split="random1", top1_mean_best10=0.60))
     grown("random0", "A7B+WA8", 0.66, "WA8")
     grown("random1", "A7B+WA8", 0.64, "WA8")
     grown("random0", "A7B+WA8-nonorm", 0.61, "WA8", normalize=0)
     grown("random0", "A7B+DA8-new", 0.62, "DA8", scope="new", after=0.6)
-    rows.append(dict(rows[-1], split="chain0", network="A7B+", growth=None, growth_mode=None, scope=None, normalize=None))
-    rows.append(dict(rows[-1], network="A7B7C+", top1_mean_best10=0.5))
+    rows.append(dataclasses.replace(rows[-1], split="chain0", network="A7B+", growth=None, growth_mode=None, scope=None, normalize=None))
+    rows.append(dataclasses.replace(rows[-1], network="A7B7C+", top1_mean_best10=0.5))
     grown("chain0", "A7B7C+WA8", 0.55, "WA8x2")
     assert boost_table(rows)[2]["anb_plus_networks"] == 1 + 1  # random0 and random1 A7B+, no grown network, no chain
     table = {row["network"]: row for row in developmental_table(rows)}
@@ -159,7 +161,7 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     # Each bar is read against its own classic network on the same splits and seeds: A7B+WA8
     # against A7B+ on random0 and random1, the chain's step against A7B7C+, never chain0's A7B+.
     bars = {label: (values, refs) for label, values, refs in
-            paired_entries(rows, "top1_mean_best10", lambda r: r.get("growth"))}
+            paired_entries(rows, "top1_mean_best10", lambda r: r.growth)}
     assert bars["A7B+WA8"] == ([0.66, 0.64], [0.63, 0.60]) and bars["A7B+WA8-nonorm"] == ([0.61], [0.63])
     assert bars["A7B7C+WA8"] == ([0.55], [0.5])
     messages = []

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, _missing, make_fashion_mnist, tiny_study
-from transferbench.execute import Study, job_state, log_path, states, status_table, submit
-from transferbench.train import JobSpec, run_job
+from transferbench.study.executors import submit
+from transferbench.study.status import Study, job_state, log_path, states, status_table
+from transferbench.schema.spec import JobSpec
+from transferbench.worker.train import run_job
 
 pytestmark = pytest.mark.slurm
 
@@ -66,7 +68,7 @@ def diagnosis(study_dir: Path, key: str, cluster: Path) -> str:
     if entry:
         parts.append(f"manifest: {entry}")
     log = Path(log_path(study, key, entry))
-    for path in sorted({log, log.with_suffix(".err")} | {Path(study.jobs[key]["out_dir"]) / "error.json"}):
+    for path in sorted({log, log.with_suffix(".err")} | {Path(study.jobs[key].spec.out_dir) / "error.json"}):
         if path.is_file():
             parts.append(f"--- {path}\n{path.read_text(errors='replace')[-3000:]}")
     for name in ("slurmctld.log", "slurmd.log"):
@@ -82,7 +84,7 @@ def settled(current) -> bool:
 
 def result(study_dir: Path, key: str) -> dict:
     job = Study.open(study_dir).jobs[key]
-    return json.loads((Path(job["out_dir"]) / "result.json").read_text())
+    return json.loads((Path(job.spec.out_dir) / "result.json").read_text())
 
 
 def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path):
@@ -93,12 +95,12 @@ def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path)
     assert {state for state, _ in current.values()} == {"done"}, current
     study = Study.open(study_dir)
     for key, job in study.jobs.items():
-        for dep in job["depends"]:
+        for dep in job.depends:
             assert result(study_dir, key)["started_at"] >= result(study_dir, dep)["finished_at"], (key, dep)
     # The results are those of the same job run in this process.
-    spec = JobSpec.from_dict(study.jobs["random0/A3B/seed0"]["spec"])
+    spec = JobSpec.from_dict(study.jobs["random0/A3B/seed0"].spec.to_dict())
     again = run_job(JobSpec.from_dict({**spec.to_dict(), "out_dir": str(tmp_path / "again")}), progress=False)
-    assert again["evaluations"] == result(study_dir, "random0/A3B/seed0")["evaluations"]
+    assert again.evaluations == result(study_dir, "random0/A3B/seed0")["evaluations"]
     # Resubmitting a finished study submits nothing.
     messages = []
     repeat = submit(study_dir, "slurm", echo=messages.append)
@@ -130,7 +132,7 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
     submit(study_dir, "slurm", echo=lambda *_: None)
     study = Study.open(study_dir)
     key = "random0/baseA/seed0"
-    out_dir = Path(study.jobs[key]["out_dir"])
+    out_dir = Path(study.jobs[key].spec.out_dir)
     deadline = time.time() + 120
     while not (out_dir / "checkpoint.pt").exists():
         assert time.time() < deadline, "the job never wrote a checkpoint"
@@ -150,9 +152,9 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
     assert current[key][0] == "done", f"{current}\n{diagnosis(study_dir, key, cluster)}"
     record = result(study_dir, key)
     assert record["resumed_at"] and 0 < record["resumed_at"][0] < 400  # it resumed mid-run, not from scratch
-    spec = JobSpec.from_dict(study.jobs[key]["spec"])
+    spec = JobSpec.from_dict(study.jobs[key].spec.to_dict())
     whole = run_job(JobSpec.from_dict({**spec.to_dict(), "out_dir": str(tmp_path / "whole")}), progress=False)
-    assert record["evaluations"] == whole["evaluations"] and record["train_loss"] == whole["train_loss"]
+    assert record["evaluations"] == whole.evaluations and record["train_loss"] == whole.train_loss
 
 
 def test_failed_job_is_reported_and_retried(cluster, tmp_path):
@@ -173,4 +175,4 @@ def test_failed_job_is_reported_and_retried(cluster, tmp_path):
     assert sum(len(keys) for _, keys in retry.arrays) == 3
     current = wait_until(study_dir, settled)
     assert {state for state, _ in current.values()} == {"done"}, current
-    assert (Path(Study.open(study_dir).jobs[key]["out_dir"]) / "error.attempt1.json").is_file()
+    assert (Path(Study.open(study_dir).jobs[key].spec.out_dir) / "error.attempt1.json").is_file()

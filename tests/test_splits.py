@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from transferbench.classes import load_table
+from transferbench.tasks.classes import load_table
 from transferbench.errors import UserError
-from transferbench.splits import (
+from transferbench.tasks.splits import (
     cluster_balance, load_natman_preset, load_split, natman_split, random_split, read_image_list,
     reduced_split, split_image_list, stratified_split,
 )

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from transferbench.data import ImageSet, load_image_set, read_idx
+from transferbench.worker.data import ImageSet, load_image_set, read_idx
 from transferbench.errors import UserError
-from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
-from transferbench.splits import load_split
-from transferbench.train import Batches, JobSpec, TrainConfig, run_job
-from transferbench.transfer import Condition, apply_condition
+from transferbench.worker.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.tasks.splits import load_split
+from transferbench.schema.spec import JobSpec, TrainConfig
+from transferbench.worker.train import Batches, run_job
+from transferbench.worker.transfer import Condition, apply_condition
 from tests.conftest import REPO, make_fashion_mnist
 
 TINY = ModelConfig("small", 5, 1, (4, 4, 6, 6, 4), 16, 0.5, "kaiming")
@@ -67,7 +68,7 @@ def test_cifar100_pickle(tmp_path):
 def test_imagenet_jpeg_folders_and_corrupt_images(tmp_path):
     from PIL import Image
 
-    from transferbench.data import ImageFileReader
+    from transferbench.worker.data import ImageFileReader
 
     table_wnids = ["n01440764", "n01443537"]
     for wnid in table_wnids:
@@ -144,7 +145,7 @@ def test_copy_asserts_exactly_which_keys(tmp_path):
 
 def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
     base = run_job(tiny_spec(tmp_path, fashion_root, "baseA"), progress=False)
-    assert base["status"] == "done" and base["iterations"] == 12 and len(base["evaluations"]) == 3
+    assert base.status == "done" and base.iterations == 12 and len(base.evaluations) == 3
     source = str(tmp_path / "baseA" / "model.pt")
     source_state = torch.load(source)["model"]
 
@@ -163,7 +164,7 @@ def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
     short = json.loads(json.dumps(partial.to_dict()))
     short["train"]["iterations"] = 12
     # Stop the run at iteration 6 by asking for a stop (as SIGTERM would) mid-way.
-    import transferbench.train as train_module
+    import transferbench.worker.train as train_module
 
     original = train_module.learning_rate
     calls = {"n": 0}
@@ -186,8 +187,8 @@ def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
     assert not (tmp_path / "resumed" / "result.json").exists()
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
     resumed = run_job(partial, progress=False)
-    assert resumed["evaluations"] == whole["evaluations"]
-    assert resumed["train_loss"] == whole["train_loss"]
+    assert resumed.evaluations == whole.evaluations
+    assert resumed.train_loss == whole.train_loss
     final_whole = torch.load(tmp_path / "whole" / "model.pt")["model"]
     final_resumed = torch.load(tmp_path / "resumed" / "model.pt")["model"]
     assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
@@ -196,11 +197,11 @@ def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
 
 def test_divergence_and_bad_specs(tmp_path, fashion_root):
     record = run_job(tiny_spec(tmp_path, fashion_root, "nan", lr=1e30), progress=False)
-    assert record["status"] == "failed" and record["reason"].startswith("diverged")
+    assert record.status == "failed" and record.reason.startswith("diverged")
     assert not (tmp_path / "nan" / "model.pt").exists()
     with pytest.raises(UserError, match="base checkpoint .* is missing"):
         run_job(tiny_spec(tmp_path, fashion_root, "x", "B", Condition("transfer", 2), str(tmp_path / "none.pt")), progress=False)
-    with pytest.raises(UserError, match="unknown key train.learning_rate"):
+    with pytest.raises(UserError, match=r"unknown key .learning_rate. in \[spec.train\]"):
         JobSpec.from_dict({"key": "k", "dataset": "fashion-mnist", "split": None, "side": None, "out_dir": "o",
                            "train": {"learning_rate": 1}})
 
@@ -220,9 +221,9 @@ def _jpeg_tree(root, wnids, per_class, size=40):
 
 def test_imagenet_pack_trains_like_the_decoded_files(tmp_path):
     """The uint8 pack: decoded once (corrupt files dropped), memory-mapped, same batches as decoding."""
-    from transferbench.classes import load_table
-    from transferbench.data import pack_images, imagenet_items
-    from transferbench.train import Batches
+    from transferbench.tasks.classes import load_table
+    from transferbench.worker.data import pack_images, imagenet_items
+    from transferbench.worker.train import Batches
 
     wnids = [c.wnid for c in load_table("imagenet1k").classes]
     _jpeg_tree(tmp_path, wnids[:3], 4)
@@ -250,12 +251,12 @@ def test_imagenet_pack_trains_like_the_decoded_files(tmp_path):
                    train=TrainConfig(lr=0.01, batch_size=4, iterations=4, eval_every=2, checkpoint_every=2, resize=32,
                                      crop=28), data_root=str(tmp_path), pack_dir=str(tmp_path / "pack"))
     record = run_job(spec, progress=False)  # the train pack is reused; the val pack is built here
-    assert record["status"] == "done" and record["train_images"] == 12 and record["skipped_images"] == 1
-    assert record["val_images"] == 6
+    assert record.status == "done" and record.train_images == 12 and record.skipped_images == 1
+    assert record.val_images == 6
 
 
 def test_all_validation_images_corrupt_is_one_clear_error(tmp_path):
-    from transferbench.classes import load_table
+    from transferbench.tasks.classes import load_table
 
     wnids = [c.wnid for c in load_table("imagenet1k").classes]
     _jpeg_tree(tmp_path, wnids[:1], 2)

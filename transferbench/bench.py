@@ -36,7 +36,7 @@ import torch
 
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
-from transferbench.models import ModelConfig, TransferNet
+from transferbench.worker.models import ModelConfig, TransferNet
 
 Echo = Callable[[str], None]
 
@@ -110,7 +110,7 @@ def model_config(arch: str) -> tuple[ModelConfig, int]:
 
 def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device) -> BenchRow:
     """``mode``: train, frozen3/5/7 or eval, on a batch that already sits on the device."""
-    from transferbench.train import TrainConfig, build_optimizer, sgd_step
+    from transferbench.worker.train import TrainConfig, build_optimizer, sgd_step
 
     model_cfg, size = model_config(arch)
     model = TransferNet(model_cfg).to(device)
@@ -216,8 +216,8 @@ def reference_batches(files: list[Path], config: BenchConfig, device: torch.devi
 def our_batches(files: list[Path] | None, config: BenchConfig, device: torch.device, crop: int, pack=None):
     """The worker's data path: uint8 decoded by threads (or read from a pack), one batch fetched
     ahead in a thread, mean/crop/mirror on the device."""
-    from transferbench.data import ImageSet
-    from transferbench.train import Batches, TrainConfig
+    from transferbench.worker.data import ImageSet
+    from transferbench.worker.train import Batches, TrainConfig
 
     count = len(files) if files is not None else len(pack.images)
     labels = torch.arange(count) % 10
@@ -249,7 +249,7 @@ def bench_data(name: str, stream, config: BenchConfig, device: torch.device) -> 
 def bench_train(name: str, stream, config: BenchConfig, device: torch.device, ours: bool) -> BenchRow:
     """CaffeNet at 227 px, fed by ``stream``: ours with the configured precision and layout, the
     reference in fp32 NCHW with plain SGD over every parameter (the ImageNet example)."""
-    from transferbench.train import TrainConfig, build_optimizer, sgd_step
+    from transferbench.worker.train import TrainConfig, build_optimizer, sgd_step
 
     model_cfg, _ = model_config("caffenet")
     model = TransferNet(model_cfg).to(device)
@@ -298,7 +298,7 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
             report(bench_model(arch, mode, config, device))
     with tempfile.TemporaryDirectory(prefix="transferbench-bench-") as scratch:
         files = find_jpegs(images, config.images) if images else write_jpegs(Path(scratch) / "jpegs", config.images, echo=echo)
-        from transferbench.data import pack_images
+        from transferbench.worker.data import pack_images
 
         pack = pack_images([(path, 0) for path in files], Path(scratch) / "pack", "bench", workers=_workers(config))
         report(bench_data("transferbench: JPEG decode (threads) + device augment", our_batches(files, config, device, 227),

@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("config", type=Path, metavar="CONFIG.toml", help="the study config, e.g. configs/yosinski2014.toml")
     plan.add_argument("--jobs-dir", type=Path, metavar="DIR", help="where jobs/<study>/ goes (default: ./jobs)")
     plan.add_argument("--data-root", metavar="DIR", help="the dataset folder (overrides [study] data_root)")
+    plan.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
+                      help="override one config value, checked like the file's own (repeatable): e.g. --set "
+                           "train.lr=0.001, --set study.seeds=[0,1], --set block.2.n=[1,7]; values are read as TOML")
 
     submit = commands.add_parser("submit", help="run a planned study (Slurm, local or debug)", description=SUBMIT_DESCRIPTION,
                                  formatter_class=formatter)
@@ -245,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = commands.add_parser("collect", help="gather a study's results into results/<study>.csv", formatter_class=formatter,
                                   description="One row per finished network of the study (schema: `python -c \"import "
-                                              "transferbench.results as r; print(r.__doc__)\"`). A partly finished study "
+                                              "transferbench.analysis.results as r; print(r.__doc__)\"`). A partly finished study "
                                               "collects what is done and lists what is missing.")
     collect.add_argument("study", type=Path, metavar="jobs/STUDY")
     collect.add_argument("--out", type=Path, metavar="FILE", help="CSV to write (default: results/<study>.csv)")
@@ -307,17 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
 def run_plan(args: argparse.Namespace) -> None:
     import time
 
-    from transferbench.plan import build_plan, write_plan
+    from transferbench.study.plan import build_plan, write_plan
 
     started = time.perf_counter()
-    plan = build_plan(args.config, args.jobs_dir, {"data_root": args.data_root} if args.data_root else None)
+    plan = build_plan(args.config, args.jobs_dir, {"data_root": args.data_root} if args.data_root else None,
+                      args.settings)
     write_plan(plan)
     print(plan.summary(), end="")
     print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    from transferbench.execute import status_table, submit
+    from transferbench.study.executors import submit
+    from transferbench.study.status import status_table
 
     overrides = {name: getattr(args, name) for name in ("partition", "account", "qos", "gpus", "cpus", "array_parallelism", "folder")}
     overrides.update(mem_gb=args.mem_gb, time_min=args.time_min)
@@ -330,7 +335,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from transferbench.execute import status_table
+    from transferbench.study.status import status_table
 
     table, totals = status_table(args.study)
     print(table, end="")
@@ -338,8 +343,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_task(args: argparse.Namespace) -> int:
-    from transferbench.execute import TaskFailed, run_task
-    from transferbench.train import StopRequested
+    from transferbench.study.executors import TaskFailed, run_task
+    from transferbench.worker.train import StopRequested
 
     try:
         run_task(str(args.study), args.key)
@@ -353,11 +358,11 @@ def run_task(args: argparse.Namespace) -> int:
 
 
 def run_collect(args: argparse.Namespace) -> None:
-    from transferbench.execute import Study
-    from transferbench.results import collect_rows, write_rows
+    from transferbench.analysis.results import collect_rows, write_rows
+    from transferbench.study.status import Study
 
     rows, missing = collect_rows(args.study)
-    out = args.out or Path("results") / f"{Study.open(args.study).plan['study']}.csv"
+    out = args.out or Path("results") / f"{Study.open(args.study).name}.csv"
     if out.is_file() and "caffe-log" in out.read_text(encoding="utf-8"):
         raise UserError(f"{out} holds imported published results; give --out FILE for this study's results")
     if not rows:
@@ -369,21 +374,21 @@ def run_collect(args: argparse.Namespace) -> None:
 
 
 def run_import_caffe(args: argparse.Namespace) -> None:
-    from transferbench.results import caffe_rows, write_rows
+    from transferbench.analysis.results import caffe_rows, write_rows
 
     rows = caffe_rows(args.logs, args.study, progress=sys.stderr.isatty())
     write_rows(args.out, rows)
-    flagged = [r for r in rows if r["notes"]]
+    flagged = [r for r in rows if r.notes]
     print(f"wrote {args.out}: {len(rows)} networks, {len(rows) - len(flagged)} complete")
     for row in flagged:
-        print(f"  {row['key']}: {row['notes']}")
+        print(f"  {row.key}: {row.notes}")
 
 
 def run_plot(args: argparse.Namespace) -> None:
     import time
 
-    from transferbench.plots import plot_all
-    from transferbench.results import read_csv
+    from transferbench.analysis.figures import plot_all
+    from transferbench.analysis.results import read_csv
 
     started = time.perf_counter()
     paths = args.csv or sorted(Path("results").glob("*.csv"))
@@ -393,7 +398,7 @@ def run_plot(args: argparse.Namespace) -> None:
     reference = None
     if args.reference:
         reference = read_csv(Path("results") / f"{args.reference}.csv")
-        rows = [row for row in rows if row["study"] != args.reference]
+        rows = [row for row in rows if row.study != args.reference]
     written = plot_all(rows, args.out, reference, args.metric)
     print(f"wrote {len(written)} files to {args.out} in {time.perf_counter() - started:.1f} s:")
     for path in written:
@@ -401,37 +406,38 @@ def run_plot(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from transferbench.train import StopRequested, load_spec, run_job
+    from transferbench.schema.spec import load_spec
+    from transferbench.worker.train import StopRequested, run_job
 
     try:
         record = run_job(load_spec(args.spec), args.device, progress=not args.no_progress)
     except StopRequested as stop:
         print(f"transferbench: stopped by {stop}; checkpoint written, run again to resume", file=sys.stderr)
         return 143
-    if record["status"] != "done":
-        print(f"transferbench: error: {record['key']} {record['reason']}", file=sys.stderr)
+    if record.status != "done":
+        print(f"transferbench: error: {record.key} {record.reason}", file=sys.stderr)
         return 1
-    print(f"{record['key']}: top-1 {record['top1_final']:.4f} (mean of 10 best {record['top1_mean_best10']:.4f}), "
-          f"{record['iterations']} iterations, {record['wall_time_s']:.1f} s -> {Path(record['spec']['out_dir']) / 'result.json'}")
+    print(f"{record.key}: top-1 {record.top1_final:.4f} (mean of 10 best {record.top1_mean_best10:.4f}), "
+          f"{record.iterations} iterations, {record.wall_time_s:.1f} s -> {Path(record.spec['out_dir']) / 'result.json'}")
     return 0
 
 
 def run_splits(args: argparse.Namespace) -> None:
-    from transferbench import splitcmd
-    from transferbench.classes import load_table
-    from transferbench.splits import read_image_list
+    from transferbench.tasks import splitcmd
+    from transferbench.tasks.classes import load_table
+    from transferbench.tasks.splits import read_image_list
 
     echo = print
     if args.method == "table":
         from transferbench.fileio import atomic_write_text
-        from transferbench.wordnet import load_wordnet
+        from transferbench.tasks.wordnet import load_wordnet
 
         table = splitcmd.make_table(args.dataset, args.synset_words, load_wordnet(args.wordnet_dir))
         atomic_write_text(args.out, table.to_tsv())
         echo(f"wrote {args.out} ({len(table)} classes)")
         return
     if args.method == "paper":
-        from transferbench.wordnet import load_wordnet
+        from transferbench.tasks.wordnet import load_wordnet
 
         splits = splitcmd.paper_splits(load_wordnet(args.wordnet_dir), echo)
         for split in splits:
@@ -441,8 +447,8 @@ def run_splits(args: argparse.Namespace) -> None:
 
     wnids = splitcmd.read_wnid_list(getattr(args, "classes", None))
     if args.method == "natman":
-        from transferbench.splits import load_natman_preset, natman_split
-        from transferbench.wordnet import load_wordnet
+        from transferbench.tasks.splits import load_natman_preset, natman_split
+        from transferbench.tasks.wordnet import load_wordnet
 
         preset = load_natman_preset(args.preset)
         split, disagreements = natman_split(preset, load_wordnet(args.wordnet_dir), wnids, args.name)
@@ -454,11 +460,11 @@ def run_splits(args: argparse.Namespace) -> None:
         if args.name and len(values) > 1:
             raise UserError("--name names one split; give a single --seed/--k or drop --name")
         if args.method == "random":
-            from transferbench.splits import random_split
+            from transferbench.tasks.splits import random_split
 
             splits = [random_split(table, seed, wnids, args.size_a, args.name) for seed in args.seed]
         elif args.method == "stratified":
-            from transferbench.splits import random_split, stratified_split
+            from transferbench.tasks.splits import random_split, stratified_split
 
             splits = []
             for seed in args.seed:
@@ -466,11 +472,11 @@ def run_splits(args: argparse.Namespace) -> None:
                 echo(splitcmd.balance_report(split, random_split(table, seed, wnids), args.min_cluster))
                 splits.append(split)
         elif args.method == "chain":
-            from transferbench.splits import chain_split
+            from transferbench.tasks.splits import chain_split
 
             splits = [chain_split(table, seed, args.parts, wnids, args.name) for seed in args.seed]
         else:
-            from transferbench.splits import reduced_split
+            from transferbench.tasks.splits import reduced_split
 
             splits = [reduced_split(table, k, args.name) for k in args.k]
     image_list = None

@@ -23,10 +23,10 @@ def preset_text(dataset: str) -> str:
 
 
 def _mean(rows, condition: str, fine_tune: int, ns) -> float | None:
-    from transferbench.plots import is_developmental
+    from transferbench.analysis.stats import is_developmental
 
-    values = [r["top1_mean_best10"] for r in rows if r["condition"] == condition and int(r["fine_tune"]) == fine_tune
-              and int(r["n"]) in ns and r["top1_mean_best10"] is not None and not is_developmental(r)]
+    values = [r.top1_mean_best10 for r in rows if r.condition == condition and int(r.fine_tune) == fine_tune
+              and int(r.n) in ns and r.top1_mean_best10 is not None and not is_developmental(r)]
     return float(np.mean(values)) if values else None
 
 
@@ -37,7 +37,7 @@ SINGLE_NETWORK_SPREAD = 0.05
 
 
 def _developmental_lines(rows) -> list[str]:
-    from transferbench.plots import developmental_table
+    from transferbench.analysis.stats import developmental_table
 
     lines = []
     for row in developmental_table(rows):
@@ -97,10 +97,11 @@ def reading(rows) -> list[str]:
 
 def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"), workers: int | None = None,
              data_root: str | None = None, echo=print) -> dict:
-    from transferbench.execute import status_table, submit
-    from transferbench.plan import build_plan, write_plan
-    from transferbench.plots import plot_all
-    from transferbench.results import collect_rows, write_rows
+    from transferbench.analysis.figures import plot_all
+    from transferbench.analysis.results import collect_rows, write_rows
+    from transferbench.study.executors import submit
+    from transferbench.study.plan import build_plan, write_plan
+    from transferbench.study.status import status_table
 
     if dataset not in PRESETS:
         raise UserError(f"unknown demo dataset {dataset!r}; choose one of {', '.join(PRESETS)}")
@@ -115,7 +116,7 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
         echo("transferbench demo: the built-in synthetic dataset (procedurally generated 32x32 images of 12 classes in "
              "4 families; not natural images)")
     else:
-        from transferbench.data import find_fashion_mnist
+        from transferbench.worker.data import find_fashion_mnist
 
         find_fashion_mnist(Path(data_root) if data_root else None)  # a clear error now rather than in every job
         echo("transferbench demo: the real Fashion-MNIST")

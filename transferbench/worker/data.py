@@ -33,7 +33,7 @@ import torch
 
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
-from transferbench.splits import Split
+from transferbench.tasks.splits import Split
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATASET_FORMATS = ("fashion-mnist", "cifar100", "imagenet1k", "synthetic")
@@ -142,7 +142,7 @@ def imagenet_items(root: Path, train: bool, wnids: list[str], val_list: Path | N
         raise UserError(f"no ImageNet {'train' if train else 'val'} folder at {folder}; give --data-root with train/ and val/")
     index_of = {w: i for i, w in enumerate(wnids)}
     if not train and val_list is not None:
-        from transferbench.splits import read_image_list
+        from transferbench.tasks.splits import read_image_list
 
         return [(folder / name, label) for name, label in read_image_list(val_list, len(wnids)).entries]
     items = []
@@ -205,7 +205,7 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
     if dataset == "fashion-mnist":
         images, labels = load_fashion_mnist(root, train)
     elif dataset == "synthetic":
-        from transferbench.synthetic import load_synthetic
+        from transferbench.worker.synthetic import load_synthetic
 
         images, labels = load_synthetic(train)
     elif dataset == "cifar100":
@@ -213,7 +213,7 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
             raise UserError("CIFAR-100 needs --data-root, the folder holding cifar-100-python/")
         images, labels = load_cifar100(root, train)
     elif dataset == "imagenet1k":
-        from transferbench.classes import load_table
+        from transferbench.tasks.classes import load_table
 
         if root is None:
             raise UserError("ImageNet needs --data-root, the folder holding train/ and val/")

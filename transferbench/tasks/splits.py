@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from transferbench.classes import ClassInfo, ClassTable, load_table
+from transferbench.tasks.classes import ClassInfo, ClassTable, load_table
 from transferbench.errors import UserError
 
 SPLIT_FORMAT = "transferbench-split/1"
@@ -357,7 +357,7 @@ class NatmanPreset:
 
 def load_natman_preset(name_or_path: str) -> NatmanPreset:
     """A shipped preset by name (``yosinski2014``, ``cifar100``) or a TOML file by path."""
-    from transferbench.config import read_toml
+    from transferbench.schema.loader import read_toml
 
     path = Path(name_or_path)
     if path.suffix != ".toml":
@@ -416,7 +416,7 @@ def natman_split(preset: NatmanPreset, wordnet, wnids: Sequence[str] | None = No
 
     Returns the split and the classes where the preset's overrides change the plain rule.
     """
-    from transferbench.wordnet import all_ancestors, canonical_path, synset_from_wnid
+    from transferbench.tasks.wordnet import all_ancestors, canonical_path, synset_from_wnid
 
     table = load_table(preset.dataset)
     classes = select_classes(table, wnids)

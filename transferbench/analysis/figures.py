@@ -27,109 +27,31 @@ evaluation) are left out and counted in the "missing" lines.
 
 from __future__ import annotations
 
-import re
+import io
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from transferbench.analysis.results import table_csv
+from transferbench.analysis.stats import (_means, bar_entries, boost_table, bootstrap_ci, developmental_table,
+                                          format_boost, format_developmental, group_values, is_developmental,
+                                          paired_entries, reference_network)
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from transferbench.schema.notation import parse_network
 
-GROUPS = {  # name -> (condition, fine_tune, label, colour, marker)
-    "base": ("base", 0, "baseB (n=0)", "white", "o"),
-    "selffer": ("selffer", 0, "selffer BnB", "#1f4fd8", "o"),
-    "selffer+": ("selffer", 1, "selffer BnB$^+$", "#7fa3ff", "o"),
-    "transfer": ("transfer", 0, "transfer AnB", "#d62728", "D"),
-    "transfer+": ("transfer", 1, "transfer AnB$^+$", "#ff9896", "D"),
+STYLES = {  # group -> (label, colour, marker)
+    "base": ("baseB (n=0)", "white", "o"),
+    "selffer": ("selffer BnB", "#1f4fd8", "o"),
+    "selffer+": ("selffer BnB$^+$", "#7fa3ff", "o"),
+    "transfer": ("transfer AnB", "#d62728", "D"),
+    "transfer+": ("transfer AnB$^+$", "#ff9896", "D"),
 }
-BOOT = 2000
-
-
-def bootstrap_ci(values: list[float], seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean (networks resampled with replacement)."""
-    data = np.asarray(values, dtype=float)
-    if len(data) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, len(data), (BOOT, len(data)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def _diff_ci(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float]:
-    if len(a) < 2 or len(b) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    a_, b_ = np.asarray(a), np.asarray(b)
-    diffs = a_[rng.integers(0, len(a_), (BOOT, len(a_)))].mean(1) - b_[rng.integers(0, len(b_), (BOOT, len(b_)))].mean(1)
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
-
-
-def _value(row: dict[str, Any], metric: str) -> float | None:
-    value = row.get(metric)
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-
-
-def _random(rows):
-    return [r for r in rows if str(r["split"]).startswith("random") or str(r["split"]).startswith("stratified")]
-
-
-def is_developmental(row: dict[str, Any]) -> bool:
-    """A grown or wide network, or a later step of a chain of transfers (A7B7C+)."""
-    return bool(row.get("growth")) or bool(re.match(r"[A-Z](?:7[A-Z]){2,}\+", str(row["network"])))
-
-
-def group_values(rows: list[dict[str, Any]], metric: str) -> dict[str, dict[int, list[float]]]:
-    """{group: {n: [values]}} on the random (or stratified) splits."""
-    out: dict[str, dict[int, list[float]]] = {g: defaultdict(list) for g in GROUPS}
-    for row in _random(rows):
-        value = _value(row, metric)
-        if value is None or is_developmental(row):
-            continue
-        for name, (condition, fine_tune, *_rest) in GROUPS.items():
-            if row["condition"] == condition and int(row["fine_tune"] or 0) == fine_tune:
-                out[name][int(row["n"])].append(value)
-    return out
-
-
-def boost_table(rows: list[dict[str, Any]], metric: str = "top1_mean_best10") -> list[dict[str, Any]]:
-    """Mean top-1 of AnB+ over n-ranges minus the bases' mean, and minus BnB+ over the same n."""
-    groups = group_values(rows, metric)
-    bases = groups["base"].get(0, [])
-    table = []
-    for low in (1, 3, 5):
-        plus = [v for n in range(low, 8) for v in groups["transfer+"].get(n, [])]
-        selffer = [v for n in range(low, 8) for v in groups["selffer+"].get(n, [])]
-        row = {"layers": f"{low}-7", "anb_plus_networks": len(plus), "anb_plus_mean": np.mean(plus) if plus else None}
-        row["vs_base"] = np.mean(plus) - np.mean(bases) if plus and bases else None
-        row["vs_base_ci_low"], row["vs_base_ci_high"] = _diff_ci(plus, bases)
-        row["vs_selffer_plus"] = np.mean(plus) - np.mean(selffer) if plus and selffer else None
-        row["vs_selffer_plus_ci_low"], row["vs_selffer_plus_ci_high"] = _diff_ci(plus, selffer)
-        row["base_networks"], row["selffer_plus_networks"] = len(bases), len(selffer)
-        table.append(row)
-    return table
-
-
-def format_boost(table: list[dict[str, Any]], study: str) -> str:
-    def fmt(value, low, high):
-        if value is None:
-            return "     n/a              "
-        interval = f"[{low:+.3f}, {high:+.3f}]" if not np.isnan(low) else "[   n/a   ]"
-        return f"{value:+.3f} {interval}"
-
-    lines = [f"lingering boost, {study} (mean of AnB+ minus mean of ...; 95% bootstrap interval)",
-             f"  {'layers':7s} {'AnB+ nets':>9s}  {'vs base networks':24s} {'vs BnB+ (same n)':24s}"]
-    for row in table:
-        lines.append(f"  {row['layers']:7s} {row['anb_plus_networks']:9d}  "
-                     f"{fmt(row['vs_base'], row['vs_base_ci_low'], row['vs_base_ci_high']):24s} "
-                     f"{fmt(row['vs_selffer_plus'], row['vs_selffer_plus_ci_low'], row['vs_selffer_plus_ci_high']):24s}")
-    return "\n".join(lines)
 
 
 def _save(fig, out: Path, name: str, written: list[Path]) -> None:
-    import io
-
     for suffix in ("png", "pdf"):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=suffix, dpi=150, bbox_inches="tight")
@@ -137,24 +59,19 @@ def _save(fig, out: Path, name: str, written: list[Path]) -> None:
         written.append(out / f"{name}.{suffix}")
 
 
-def _means(groups, name):
-    ns = sorted(groups[name])
-    return ns, [float(np.mean(groups[name][n])) for n in ns]
-
-
 def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> None:
     groups = group_values(rows, metric)
-    present = [g for g in GROUPS if groups[g]]
+    present = [g for g in STYLES if groups[g]]
     if not present:
         missing.append("fig2: no networks on random splits")
         return
-    for name in GROUPS:
+    for name in STYLES:
         if not groups[name]:
-            missing.append(f"fig2: no {GROUPS[name][2].replace('$^+$', '+')} networks")
+            missing.append(f"fig2: no {STYLES[name][0].replace('$^+$', '+')} networks")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 9), sharex=True)
     offsets = {"base": 0, "selffer": -0.15, "selffer+": -0.05, "transfer": 0.05, "transfer+": 0.15}
-    for name in GROUPS:
-        _, _, label, colour, marker = GROUPS[name]
+    for name in STYLES:
+        label, colour, marker = STYLES[name]
         xs = [n + offsets[name] for n, vals in groups[name].items() for _ in vals]
         ys = [v for vals in groups[name].values() for v in vals]
         if ys:
@@ -162,7 +79,7 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> Non
                         linewidths=0.8, label=label, zorder=3)
     if reference:
         ref = group_values(reference, metric)
-        for name in GROUPS:
+        for name in STYLES:
             if ref[name]:
                 ns, means = _means(ref, name)
                 top.plot(ns, means, color="grey", lw=1, ls="--", zorder=1)
@@ -174,7 +91,7 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> Non
 
     base_mean = float(np.mean(groups["base"][0])) if groups["base"].get(0) else None
     series = {}
-    for name in GROUPS:
+    for name in STYLES:
         if not groups[name]:
             continue
         ns, means = _means(groups, name)
@@ -184,7 +101,7 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> Non
         intervals = [bootstrap_ci(groups[name][n]) if n in groups[name] else (np.nan, np.nan) for n in ns]
         low = [m - lo for m, (lo, _) in zip(means, intervals)]
         high = [hi - m for m, (_, hi) in zip(means, intervals)]
-        _, _, label, colour, marker = GROUPS[name]
+        label, colour, marker = STYLES[name]
         bottom.errorbar(ns, means, yerr=[np.nan_to_num(low), np.nan_to_num(high)], color="black" if name == "base" else colour,
                         marker=marker, ms=4, lw=1.5, capsize=2, label=label)
 
@@ -215,10 +132,10 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> Non
 
 
 def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
-    natman = [r for r in rows if r["split"] == "natman" and _value(r, metric) is not None]
-    nolearn = [r for r in rows if r["condition"] == "random_init" and _value(r, metric) is not None]
-    full_base = [_value(r, metric) for r in rows if r["split"] == "all" and r["condition"] == "base"
-                 and _value(r, metric) is not None]
+    natman = [r for r in rows if r.split == "natman" and r.value(metric) is not None]
+    nolearn = [r for r in rows if r.condition == "random_init" and r.value(metric) is not None]
+    full_base = [r.value(metric) for r in rows if r.split == "all" and r.condition == "base"
+                 and r.value(metric) is not None]
     groups = group_values(rows, metric)
     if not natman:
         missing.append("fig3: no man-made/natural networks")
@@ -227,15 +144,15 @@ def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
     if not natman and not nolearn:
         return
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    natman_base = {r["target_side"]: _value(r, metric) for r in natman if r["condition"] == "base"}
+    natman_base = {r.target_side: r.value(metric) for r in natman if r.condition == "base"}
     for direction, colour in (("A", "#2ca02c"), ("B", "#9467bd")):
-        nets = [r for r in natman if r["condition"] != "base" and r["target_side"] == direction]
+        nets = [r for r in natman if r.condition != "base" and r.target_side == direction]
         if direction in natman_base:
             axes[0].scatter([0], [natman_base[direction]], color=colour, edgecolors="black", zorder=3)
-        axes[0].scatter([int(r["n"]) for r in nets], [_value(r, metric) for r in nets], color=colour, marker="D",
+        axes[0].scatter([int(r.n) for r in nets], [r.value(metric) for r in nets], color=colour, marker="D",
                         label=f"transfer to side {direction}" + (" (natural)" if direction == "A" else " (man-made)"))
     axes[0].set_title("man-made / natural split")
-    axes[1].scatter([int(r["n"]) for r in nolearn], [_value(r, metric) for r in nolearn], color="#8c564b", marker="s",
+    axes[1].scatter([int(r.n) for r in nolearn], [r.value(metric) for r in nolearn], color="#8c564b", marker="s",
                     label="random, frozen layers 1..n")
     if full_base:
         axes[1].scatter([0] * len(full_base), full_base, color="white", edgecolors="black", label="base (all classes)", zorder=3)
@@ -255,14 +172,14 @@ def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
     if natman and natman_base:
         by_n = defaultdict(list)
         for r in natman:
-            if r["condition"] != "base" and r["target_side"] in natman_base:
-                by_n[int(r["n"])].append(_value(r, metric) - natman_base[r["target_side"]])
+            if r.condition != "base" and r.target_side in natman_base:
+                by_n[int(r.n)].append(r.value(metric) - natman_base[r.target_side])
         ns = sorted(by_n)
         rel.plot([0, *ns], [0, *[float(np.mean(by_n[n])) for n in ns]], marker="D", color="#2ca02c",
                  label="AnB, man-made/natural")
     if nolearn and full_base:
         base = float(np.mean(full_base))
-        pairs = sorted((int(r["n"]), _value(r, metric) - base) for r in nolearn)
+        pairs = sorted((int(r.n), r.value(metric) - base) for r in nolearn)
         rel.plot([0, *[n for n, _ in pairs]], [0, *[v for _, v in pairs]], marker="s", color="#8c564b",
                  label="random features, frozen")
     rel.set_title("relative to the base network")
@@ -277,8 +194,8 @@ def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
 
 
 def plot_reduced(rows, study, metric, out, written, missing, plt) -> None:
-    points = sorted((int(str(r["split"])[len("reduced"):]), _value(r, metric)) for r in rows
-                    if str(r["split"]).startswith("reduced") and _value(r, metric) is not None)
+    points = sorted((int(str(r.split)[len("reduced"):]), r.value(metric)) for r in rows
+                    if str(r.split).startswith("reduced") and r.value(metric) is not None)
     if not points:
         missing.append("reduced: no reduced-data networks")
         return
@@ -294,15 +211,14 @@ def plot_reduced(rows, study, metric, out, written, missing, plt) -> None:
 
 
 def plot_preserved(rows, study, metric, out, written, missing, plt) -> None:
-    preserved = [r for r in rows if r["condition"] == "preserved" and _value(r, metric) is not None]
+    preserved = [r for r in rows if r.condition == "preserved" and r.value(metric) is not None]
     if not preserved:
         missing.append("preserved: no preserved-layers networks")
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     by_k = defaultdict(list)
     for r in preserved:
-        match = re.search(r"\^(\d+)", str(r["network"]))
-        by_k[int(match.group(1)) if match else 0].append((int(r["n"]), _value(r, metric)))
+        by_k[r.name.k].append((int(r.n), r.value(metric)))
     for k, points in sorted(by_k.items()):
         points.sort()
         ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=f"AnB, next {k} layers copied and fine-tuned")
@@ -318,7 +234,7 @@ def plot_preserved(rows, study, metric, out, written, missing, plt) -> None:
     plt.close(fig)
 
 
-def plot_all(rows: list[dict[str, Any]], out: Path, reference: list[dict[str, Any]] | None = None,
+def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None,
              metric: str = "top1_mean_best10", echo=print) -> list[Path]:
     import matplotlib
 
@@ -330,13 +246,13 @@ def plot_all(rows: list[dict[str, Any]], out: Path, reference: list[dict[str, An
     ensure_writable_dir(out)
     studies: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        studies[row["study"]].append(row)
+        studies[row.study].append(row)
     if not studies:
         raise UserError("no rows to plot; collect a study first (`transferbench collect jobs/STUDY`)")
     written: list[Path] = []
     for study, all_rows in studies.items():
         missing: list[str] = []
-        without = sum(1 for r in all_rows if _value(r, metric) is None)
+        without = sum(1 for r in all_rows if r.value(metric) is None)
         if without:
             missing.append(f"{without} of {len(all_rows)} networks have no {metric} (no log or no evaluation)")
         if any(is_developmental(r) for r in all_rows):
@@ -347,69 +263,12 @@ def plot_all(rows: list[dict[str, Any]], out: Path, reference: list[dict[str, An
         plot_reduced(study_rows, study, metric, out, written, missing, plt)
         plot_preserved(study_rows, study, metric, out, written, missing, plt)
         table = boost_table(study_rows, metric)
-        header = list(table[0])
-        lines = [",".join(header)] + [",".join("" if row[h] is None else (f"{row[h]:.6g}" if isinstance(row[h], float)
-                                                                           else str(row[h])) for h in header) for row in table]
-        atomic_write_text(out / f"{study}-boost.csv", "\n".join(lines) + "\n")
+        atomic_write_text(out / f"{study}-boost.csv", table_csv(table))
         written.append(out / f"{study}-boost.csv")
         echo(format_boost(table, study))
         for line in missing:
             echo(f"  missing in {study}: {line}")
     return written
-
-
-# ---------------------------------------------------------------------------- developmental networks
-
-def reference_network(network: str) -> str | None:
-    """The classic network a developmental one is compared with: A7B+WA128-fc7 -> A7B+,
-    A7B7C+WA128 -> A7B7C+, baseB-WA128 -> baseB; None for a classic network."""
-    match = re.fullmatch(r"(base[A-Z]?|[A-Z](?:7[A-Z])+\+)((?:DA|WA|DWA|WWA)\d+.*|-(?:DA|WA|DWA|WWA)\d+.*)", network)
-    return match.group(1) if match else None
-
-
-def developmental_table(rows: list[dict[str, Any]], metric: str = "top1_mean_best10") -> list[dict[str, Any]]:
-    """One line per network name (over splits and seeds): top-1, the paired difference from its
-    classic reference with a 95% bootstrap interval, and the source accuracy before and after."""
-    by_key = {(r["split"], r["network"], r["seed"]): r for r in rows}
-    all_names = [str(n) for n in dict.fromkeys(r["network"] for r in rows)]
-    references = {reference_network(n) for n in all_names} - {None}
-    names = [n for n in all_names if reference_network(n) or n in references or re.fullmatch(r"[A-Z](?:7[A-Z]){2,}\+", n)]
-    table = []
-    for name in names:
-        members = [r for r in rows if r["network"] == name and _value(r, metric) is not None]
-        if not members:
-            continue
-        reference = reference_network(name)
-        pairs = [(_value(r, metric), paired) for r in members
-                 if (paired := _paired_value(by_key, r, metric)) is not None]
-        diffs = [a - b for a, b in pairs]
-        low, high = bootstrap_ci(diffs) if diffs else (float("nan"), float("nan"))
-        before = [_value(r, "source_top1_before") for r in members if _value(r, "source_top1_before") is not None]
-        after = [_value(r, "source_top1_after") for r in members if _value(r, "source_top1_after") is not None]
-        first = members[0]
-        table.append({"network": name, "growth": first.get("growth") or "", "growth_mode": first.get("growth_mode") or "",
-                      "scope": first.get("scope") or "", "normalize": first.get("normalize"), "networks": len(members),
-                      "top1": float(np.mean([_value(r, metric) for r in members])), "reference": reference or "",
-                      "vs_reference": float(np.mean(diffs)) if diffs else None, "ci_low": low, "ci_high": high,
-                      "source_top1_before": float(np.mean(before)) if before else None,
-                      "source_top1_after": float(np.mean(after)) if after else None})
-    return table
-
-
-def format_developmental(table: list[dict[str, Any]], study: str, metric: str) -> str:
-    lines = [f"developmental networks, {study} ({metric}; difference from the classic network of the same split "
-             "and seed, 95% bootstrap interval; source top-1 before -> after)",
-             f"  {'network':24s} {'nets':>4s} {'top-1':>7s}  {'vs classic':26s} {'source top-1':>16s}"]
-    for row in table:
-        if row["vs_reference"] is None:
-            versus = "(classic)" if not row["reference"] else f"no {row['reference']} to pair with"
-        else:
-            interval = f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]" if not np.isnan(row["ci_low"]) else ""
-            versus = f"{row['vs_reference']:+.3f} vs {row['reference']}{interval}"
-        source = (f"{row['source_top1_before']:.3f} -> {row['source_top1_after']:.3f}"
-                  if row["source_top1_after"] is not None else "")
-        lines.append(f"  {row['network']:24s} {row['networks']:4d} {row['top1']:7.4f}  {versus:26s} {source:>16s}")
-    return "\n".join(lines)
 
 
 MIN_SPAN = 0.2  # the least range of accuracy a bar panel shows
@@ -449,65 +308,32 @@ def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_lab
     ax.grid(axis="y", alpha=0.3)
 
 
-def _paired_value(by_key: dict[tuple, dict[str, Any]], row: dict[str, Any], metric: str) -> float | None:
-    """``metric`` of the classic network ``row`` is compared with, on the same split and seed."""
-    paired = by_key.get((row["split"], reference_network(str(row["network"])), row["seed"]))
-    return _value(paired, metric) if paired is not None else None
-
-
-def bar_entries(rows: list[dict[str, Any]], select: Callable[[dict[str, Any]], Any],
-                value: Callable[[dict[str, Any]], float | None], reference: Callable[[dict[str, Any]], float | None],
-                label: Callable[[str], str] = lambda name: name,
-                order: Callable[[str], Any] = lambda name: name) -> list[tuple[str, list[float], list[float]]]:
-    """(label, values, reference values) per network of the selected rows: a bar and, row by
-    row, the level to read it against."""
-    grouped: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for r in rows:
-        if select(r) and value(r) is not None:
-            values, references = grouped[str(r["network"])]
-            values.append(value(r))
-            if reference(r) is not None:
-                references.append(reference(r))
-    return [(label(name), *grouped[name]) for name in sorted(grouped, key=order)]
-
-
-def paired_entries(rows: list[dict[str, Any]], metric: str, select: Callable[[dict[str, Any]], Any],
-                   label: Callable[[str], str] = lambda name: name,
-                   order: Callable[[str], Any] = lambda name: name) -> list[tuple[str, list[float], list[float]]]:
-    """Bars of ``metric``, each read against its classic reference network on the same splits and seeds."""
-    by_key = {(r["split"], r["network"], r["seed"]): r for r in rows}
-    return bar_entries(rows, select, lambda r: _value(r, metric), lambda r: _paired_value(by_key, r, metric), label, order)
-
-
 def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
     table = developmental_table(rows, metric)
-    header = list(table[0]) if table else ["network"]
-    lines = [",".join(header)] + [",".join("" if row[h] is None else (f"{row[h]:.6g}" if isinstance(row[h], float)
-                                                                       else str(row[h])) for h in header) for row in table]
-    atomic_write_text(out / f"{study}-developmental.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out / f"{study}-developmental.csv", table_csv(table, None if table else ["network"]))
     written.append(out / f"{study}-developmental.csv")
     echo(format_developmental(table, study, metric))
 
     def entries(select, label=lambda name: name, order=lambda name: name) -> list[tuple[str, list[float], list[float]]]:
         return paired_entries(rows, metric, select, label, order)
 
-    single = lambda r: not re.match(r"[A-Z](?:7[A-Z]){2,}", str(r["network"]))  # noqa: E731  (not a chain's later step)
-    transfer = lambda r: single(r) and r.get("growth") and str(r["network"])[0] != "b"  # noqa: E731  (not a wide base)
+    single = lambda r: not r.name.later_chain_step  # noqa: E731
+    transfer = lambda r: single(r) and r.growth and r.condition != "base"  # noqa: E731  (not a wide base)
     classic = "classic fine-tuning A7B+, same splits and seeds"
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.6))
-    _bars(axes[0], entries(lambda r: transfer(r) and r.get("scope") == "all"
-                           and (r.get("normalize") == 1 or r.get("growth_mode") == "wide")),
+    _bars(axes[0], entries(lambda r: transfer(r) and r.scope == "all"
+                           and (r.normalize == 1 or r.growth_mode == "wide")),
           classic, "target: variant and S (wide = as wide from the start)")
-    nonorm = {str(r["network"]).removesuffix("-nonorm") for r in rows if str(r["network"]).endswith("-nonorm")}
-    _bars(axes[1], entries(lambda r: transfer(r) and r.get("growth_mode") == "grown" and r.get("scope") == "all"
-                           and str(r["network"]).removesuffix("-nonorm") in nonorm,
+    nonorm = {str(r.network).removesuffix("-nonorm") for r in rows if str(r.network).endswith("-nonorm")}
+    _bars(axes[1], entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.scope == "all"
+                           and str(r.network).removesuffix("-nonorm") in nonorm,
                            label=lambda name: name if name.endswith("-nonorm") else f"{name} norm+scale"),
           classic, "normalisation + scaling ablation")
     scope_order = {"new": 0, "fc7": 1, "fc6": 2}
-    _bars(axes[2], entries(lambda r: transfer(r) and r.get("growth_mode") == "grown" and r.get("normalize") == 1,
-                           order=lambda name: (re.sub(r"-(new|fc7|fc6)", "", name), scope_order.get(name.rsplit("-", 1)[-1], 3))),
+    _bars(axes[2], entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.normalize == 1,
+                           order=lambda name: (name.replace(f"-{parse_network(name).scope}", ""), scope_order.get(name.rsplit("-", 1)[-1], 3))),
           classic, "fine-tuning scope (new, fc7, fc6, all)")
-    _bars(axes[3], bar_entries(rows, single, lambda r: _value(r, "source_top1_after"), lambda r: _value(r, "source_top1_before")),
+    _bars(axes[3], bar_entries(rows, single, lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before")),
           "the source network before the transfer", "forgetting: source top-1 after transfer", "source top-1")
     _bars(axes[4], entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
           "the fixed network along the same chain", "chain of tasks: last task, grown at every step")

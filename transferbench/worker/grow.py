@@ -32,58 +32,15 @@ isolates the added capacity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from transferbench.errors import UserError
-from transferbench.models import LAYER_NAMES, ModelConfig, TransferNet
+from transferbench.schema.spec import LAYER_NAMES, SCOPES, VARIANTS, Growth, ModelConfig  # noqa: F401
+from transferbench.worker.models import TransferNet
 
-VARIANTS = ("DA", "WA", "DWA", "WWA")
-# Scope -> the lowest pre-trained layer level that trains (conv1..conv5 are 1..5, fc6 6, fc7 7,
-# earlier fca layers 7.5); "new" trains no pre-trained layer.
-SCOPES = {"all": 0.0, "fc6": 6.0, "fc7": 7.0, "new": float("inf")}
 CLASSIFIER = ("layers.fc8.", "norms.fc8.")
-
-
-@dataclass(frozen=True)
-class Growth:
-    """How a network was grown and how the job that grows it trains."""
-
-    variant: str  # DA | WA | DWA | WWA
-    units: tuple[int, ...]  # S of every growth step so far, oldest first (a chain has one per task)
-    new: bool = True  # the last step's units are added by this job (False: a wide network, all units trained together)
-    normalize: bool = True  # L2-normalise and scale (learnable γ) blocks where they meet and at the classifier
-    scale_init: float = 10.0  # initial γ
-    scope: str = "all"  # new | fc7 | fc6 | all: which pre-trained layers fine-tune
-    new_lr_mult: float = 10.0  # learning-rate multiplier of the new units and their γ
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "units", tuple(self.units))
-        if self.variant not in VARIANTS:
-            raise UserError(f"unknown growth variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
-        if not self.units or not all(isinstance(s, int) and s > 0 for s in self.units):
-            raise UserError(f"growth units must list one positive S per growth step, got {list(self.units)!r}")
-        if self.variant == "WWA" and any(s % 2 for s in self.units):
-            raise UserError(f"WWA adds S/2 units to fc6: S must be even, got {list(self.units)!r}")
-        if self.variant == "DWA" and len(self.units) > 1:
-            raise UserError("DWA grows in one step only: a second step's fc7 units would have no reader; chain DA, WA or WWA")
-        if self.scope not in SCOPES:
-            raise UserError(f"unknown fine-tuning scope {self.scope!r}; choose one of {', '.join(SCOPES)}")
-        if not self.scale_init > 0 or not self.new_lr_mult > 0:
-            raise UserError("growth scale_init and new_lr_mult must be positive")
-
-    def label(self) -> str:
-        """``WA1024``; a chain's later steps read ``WA1024x2``."""
-        steps = len(self.units)
-        return f"{self.variant}{self.units[-1]}" + (f"x{steps}" if steps > 1 else "")
-
-    def source(self) -> "Growth | None":
-        """The architecture of the network this one starts from (None: the plain network)."""
-        units = self.units[:-1] if self.new else self.units
-        return Growth(self.variant, units, False, self.normalize, self.scale_init) if units else None
 
 
 class BlockNorm(nn.Module):
@@ -223,13 +180,3 @@ def apply_growth(model: GrownNet, source_state: dict[str, torch.Tensor] | None) 
             frozen.append(key)
     reinitialised = sorted(key for key in own if key not in copied)
     return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "new": new_keys}
-
-
-def check_growth(kind: str, n_transferred: int, fine_tune: bool, growth: Growth) -> None:
-    """A growth fits a base (a wide network from scratch) or an n=7 fine-tuned transfer."""
-    if kind == "base":
-        if growth.new or growth.scope != "all":
-            raise UserError("a grown base network is trained from scratch: growth.new must be false and scope all")
-    elif kind not in ("transfer", "selffer") or n_transferred != 7 or not fine_tune:
-        raise UserError(f"a developmental network copies layers 1..7 and fine-tunes (AnB+ with n=7), "
-                        f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from transferbench.classes import CIFAR100_SYNSETS, FASHION_MNIST_SYNSETS, ClassTable, build_table, load_table, read_synset_words
+from transferbench.tasks.classes import CIFAR100_SYNSETS, FASHION_MNIST_SYNSETS, ClassTable, build_table, load_table, read_synset_words
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text, ensure_writable_dir
-from transferbench.splits import (
+from transferbench.tasks.splits import (
     ImageList, NatmanDisagreement, Split, cluster_balance, load_natman_preset, natman_split, random_split,
     split_image_list, stratified_split, tightest_clusters,
 )

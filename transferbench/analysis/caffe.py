@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferbench.errors import UserError
-from transferbench.models import LAYER_NAMES
+from transferbench.schema.notation import parse_network
+from transferbench.schema.spec import LAYER_NAMES
 
 TEST_LINE = re.compile(r"^I(\d{4} \d\d:\d\d:\d\d\.\d+) .*Iteration (\d+), Testing net")
 SCORE_LINE = re.compile(r"^I(\d{4} \d\d:\d\d:\d\d\.\d+) .*Test score #(\d+): ([-+0-9.eE]+|nan|inf)")
@@ -60,30 +61,26 @@ class Network:
 
 
 def parse_folder_name(name: str) -> dict:
+    """The split and network a log folder holds; condition, n and sides as the network's name says."""
     for pattern, kind in NAME_PATTERNS:
         match = pattern.match(name)
         if not match:
             continue
         g = match.groupdict()
-        if kind == "base":
-            return dict(split=f"random{g['s']}", network=f"base{g['side']}", condition="base", n=0, fine_tune=False,
-                        source_side=None, target_side=g["side"])
-        if kind == "base-natman":
-            return dict(split="natman", network=f"base{g['side']}", condition="base", n=0, fine_tune=False,
-                        source_side=None, target_side=g["side"])
-        if kind in ("transfer", "transfer-natman"):
-            plus = "+" if g.get("ft") else ""
-            return dict(split=f"random{g['s']}" if kind == "transfer" else "natman",
-                        network=f"{g['src']}{g['n']}{g['tgt']}{plus}",
-                        condition="selffer" if g["src"] == g["tgt"] else "transfer", n=int(g["n"]), fine_tune=bool(plus),
-                        source_side=g["src"], target_side=g["tgt"])
-        if kind == "random_init":
-            return dict(split="all", network=f"R{g['n']}", condition="random_init", n=int(g["n"]), fine_tune=False,
-                        source_side=None, target_side=None)
-        if kind == "reduced":
-            return dict(split=f"reduced{int(g['k']):04d}", network="base", condition="base", n=0, fine_tune=False,
-                        source_side=None, target_side=None)
-        return dict(split="all", network="base", condition="base", n=0, fine_tune=False, source_side=None, target_side=None)
+        if kind in ("base", "base-natman"):
+            split, network = (f"random{g['s']}" if kind == "base" else "natman"), f"base{g['side']}"
+        elif kind in ("transfer", "transfer-natman"):
+            split = f"random{g['s']}" if kind == "transfer" else "natman"
+            network = f"{g['src']}{g['n']}{g['tgt']}{'+' if g.get('ft') else ''}"
+        elif kind == "random_init":
+            split, network = "all", f"R{g['n']}"
+        elif kind == "reduced":
+            split, network = f"reduced{int(g['k']):04d}", "base"
+        else:
+            split, network = "all", "base"
+        parsed = parse_network(network)
+        return dict(split=split, network=network, condition=parsed.kind, n=parsed.n, fine_tune=parsed.fine_tune,
+                    source_side=parsed.source_side, target_side=parsed.target_side)
     raise UserError(f"log folder {name!r} is not a network of the published study (expected half0A, transfer0A0B_1_3, "
                     "transfer-ft…, halfnatmanA, transfernatmanAB_1_2, nolearn_1_4, reduced-0010 or netbase)")
 

@@ -13,66 +13,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from transferbench.errors import UserError
-from transferbench.models import LAYER_NAMES, TransferNet
-
-CONDITIONS = ("base", "selffer", "transfer", "random_init", "preserved")
-
-
-@dataclass(frozen=True)
-class Condition:
-    """What a job does with layers 1..8."""
-
-    kind: str = "base"
-    n_transferred: int = 0  # n: layers 1..n copied (or random-frozen for random_init)
-    fine_tune: bool = False  # "+" conditions: copied layers keep training
-    n_preserved: int = 0  # preserved-k: layers n+1..n+k also copied, and fine-tuned
-
-    def __post_init__(self) -> None:
-        if self.kind not in CONDITIONS:
-            raise UserError(f"unknown condition {self.kind!r}; choose one of {', '.join(CONDITIONS)}")
-        if self.kind == "base":
-            if self.n_transferred or self.fine_tune or self.n_preserved:
-                raise UserError("a base condition copies nothing: n_transferred, fine_tune and n_preserved must be unset")
-            return
-        if not 1 <= self.n_transferred <= 7:
-            raise UserError(f"n_transferred {self.n_transferred} must be 1..7 for condition {self.kind}")
-        if self.kind == "random_init" and self.fine_tune:
-            raise UserError("random_init freezes its random layers; fine_tune does not apply")
-        if self.kind == "preserved":
-            if not 1 <= self.n_preserved <= 7 - self.n_transferred:
-                raise UserError(f"n_preserved {self.n_preserved} must be 1..{7 - self.n_transferred} with n_transferred {self.n_transferred}")
-        elif self.n_preserved:
-            raise UserError("n_preserved is only for the preserved condition")
-
-    @property
-    def needs_source(self) -> bool:
-        return self.kind in ("selffer", "transfer", "preserved")
-
-    @property
-    def copied_layers(self) -> tuple[str, ...]:
-        if not self.needs_source:
-            return ()
-        return LAYER_NAMES[: self.n_transferred + self.n_preserved]
-
-    @property
-    def frozen_layers(self) -> tuple[str, ...]:
-        if self.kind == "base" or self.fine_tune:
-            return ()
-        return LAYER_NAMES[: self.n_transferred]
-
-    def label(self) -> str:
-        """The paper's notation, e.g. ``AnB`` with n: ``transfer3+``, ``selffer5``, ``random_init2``."""
-        if self.kind == "base":
-            return "base"
-        suffix = "+" if self.fine_tune else ""
-        preserved = f"^{self.n_preserved}" if self.kind == "preserved" else ""
-        return f"{self.kind}{self.n_transferred}{preserved}{suffix}"
-
+from transferbench.schema.spec import Condition
+from transferbench.worker.models import TransferNet
 
 def copy_layers(model: TransferNet, source_state: dict[str, torch.Tensor], layers: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Copy the parameters of ``layers`` from ``source_state`` into ``model``.
@@ -113,8 +58,3 @@ def apply_condition(model: TransferNet, condition: Condition, source_state: dict
             parameter.requires_grad_(False)
             frozen.append(key)
     return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen}
-
-
-def frozen_prefix(condition: Condition) -> int:
-    """How many leading layers run without autograd."""
-    return len(condition.frozen_layers)

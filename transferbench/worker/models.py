@@ -6,32 +6,11 @@ Learned layers are numbered 1..8 as in the paper (conv1..conv5, fc6..fc8) and li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-ARCHITECTURES = ("caffenet", "small")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of one network."""
-
-    arch: str = "caffenet"  # "caffenet" (227 px, the paper) or "small" (28-64 px inputs)
-    num_classes: int = 500  # outputs of fc8
-    in_channels: int = 3  # 1 for Fashion-MNIST
-    conv_widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)  # output channels of conv1..conv5
-    fc_width: int = 4096  # units of fc6 and fc7
-    dropout: float = 0.5  # after fc6 and fc7
-    init: str = "paper"  # "paper": Gaussian sigma 0.01 / 0.005, Caffe biases; "kaiming": He normal, zero biases
-
-    @staticmethod
-    def small(num_classes: int, in_channels: int = 3, conv_widths=(32, 64, 96, 96, 64), fc_width: int = 256) -> "ModelConfig":
-        return ModelConfig("small", num_classes, in_channels, tuple(conv_widths), fc_width, 0.5, "kaiming")
-
+from transferbench.schema.spec import ARCHITECTURES, LAYER_NAMES, ModelConfig  # noqa: F401  (re-exported for the worker)
 
 # The paper's initialisation: weight sigma and bias constant per layer (SPEC section 1).
 PAPER_WEIGHT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,

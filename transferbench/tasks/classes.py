@@ -8,7 +8,7 @@ columns ``index  wnid  synset  name  path``:
 * ``synset`` its nltk synset name (``tabby.n.01``);
 * ``name``   the dataset's human-readable class names;
 * ``path``   its canonical hypernym path, root first, as synset names joined by ``>``
-             (see :func:`transferbench.wordnet.canonical_path`).
+             (see :func:`transferbench.tasks.wordnet.canonical_path`).
 
 Shipping the table lets ImageNet-1k (and CIFAR-100, Fashion-MNIST) be split and loaded
 on a machine without WordNet; only regenerating it needs WordNet.
@@ -99,7 +99,7 @@ def load_table(dataset: str) -> ClassTable:
 
 def build_table(dataset: str, entries: list[tuple[str, str]], wordnet) -> ClassTable:
     """Build a table from ``(wnid or synset name, readable name)`` pairs in label order, with WordNet."""
-    from transferbench.wordnet import canonical_path, synset_from_wnid, wnid
+    from transferbench.tasks.wordnet import canonical_path, synset_from_wnid, wnid
 
     classes = []
     seen: dict[str, int] = {}

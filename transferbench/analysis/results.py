@@ -1,0 +1,102 @@
+"""Results CSVs: one Row per network, from a study's result records or from the authors' Caffe logs.
+
+The columns are ``transferbench.schema.record.SCHEMA`` (documented in that module). Every
+CSV is written and read with the csv module.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_text
+from transferbench.schema.record import SCHEMA, Row, mean_of_best
+
+REQUIRED_COLUMNS = ("split", "network", "condition", "n", "top1_mean_best10", "study", "key")
+
+
+def to_csv(rows: list[Row]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SCHEMA, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row.to_csv_dict())
+    return buffer.getvalue()
+
+
+def table_csv(table: list[dict], header: list[str] | None = None) -> str:
+    """A derived table (boost, developmental) as CSV text; floats as ``%.6g``, None empty."""
+    header = header or (list(table[0]) if table else [])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in table:
+        writer.writerow(["" if row[h] is None else (f"{row[h]:.6g}" if isinstance(row[h], float) else row[h]) for h in header])
+    return buffer.getvalue()
+
+
+def read_csv(path: Path) -> list[Row]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"results file {path} does not exist; run `transferbench collect` or give another CSV") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read results file {path}: {exc}") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path} is not a transferbench results CSV (no column {missing[0]}); see `transferbench collect --help`")
+    rows = []
+    for number, raw in enumerate(reader, 2):
+        if None in raw or any(raw[c] is None for c in reader.fieldnames):  # a row with more or fewer cells than the header
+            raise UserError(f"{path} line {number}: {len(raw) - (1 if None in raw else 0)} cells where the header has "
+                            f"{len(reader.fieldnames)}; the file is cut or edited: collect it again")
+        rows.append(Row.from_csv_dict(raw, f"{path} line {number}"))
+    return rows
+
+
+def write_rows(path: Path, rows: list[Row]) -> None:
+    atomic_write_text(path, to_csv(rows))
+
+
+def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) -> list[Row]:
+    """The authors' logs (one folder per network) as Rows."""
+    from transferbench.analysis.caffe import import_logs
+
+    rows = []
+    for net in import_logs(root, progress):
+        top1 = [e[1] for e in net.evaluations]
+        last = net.evaluations[-1][0] if net.evaluations else None
+        notes = list(net.notes)
+        if not net.logs:
+            notes.append("no log")
+        elif not net.evaluations:
+            notes.append("logs hold no evaluation")
+        elif net.max_iter and last < net.max_iter:
+            notes.append(f"unfinished: last evaluation at {last} of {net.max_iter}")
+        rows.append(Row(study=study, source="caffe-log", key=f"{net.split}/{net.network}/seed0", dataset="imagenet1k",
+                        split=net.split, network=net.network, condition=net.condition, n=net.n,
+                        fine_tune=int(net.fine_tune), source_side=net.source_side, target_side=net.target_side,
+                        seed=0, top1_final=top1[-1] if top1 else None, top1_mean_best10=mean_of_best(top1),
+                        top5_final=None, evaluations=len(top1), last_iteration=last, max_iter=net.max_iter,
+                        complete=int(bool(last and net.max_iter and last >= net.max_iter)),
+                        images_seen=last * 256 if last else None, gpu_hours=round(net.gpu_hours, 2),
+                        commit=None, config_hash=None, notes="; ".join(notes) or None))
+    return rows
+
+
+def collect_rows(study_dir: Path) -> tuple[list[Row], list[str]]:
+    """Rows of the finished jobs of a study (each from its record alone), and the keys that have none yet."""
+    from transferbench.study.status import Study, outcome, read_record
+
+    study = Study.open(study_dir)
+    rows, missing = [], []
+    for key, job in study.jobs.items():
+        record = read_record(job) if outcome(job) == ("done", None) else None
+        if record is None:
+            missing.append(key)
+            continue
+        rows.append(Row.from_record(record))
+    return rows, missing

@@ -1,0 +1,195 @@
+"""The paper's network notation, parsed in one place.
+
+A *network name* names one trained network; a *pattern* (in a study config's ``networks``)
+names a family of them, with n and S filled in by the planner.
+
+| name                 | meaning                                                      | pattern          |
+|----------------------|--------------------------------------------------------------|------------------|
+| ``base``, ``baseA``  | all layers random and trained, on all classes / on side A    | ``base``, ``baseX`` |
+| ``A3B``, ``A3B+``    | layers 1..3 copied from baseA, frozen / fine-tuned, on B     | ``AnB``, ``AnB+`` |
+| ``B3B``, ``B3B+``    | the selffer: copied from the target side's own base           | ``BnB``, ``BnB+`` |
+| ``R3``, ``R3B``      | random-init layers 1..3 frozen ("nolearn"), on all / on B    | ``Rn``, ``RnB``   |
+| ``A3B^2``, ``A3B^2+``| preserved: 1..3 frozen, 4..5 copied and fine-tuned            | ``AnB^k(+)``      |
+| ``A7B+WA64``         | developmental: A7B+ grown by 64 units (options below)         | ``A7B+WA``        |
+| ``A7B7C+``, ``A7B7C+WA64`` | a chain of tasks A -> B -> C, fixed or grown at every step | the same  |
+| ``baseA-WA64``       | a wide base: as wide as A7B+WA64, trained from scratch        | ``baseA-WA``      |
+
+Grown options, in this order: ``-new``/``-fc7``/``-fc6`` (fine-tuning scope; none means all),
+``-nonorm`` (no L2 normalisation and scaling), ``-wide`` (as wide from the start).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from transferbench.errors import UserError
+from transferbench.schema.spec import VARIANTS
+
+_VARIANT = "|".join(sorted(VARIANTS, key=len, reverse=True))
+_OPTIONS = r"(?P<options>(?:-(?:new|fc7|fc6|all|nonorm|wide))*)"
+# Concrete names.
+_CLASSIC = re.compile(r"^(?:base(?P<base>[A-Z]?)|R(?P<rn>[1-7])(?P<rside>[A-Z]?)"
+                      r"|(?P<src>[A-Z])(?P<n>[1-7])(?P<tgt>[A-Z])(?:\^(?P<k>[1-6]))?(?P<plus>\+)?)$")
+_GROWN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?:(?P<variant>{_VARIANT})(?P<size>\d+))?"
+                    rf"{_OPTIONS}$")
+# Patterns: n, k and S left open.
+_CLASSIC_PATTERN = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?P<src>[A-Z])n(?P<tgt>[A-Z])(?P<pres>\^k)?(?P<plus>\+)?)$")
+_GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
+SCOPE_OPTIONS = ("new", "fc7", "fc6", "all")
+PATTERN_CHOICES = ("baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k; developmental: A7B+WA (DA, WA, DWA, WWA; "
+                   "options -new/-fc7/-fc6 scope, -nonorm, -wide), baseA-WA (a wide base), A7B7C+ and A7B7C+WA (chains) "
+                   "(X/Y any split side)")
+
+
+@dataclass(frozen=True)
+class NetworkName:
+    """One network, as its name says. ``kind`` is the Condition kind it trains under."""
+
+    text: str
+    kind: str  # base | selffer | transfer | random_init | preserved
+    n: int = 0  # layers 1..n copied (or random and frozen)
+    fine_tune: bool = False
+    k: int = 0  # preserved: layers n+1..n+k copied and fine-tuned
+    source_side: str | None = None  # the side the copied layers were trained on (a chain: the previous task)
+    target_side: str | None = None  # the side this network is trained on (None: all classes)
+    chain: tuple[str, ...] = ()  # sides of a chain of n=7 fine-tuned transfers, e.g. ("A", "B", "C")
+    variant: str | None = None  # DA | WA | DWA | WWA for developmental networks
+    size: int | None = None  # S
+    scope: str = "all"
+    normalize: bool = True
+    wide: bool = False  # as wide from the start (a wide base, or -wide)
+
+    @property
+    def chain_steps(self) -> int:
+        """Transfers along the chain: 1 for A7B+, 2 for A7B7C+."""
+        return max(1, len(self.chain) - 1)
+
+    @property
+    def later_chain_step(self) -> bool:
+        """A7B7C+ and beyond: the target of a transfer that was itself a transfer."""
+        return self.chain_steps > 1
+
+    @property
+    def developmental(self) -> bool:
+        """A grown or wide network, or a later step of a chain: left out of the Yosinski figures."""
+        return self.variant is not None or self.later_chain_step
+
+    @property
+    def classic_reference(self) -> str | None:
+        """The classic network a developmental one is compared with: A7B+WA128-fc7 -> A7B+,
+        A7B7C+WA128 -> A7B7C+, baseB-WA128 -> baseB; None for a classic network."""
+        if self.variant is None:
+            return None
+        if self.kind == "base":
+            return f"base{self.target_side or ''}"
+        return "7".join(self.chain) + "+"
+
+
+def _grown_options(text: str, options: str, variant: str | None, wide_base: bool) -> tuple[str, bool, bool]:
+    """(scope, normalize, wide) from ``-fc7-nonorm``-style options; a UserError if they clash."""
+    parts = [o for o in options.split("-") if o]
+    scopes = [o for o in parts if o in SCOPE_OPTIONS]
+    if len(scopes) > 1 or len(set(parts)) < len(parts):
+        raise UserError(f"network {text!r} repeats an option or names two scopes")
+    if parts and not variant:
+        raise UserError(f"network {text!r}: options apply to a grown network; add a variant (DA, WA, DWA, WWA), e.g. A7B+WA-nonorm")
+    wide = "wide" in parts or wide_base
+    if wide and "nonorm" in parts:
+        # Normalisation lets new units catch up with pre-trained ones; a network that is
+        # wide from the start trains all its units together, as a plain wider network.
+        raise UserError(f"network {text!r}: a wide network is a plain wider network without normalisation already; drop -nonorm")
+    if wide_base and scopes:
+        raise UserError(f"network {text!r}: a wide base trains every layer from scratch; it takes no options")
+    return (scopes or ["all"])[0], "nonorm" not in parts and not wide, wide
+
+
+def parse_network(text: str) -> NetworkName:
+    """A concrete network name (``A3B+``, ``R2``, ``A7B+WA64-fc7``...) -> NetworkName."""
+    text = str(text)
+    match = _CLASSIC.fullmatch(text)
+    if match:
+        g = match.groupdict()
+        if g["rn"]:
+            return NetworkName(text, "random_init", int(g["rn"]), target_side=g["rside"] or None)
+        if g["src"] is None:
+            return NetworkName(text, "base", target_side=g["base"] or None)
+        kind = "preserved" if g["k"] else "selffer" if g["src"] == g["tgt"] else "transfer"
+        return NetworkName(text, kind, int(g["n"]), bool(g["plus"]), int(g["k"] or 0), g["src"], g["tgt"])
+    match = _GROWN.fullmatch(text)
+    if match and (match.group("chain") or match.group("variant")):
+        g = match.groupdict()
+        if bool(g["variant"]) != bool(g["size"]):
+            raise UserError(f"network {text!r}: a grown network names its variant and size, e.g. A7B+WA64")
+        scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None)
+        size = int(g["size"]) if g["size"] else None
+        if g["wide_base"] is not None:
+            return NetworkName(text, "base", target_side=g["wide_base"] or None, variant=g["variant"], size=size,
+                               normalize=False, wide=True)
+        chain = tuple(g["chain"].split("7"))
+        kind = "selffer" if chain[-2] == chain[-1] else "transfer"
+        return NetworkName(text, kind, 7, True, 0, chain[-2], chain[-1], chain, g["variant"], size, scope, normalize, wide)
+    raise UserError(f"unknown network name {text!r}; names read like baseA, A3B, A3B+, R2, A3B^2, A7B+WA64, A7B7C+")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A family of networks in a study config, with n (``AnB``), k (``AnB^k``) or S (``A7B+WA``) open."""
+
+    text: str
+    kind: str  # base | random_init | copy (XnY, selffer or transfer) | grown (wide bases, chains, grown)
+    source: str | None = None  # X (a letter; "" for base/Rn on all classes)
+    target: str | None = None  # Y
+    fine_tune: bool = False
+    preserved: bool = False
+    chain: tuple[str, ...] = ()  # grown: sides of the chain; () for a wide base
+    variant: str | None = None
+    scope: str = "all"
+    normalize: bool = True
+    wide: bool = False
+
+    def name(self, n: int = 0, k: int = 0, size: int | None = None, step: int | None = None) -> str:
+        """The concrete network name for n (and k), or, for a grown pattern, for S at chain ``step``
+        (1: the first transfer; default the last)."""
+        plus = "+" if self.fine_tune else ""
+        if self.kind == "base":
+            return f"base{self.target}"
+        if self.kind == "random_init":
+            return f"R{n}{self.target}"
+        if self.kind == "copy":
+            return f"{self.source}{n}{self.target}" + (f"^{k}" if self.preserved else "") + plus
+        if not self.chain:  # a wide base
+            return f"base{self.target}-{self.variant}{size}"
+        step = len(self.chain) - 1 if step is None else step
+        name = "7".join(self.chain[:step + 1]) + "+"
+        if self.variant:
+            suffix = (f"-{self.scope}" if self.scope != "all" else "") + ("" if self.normalize or self.wide else "-nonorm")
+            name += f"{self.variant}{size}{suffix}" + ("-wide" if self.wide else "")
+        return name
+
+
+def parse_pattern(text: str) -> Pattern:
+    """A ``networks`` entry of a study config -> Pattern; a UserError names the valid ones."""
+    text = str(text)
+    match = _GROWN_PATTERN.fullmatch(text)
+    if match:
+        g = match.groupdict()
+        scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None)
+        if g["wide_base"] is not None:
+            if not g["variant"]:
+                raise UserError(f"network {text!r}: a wide base names its variant, e.g. baseA-WA")
+            return Pattern(text, "grown", target=g["wide_base"], variant=g["variant"], normalize=False, wide=True)
+        chain = tuple(g["chain"].split("7"))
+        if wide and (len(chain) > 2 or not g["variant"]):
+            raise UserError(f"network {text!r}: -wide is one grown transfer X7Y+V-wide, not a chain or a plain network")
+        return Pattern(text, "grown", chain[0], chain[-1], True, chain=chain, variant=g["variant"], scope=scope,
+                       normalize=normalize, wide=wide)
+    match = _CLASSIC_PATTERN.fullmatch(text)
+    if not match:
+        raise UserError(f"unknown network {text!r}; choose from {PATTERN_CHOICES}")
+    g = match.groupdict()
+    if g["random"] is not None:
+        return Pattern(text, "random_init", target=g["random"])
+    if g["src"] is None:
+        return Pattern(text, "base", target=g["base"])
+    return Pattern(text, "copy", g["src"], g["tgt"], bool(g["plus"]), bool(g["pres"]))

@@ -1,0 +1,275 @@
+"""The job spec: everything one worker run needs, as frozen dataclasses that import no torch.
+
+``JobSpec`` = key, data (dataset, split file, side), ``Condition`` (which layers are copied
+and frozen), ``ModelConfig`` (architecture), ``TrainConfig`` (the recipe), optionally
+``Growth`` (a developmental network). The planner writes it into plan.json, the worker
+reads it back with ``JobSpec.from_dict``; the hash of its dict names the result it yields.
+
+Field order is part of the contract: ``to_dict`` follows it, and plan.json and the config
+hash follow ``to_dict`` (tests/reference/yosinski2014-plan.json pins them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transferbench.errors import UserError
+from transferbench.schema.loader import build
+
+LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+ARCHITECTURES = ("caffenet", "small")
+INITS = ("paper", "kaiming")
+CONDITIONS = ("base", "selffer", "transfer", "random_init", "preserved")
+VARIANTS = ("DA", "WA", "DWA", "WWA")
+# Scope -> the lowest pre-trained layer level that trains (conv1..conv5 are 1..5, fc6 6, fc7 7,
+# earlier fca layers 7.5); "new" trains no pre-trained layer.
+SCOPES = {"all": 0.0, "fc6": 6.0, "fc7": 7.0, "new": float("inf")}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one network."""
+
+    arch: str = "caffenet"  # "caffenet" (227 px, the paper) or "small" (28-64 px inputs)
+    num_classes: int = 500  # outputs of fc8
+    in_channels: int = 3  # 1 for Fashion-MNIST
+    conv_widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)  # output channels of conv1..conv5
+    fc_width: int = 4096  # units of fc6 and fc7
+    dropout: float = 0.5  # after fc6 and fc7
+    init: str = "paper"  # "paper": Gaussian sigma 0.01 / 0.005, Caffe biases; "kaiming": He normal, zero biases
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conv_widths", tuple(self.conv_widths))
+        _require(self.arch in ARCHITECTURES, f"arch {self.arch!r} is not one of {', '.join(ARCHITECTURES)}")
+        _require(self.num_classes >= 2, f"num_classes {self.num_classes}: a classifier needs at least 2 classes")
+        _require(self.in_channels >= 1, f"in_channels must be at least 1, got {self.in_channels}")
+        _require(len(self.conv_widths) == 5 and all(w >= 1 for w in self.conv_widths),
+                 f"conv_widths must be 5 positive widths, got {list(self.conv_widths)}")
+        _require(self.fc_width >= 1, f"fc_width must be at least 1, got {self.fc_width}")
+        _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _require(self.init in INITS, f"init {self.init!r} is not one of {', '.join(INITS)}")
+
+    @staticmethod
+    def small(num_classes: int, in_channels: int = 3, conv_widths=(32, 64, 96, 96, 64), fc_width: int = 256) -> "ModelConfig":
+        return ModelConfig("small", num_classes, in_channels, tuple(conv_widths), fc_width, 0.5, "kaiming")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The paper's recipe as defaults (SPEC section 1)."""
+
+    lr: float = 0.01  # base learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # on weights only; biases get none
+    bias_lr_mult: float = 2.0  # biases learn at 2x the rate, as in Caffe
+    batch_size: int = 256
+    iterations: int = 450_000  # total SGD steps (use `epochs` to give the budget in epochs instead)
+    epochs: float | None = None  # if set, iterations = ceil(epochs * train images / batch_size)
+    lr_step: int = 100_000  # divide the lr by 1/lr_gamma every lr_step iterations
+    lr_gamma: float = 0.1
+    eval_every: int = 1_000  # iterations between validation passes
+    checkpoint_every: int = 1_000  # iterations between checkpoints
+    seed: int = 0
+    resize: int = 256  # ImageNet: images resized to resize x resize
+    crop: int = 227  # training crop (random) and evaluation crop (centre)
+    pad: int = 0  # small images: zero padding before the random crop
+    mirror: bool = True
+    input_scale: float = 1.0  # multiply (image - mean) by this: 1.0 is Caffe's 0-255 range
+    amp: bool = False  # bf16 autocast (CUDA)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    workers: int = 0  # ImageNet: decoding threads (0: one per core, at most 8)
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "input_scale", "lr_gamma"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, f"{name} must be a positive number, got {value}")
+        _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        for name in ("weight_decay", "bias_lr_mult"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch_size", "iterations", "lr_step", "eval_every", "checkpoint_every", "resize", "crop"):
+            _require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("seed", "pad", "workers"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        _require(self.epochs is None or self.epochs > 0, f"epochs must be positive, got {self.epochs}")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a job does with layers 1..8.
+
+    | condition    | layers 1..n                     | layers n+1..n+k          | rest     |
+    |--------------|---------------------------------|--------------------------|----------|
+    | base         | random, trained                 |                          | random   |
+    | selffer      | copied from the target's base   |                          | random   |
+    | transfer     | copied from the source's base   |                          | random   |
+    | random_init  | random, frozen ("nolearn")      |                          | random   |
+    | preserved    | copied, frozen                  | copied, fine-tuned (k)   | random   |
+
+    ``fine_tune`` (BnB+ / AnB+) trains the copied layers instead of freezing them.
+    """
+
+    kind: str = "base"
+    n_transferred: int = 0  # n: layers 1..n copied (or random-frozen for random_init)
+    fine_tune: bool = False  # "+" conditions: copied layers keep training
+    n_preserved: int = 0  # preserved-k: layers n+1..n+k also copied, and fine-tuned
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONDITIONS:
+            raise UserError(f"unknown condition {self.kind!r}; choose one of {', '.join(CONDITIONS)}")
+        if self.kind == "base":
+            if self.n_transferred or self.fine_tune or self.n_preserved:
+                raise UserError("a base condition copies nothing: n_transferred, fine_tune and n_preserved must be unset")
+            return
+        if not 1 <= self.n_transferred <= 7:
+            raise UserError(f"n_transferred {self.n_transferred} must be 1..7 for condition {self.kind}")
+        if self.kind == "random_init" and self.fine_tune:
+            raise UserError("random_init freezes its random layers; fine_tune does not apply")
+        if self.kind == "preserved":
+            if not 1 <= self.n_preserved <= 7 - self.n_transferred:
+                raise UserError(f"n_preserved {self.n_preserved} must be 1..{7 - self.n_transferred} with n_transferred {self.n_transferred}")
+        elif self.n_preserved:
+            raise UserError("n_preserved is only for the preserved condition")
+
+    @property
+    def needs_source(self) -> bool:
+        return self.kind in ("selffer", "transfer", "preserved")
+
+    @property
+    def copied_layers(self) -> tuple[str, ...]:
+        if not self.needs_source:
+            return ()
+        return LAYER_NAMES[: self.n_transferred + self.n_preserved]
+
+    @property
+    def frozen_layers(self) -> tuple[str, ...]:
+        if self.kind == "base" or self.fine_tune:
+            return ()
+        return LAYER_NAMES[: self.n_transferred]
+
+    @property
+    def frozen_prefix(self) -> int:
+        """How many leading layers run without autograd."""
+        return len(self.frozen_layers)
+
+    def label(self) -> str:
+        """The paper's notation, e.g. ``AnB`` with n: ``transfer3+``, ``selffer5``, ``random_init2``."""
+        if self.kind == "base":
+            return "base"
+        suffix = "+" if self.fine_tune else ""
+        preserved = f"^{self.n_preserved}" if self.kind == "preserved" else ""
+        return f"{self.kind}{self.n_transferred}{preserved}{suffix}"
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How a developmental network was grown and how the job that grows it trains
+    (see transferbench/worker/grow.py for what each variant adds)."""
+
+    variant: str  # DA | WA | DWA | WWA
+    units: tuple[int, ...]  # S of every growth step so far, oldest first (a chain has one per task)
+    new: bool = True  # the last step's units are added by this job (False: a wide network, all units trained together)
+    normalize: bool = True  # L2-normalise and scale (learnable γ) blocks where they meet and at the classifier
+    scale_init: float = 10.0  # initial γ
+    scope: str = "all"  # new | fc7 | fc6 | all: which pre-trained layers fine-tune
+    new_lr_mult: float = 10.0  # learning-rate multiplier of the new units and their γ
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", tuple(self.units))
+        if self.variant not in VARIANTS:
+            raise UserError(f"unknown growth variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if not self.units or not all(isinstance(s, int) and s > 0 for s in self.units):
+            raise UserError(f"growth units must list one positive S per growth step, got {list(self.units)!r}")
+        if self.variant == "WWA" and any(s % 2 for s in self.units):
+            raise UserError(f"WWA adds S/2 units to fc6: S must be even, got {list(self.units)!r}")
+        if self.variant == "DWA" and len(self.units) > 1:
+            raise UserError("DWA grows in one step only: a second step's fc7 units would have no reader; chain DA, WA or WWA")
+        if self.scope not in SCOPES:
+            raise UserError(f"unknown fine-tuning scope {self.scope!r}; choose one of {', '.join(SCOPES)}")
+        if not self.scale_init > 0 or not self.new_lr_mult > 0:
+            raise UserError("growth scale_init and new_lr_mult must be positive")
+
+    def label(self) -> str:
+        """``WA1024``; a chain's later steps read ``WA1024x2``."""
+        steps = len(self.units)
+        return f"{self.variant}{self.units[-1]}" + (f"x{steps}" if steps > 1 else "")
+
+    def source(self) -> "Growth | None":
+        """The architecture of the network this one starts from (None: the plain network)."""
+        units = self.units[:-1] if self.new else self.units
+        return Growth(self.variant, units, False, self.normalize, self.scale_init) if units else None
+
+
+def check_growth(condition: Condition, growth: Growth) -> None:
+    """A growth fits a base (a wide network from scratch) or an n=7 fine-tuned transfer."""
+    kind, n_transferred, fine_tune = condition.kind, condition.n_transferred, condition.fine_tune
+    if kind == "base":
+        if growth.new or growth.scope != "all":
+            raise UserError("a grown base network is trained from scratch: growth.new must be false and scope all")
+    elif kind not in ("transfer", "selffer") or n_transferred != 7 or not fine_tune:
+        raise UserError(f"a developmental network copies layers 1..7 and fine-tunes (AnB+ with n=7), "
+                        f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one worker run needs. Written as JSON by the planner."""
+
+    key: str  # e.g. random0/A3B+/seed0: the job's name, folder and row
+    dataset: str  # fashion-mnist | cifar100 | imagenet1k
+    split: str | None  # path of a split file, or None for all classes
+    side: str | None  # which side of the split is trained on (A, B, all)
+    out_dir: str  # where the checkpoint, weights and record go
+    condition: Condition = field(default_factory=Condition)
+    source_checkpoint: str | None = None  # weights of the base network layers are copied from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_root: str | None = None
+    val_list: str | None = None  # ImageNet: Caffe-style list for a flat validation folder
+    strict: bool = False  # corrupt images are fatal instead of skipped
+    pack_dir: str | None = None  # ImageNet: decode once into a uint8 pack here, shared by every job
+    growth: Growth | None = None  # a developmental network (transferbench.worker.grow); None: the plain network
+    forgetting_side: str | None = None  # after training, the source network's accuracy on this side (its classifier kept aside)
+
+    def __post_init__(self) -> None:
+        if self.growth is not None:
+            check_growth(self.condition, self.growth)
+        if self.forgetting_side is not None and not self.condition.needs_source:
+            raise UserError(f"{self.key}: forgetting is measured against a source network; a {self.condition.kind} job has none")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for optional in ("growth", "forgetting_side"):  # absent when unset: older plans keep their config hashes
+            if data[optional] is None:
+                del data[optional]
+        return data
+
+    @staticmethod
+    def from_dict(data: Any, source: str = "job spec") -> "JobSpec":
+        return build(JobSpec, data, "spec", source)
+
+    def config_hash(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_spec(path: Path) -> JobSpec:
+    """A job spec from its JSON file (``transferbench train SPEC.json``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"job spec {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"job spec {path} does not parse as JSON: {exc}") from exc
+    return JobSpec.from_dict(data, str(path))

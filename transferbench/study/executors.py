@@ -1,0 +1,412 @@
+"""Running a planned study: one Executor interface, three executors (debug, local, Slurm).
+
+Every executor takes the same call, ``launch(study, groups, manifest, echo)``, for the jobs
+``submit`` chose, and records a ManifestEntry per job; status is read the same way for all
+of them (``transferbench.study.status``). ``run_task`` is what every job runs, wherever it
+runs: it opens the plan, trains the network with the worker and writes error.json if the
+job raises. This is the only module that imports submitit.
+
+Slurm arrays and dependencies: all tasks of one array share one dependency string, so jobs
+are grouped by *what they wait for*. Jobs with nothing to wait for form one array; every
+transfer job that copies from the same base network forms one array whose dependency is
+``afterok`` on exactly that base's array task (``afterok:<array>_<task>``). The paper's
+grid of 170 networks is 11 sbatch calls, and no job waits for a base it does not use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_text
+from transferbench.provenance import git_commit
+from transferbench.schema.config import SlurmSettings
+from transferbench.schema.plan import ManifestEntry
+from transferbench.schema.record import JobIdentity
+from transferbench.study.status import Study, order_jobs, outcome, states
+
+Groups = list[tuple[tuple[str, ...], list[str]]]  # (the bases a group waits for, its job keys)
+
+
+class TaskFailed(Exception):
+    """A job ended without a usable result; its reason is in error.json or result.json."""
+
+
+# ---------------------------------------------------------------------------- one job
+
+def run_task(study_dir: str, key: str, device: str | None = None) -> str:
+    """Run one planned job: what a Slurm array task, a local worker or the debug executor calls.
+
+    Writes error.json (atomically) when the job raises, so the failure and its reason are on
+    disk even where Slurm accounting is off. A timeout warning (SIGUSR2) or a preemption or
+    requeue (SIGTERM) checkpoints the job; after a timeout warning the job requeues itself.
+    """
+    from transferbench.worker.train import StopRequested, Trainer
+
+    study = Study.open(Path(study_dir))
+    job = study.jobs.get(key)
+    if job is None:
+        raise UserError(f"{key} is not a job of {study_dir}")
+    if device is None:
+        import torch
+
+        device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    source_side = study.jobs[job.depends[0]].side if job.depends else None
+    identity = JobIdentity(study.name, job.split, job.network, job.seed, source_side,
+                           job.side if job.side not in (None, "all") else None)
+    (job.out_dir / "error.json").unlink(missing_ok=True)
+    try:
+        record = Trainer(job.spec, device, progress=sys.stderr.isatty(), identity=identity).run()
+    except StopRequested as stop:
+        if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
+            task = os.environ.get("SLURM_ARRAY_TASK_ID")
+            slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}" if task else os.environ["SLURM_JOB_ID"]
+            subprocess.run(["scontrol", "requeue", slurm_id], check=False)
+        raise
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        atomic_write_text(job.out_dir / "error.json", json.dumps({
+            "key": key, "config_hash": job.config_hash, "reason": reason,
+            "traceback": traceback.format_exc()[-4000:], "host": os.uname().nodename,
+            "slurm_job": os.environ.get("SLURM_JOB_ID"), "time": time.time()}, indent=1) + "\n")
+        raise
+    if record.status != "done":
+        raise TaskFailed(f"{key}: {record.reason}")
+    return key
+
+
+# ---------------------------------------------------------------------------- choosing what to run
+
+@dataclass
+class Submission:
+    """What one submit did or would do."""
+
+    arrays: list[tuple[str, list[str]]]  # (dependency description, keys) per sbatch call
+    skipped: dict[str, str]  # key -> why it is not submitted
+    sbatch_calls: int = 0
+
+
+def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed: bool) -> tuple[list[str], dict[str, str]]:
+    """Which jobs to submit, in dependency order, and why the others are left alone."""
+    jobs = study.jobs
+    chosen: list[str] = []
+    skipped: dict[str, str] = {}
+    for key in order_jobs(jobs):
+        state, detail = current[key]
+        if state == "planned":
+            chosen.append(key)
+        elif state in ("failed", "blocked") and retry_failed:
+            chosen.append(key)
+        elif state in ("failed", "blocked"):
+            skipped[key] = f"{state}: {detail} (use --retry-failed to run it again)"
+        elif state == "unknown":
+            skipped[key] = detail
+        else:
+            skipped[key] = state + (f": {detail}" if detail else "")
+    chosen_set = set(chosen)
+    for key in list(chosen):
+        for dep in jobs[key].depends:
+            dep_state = current[dep][0]
+            if dep not in chosen_set and dep_state in ("failed", "blocked", "unknown"):
+                chosen.remove(key)
+                chosen_set.discard(key)
+                skipped[key] = f"waits for {dep}, which is {dep_state} (use --retry-failed)"
+                break
+    return chosen, skipped
+
+
+def _clear_failure(study: Study, key: str, attempt: int) -> None:
+    out_dir = study.jobs[key].out_dir
+    for name in ("result.json", "error.json"):
+        path = out_dir / name
+        if path.is_file():
+            path.rename(out_dir / f"{path.stem}.attempt{attempt}.json")
+
+
+def group_arrays(study: Study, chosen: list[str], current: dict[str, tuple[str, str]]) -> Groups:
+    """Group jobs by the base jobs they must wait for (those not done yet); one array per group."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for key in chosen:
+        waits = tuple(dep for dep in study.jobs[key].depends if current[dep][0] != "done")
+        groups.setdefault(waits, []).append(key)
+    # arrays without waits first, then in the order of their bases
+    return sorted(groups.items(), key=lambda item: (len(item[0]) > 0, chosen.index(item[1][0])))
+
+
+def slurm_parameters(settings: SlurmSettings, overrides: dict[str, Any]) -> dict[str, Any]:
+    """submitit's SlurmExecutor parameters from the study's [slurm] table and the submit flags."""
+    import dataclasses
+
+    merged = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    params: dict[str, Any] = {"job_name": "transferbench", "time": merged.time_min, "cpus_per_task": merged.cpus,
+                              "ntasks_per_node": 1, "array_parallelism": merged.array_parallelism,
+                              "signal_delay_s": merged.signal_delay_s, "additional_parameters": {"requeue": True},
+                              "wckey": ""}
+    if merged.gpus:
+        params["gpus_per_node"] = merged.gpus
+    if merged.mem_gb:
+        params["mem"] = f"{merged.mem_gb}G"
+    for name in ("partition", "account", "qos"):
+        if getattr(merged, name):
+            params[name] = getattr(merged, name)
+    return params
+
+
+# ---------------------------------------------------------------------------- the executors
+
+def flatten(groups: Groups) -> list[str]:
+    """The keys of all groups in dependency order (a group comes after the groups of its bases)."""
+    return [key for _, keys in groups for key in keys]
+
+
+@dataclass
+class Executor:
+    """Runs the chosen jobs of a study and records each in the manifest.
+
+    ``launch`` gets the jobs grouped by the bases they wait for, in dependency order; an
+    executor that runs in the foreground (debug, local) returns when they have run.
+    """
+
+    name: ClassVar[str] = ""
+    echo: Callable[[str], Any] = print
+
+    def check(self, study: Study) -> None:
+        """Fail before anything is launched if this executor cannot run here."""
+
+    def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
+        """Run or queue the groups; returns the number of sbatch calls made (0 in the foreground)."""
+        raise NotImplementedError
+
+
+@dataclass
+class DebugExecutor(Executor):
+    """In this process, one after another, in dependency order: for tests and debugging."""
+
+    name: ClassVar[str] = "debug"
+
+    def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
+        failed: set[str] = set()
+        for key in flatten(groups):
+            previous = manifest.get(key)
+            manifest[key] = ManifestEntry("debug", previous.attempt + 1 if previous else 1)
+            study.save_manifest(manifest)
+            if any(dep in failed for dep in study.jobs[key].depends):
+                failed.add(key)
+                continue
+            try:
+                run_task(str(study.directory), key, device="cpu")
+            except (TaskFailed, UserError) as exc:
+                self.echo(f"{key} failed: {exc}")
+                failed.add(key)
+        return 0
+
+
+@dataclass
+class LocalExecutor(Executor):
+    """This machine: the dependency graph with ``workers`` processes, one GPU each when there are GPUs."""
+
+    name: ClassVar[str] = "local"
+    workers: int | None = None
+
+    def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
+        from tqdm import tqdm
+
+        try:
+            import torch
+
+            gpus = torch.cuda.device_count()
+        except Exception:  # noqa: BLE001 - a broken CUDA install means CPU
+            gpus = 0
+        workers = self.workers or max(1, gpus)
+        if gpus and workers > gpus:
+            raise UserError(f"--workers {workers} but this machine has {gpus} GPUs; each worker gets one GPU")
+        jobs = study.jobs
+        chosen = flatten(groups)
+        waiting = list(chosen)
+        running: dict[str, tuple[subprocess.Popen, int]] = {}
+        free_slots = list(range(workers))
+        failed: set[str] = set()
+        bar = tqdm(total=len(chosen), desc=study.name, unit="job")
+        try:
+            while waiting or running:
+                for key in list(waiting):
+                    deps = jobs[key].depends
+                    if any(dep in failed for dep in deps):
+                        waiting.remove(key)
+                        failed.add(key)
+                        self.echo(f"{key}: not run, its base failed")
+                        bar.update(1)
+                    elif free_slots and all(outcome(jobs[dep]) == ("done", None) for dep in deps):
+                        slot = free_slots.pop(0)
+                        waiting.remove(key)
+                        running[key] = (self._start(study, key, slot, gpus, workers, manifest), slot)
+                for key, (process, slot) in list(running.items()):
+                    if process.poll() is None:
+                        continue
+                    del running[key]
+                    free_slots.append(slot)
+                    bar.update(1)
+                    state = outcome(jobs[key])
+                    if state != ("done", None):
+                        failed.add(key)
+                        self.echo(f"{key} failed: {state[1] if state else 'exit code ' + str(process.returncode)} "
+                                  f"(log: {manifest[key].log})")
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            for process, _ in running.values():
+                process.send_signal(signal.SIGTERM)  # they checkpoint and stop; submit again to resume
+            for process, _ in running.values():
+                process.wait()
+            raise
+        finally:
+            bar.close()
+        return 0
+
+    @staticmethod
+    def _start(study: Study, key: str, slot: int, gpus: int, workers: int,
+               manifest: dict[str, ManifestEntry]) -> subprocess.Popen:
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot)
+        else:  # share the cores instead of every worker using all of them
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+        out_dir = study.jobs[key].out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = open(out_dir / "log.txt", "ab")  # noqa: SIM115 - closed when the process ends
+        process = subprocess.Popen([sys.executable, "-m", "transferbench", "task", str(study.directory), key],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        previous = manifest.get(key)
+        manifest[key] = ManifestEntry("local", previous.attempt + 1 if previous else 1, pid=process.pid,
+                                      log=str(out_dir / "log.txt"), submitted_at=time.time())
+        study.save_manifest(manifest)
+        return process
+
+
+@dataclass
+class SlurmExecutor(Executor):
+    """sbatch through submitit: one array per group, ``afterok`` on the base tasks it waits for."""
+
+    name: ClassVar[str] = "slurm"
+    overrides: dict[str, Any] = field(default_factory=dict)  # [slurm] values from the command line
+
+    def check(self, study: Study) -> None:
+        for tool in ("sbatch", "squeue", "scontrol"):
+            if shutil.which(tool) is None:
+                raise UserError(f"{tool} is not on PATH; install Slurm's client tools or use --executor local")
+
+    def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
+        import submitit
+
+        overrides = dict(self.overrides)
+        folder = Path(overrides.pop("folder", None) or study.slurm.folder or study.directory / "slurm")
+        if str(folder.resolve()).startswith("/tmp/"):
+            warnings.warn(f"the Slurm log folder {folder} is under /tmp: on a real cluster it must be on a filesystem that "
+                          "every node shares", stacklevel=2)
+        params = slurm_parameters(study.slurm, overrides)
+        calls = 0
+        for waits, keys in groups:
+            executor = submitit.SlurmExecutor(folder=folder)
+            dependency = ":".join(manifest[dep].job_id for dep in waits)
+            executor.update_parameters(**params, dependency=f"afterok:{dependency}" if dependency else None)
+            try:
+                with executor.batch():
+                    handles = [executor.submit(run_task, str(study.directory), key) for key in keys]
+            except Exception as exc:  # submitit raises plain exceptions for sbatch errors
+                study.save_manifest(manifest)
+                raise UserError(f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}; "
+                                "check the [slurm] settings (partition, account, qos) and `sinfo`") from exc
+            calls += 1
+            for key, handle in zip(keys, handles):
+                previous = manifest.get(key)
+                manifest[key] = ManifestEntry("slurm", previous.attempt + 1 if previous else 1, job_id=str(handle.job_id),
+                                              log=str(handle.paths.stdout), submitted_at=time.time())
+            study.save_manifest(manifest)  # after every sbatch: an interrupted submit forgets nothing it submitted
+        return calls
+
+
+EXECUTORS: dict[str, type[Executor]] = {cls.name: cls for cls in (SlurmExecutor, LocalExecutor, DebugExecutor)}
+
+
+def make_executor(name: str, echo: Callable[[str], Any] = print, workers: int | None = None,
+                  overrides: dict[str, Any] | None = None) -> Executor:
+    if name not in EXECUTORS:
+        raise UserError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    if name == "local":
+        return LocalExecutor(echo, workers)
+    if name == "slurm":
+        return SlurmExecutor(echo, dict(overrides or {}))
+    return DebugExecutor(echo)
+
+
+# ---------------------------------------------------------------------------- submit
+
+def _warn_if_code_changes() -> None:
+    commit = git_commit()
+    if commit and commit.endswith("+dirty"):
+        warnings.warn("the transferbench checkout has uncommitted changes: queued jobs import the code as it is when they "
+                      "start, so commit first (each result records the commit it ran)", stacklevel=2)
+
+
+def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False, dry_run: bool = False,
+           overrides: dict[str, Any] | None = None, workers: int | None = None, echo=print) -> Submission:
+    """Run (or queue) the jobs of a planned study that are not done, queued or running."""
+    runner = make_executor(executor, echo, workers, overrides)
+    study = Study.open(study_dir)
+    manifest = study.manifest()
+    current = states(study)
+    unknown = [detail for state, detail in current.values() if state == "unknown"]
+    if unknown and executor == "slurm" and not dry_run:
+        raise UserError(unknown[0].split(": ", 1)[-1])
+    chosen, skipped = select_jobs(study, current, retry_failed)
+    groups = group_arrays(study, chosen, current)
+    submission = Submission([(", ".join(w) or "nothing", keys) for w, keys in groups], skipped)
+    if dry_run or not chosen:
+        _describe(submission, executor, echo, dry_run)
+        return submission
+    runner.check(study)
+    _warn_if_code_changes()
+    blocked = [key for key in chosen if current[key][0] == "blocked"]
+    if blocked:
+        subprocess.run(["scancel", *[manifest[k].job_id for k in blocked]], check=False, capture_output=True)
+    for key in chosen:
+        if current[key][0] in ("failed", "blocked"):
+            _clear_failure(study, key, manifest[key].attempt if key in manifest else 1)
+    submission.sbatch_calls = runner.launch(study, groups, manifest)
+    _describe(submission, executor, echo, dry_run)
+    return submission
+
+
+def _describe(submission: Submission, executor: str, echo, dry_run: bool) -> None:
+    count = sum(len(keys) for _, keys in submission.arrays)
+    if not count:
+        reasons: dict[str, int] = {}
+        for why in submission.skipped.values():
+            reasons[why.split(":")[0].split(" (")[0]] = reasons.get(why.split(":")[0].split(" (")[0], 0) + 1
+        summary = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        echo(f"nothing to submit ({summary or 'no jobs'})")
+        return
+    verb = "would submit" if dry_run else ("submitted" if executor == "slurm" else "ran")
+    if executor == "slurm":
+        echo(f"{verb} {count} jobs in {len(submission.arrays)} Slurm arrays ({len(submission.arrays)} sbatch calls):")
+        for waits, keys in submission.arrays:
+            shown = ", ".join(keys[:3]) + (f", ... ({len(keys)} tasks)" if len(keys) > 3 else "")
+            echo(f"  after {waits}: {shown}")
+    else:
+        echo(f"{verb} {count} jobs with the {executor} executor")
+    if dry_run:
+        for key, why in list(submission.skipped.items())[:20]:
+            echo(f"  skip {key}: {why}")
+        if len(submission.skipped) > 20:
+            echo(f"  ... and {len(submission.skipped) - 20} more skipped")

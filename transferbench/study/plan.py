@@ -1,0 +1,327 @@
+"""The planner: expand a study config (TOML) into every job, its dependencies and its spec.
+
+A study config has four tables: ``[study]`` (name, dataset, seeds, data location),
+``[model]`` and ``[train]`` (defaults for every job, the paper's recipe when empty),
+``[slurm]`` (resources), and one ``[[block]]`` per group of networks:
+
+    [[block]]
+    name = "random"                      # a label for the summary
+    splits = ["random0", "random1"]      # splits/<dataset>-<name>.json, "all", or reducedK
+    networks = ["baseA", "AnB", "AnB+"]  # the paper's notation, n taken from `n`
+    n = [1, 2, 3, 4, 5, 6, 7]
+
+Network patterns (X, Y are split sides, n runs over the block's ``n``):
+``baseX`` (``base`` on "all"), ``XnY`` (transfer, frozen; ``XnX`` is the selffer),
+``XnY+`` (fine-tuned), ``RnY`` (random-init frozen; ``Rn`` on "all"), ``XnY^k`` (preserved,
+k over the block's ``k``).  A transfer job depends on the base network of its source side
+(same split, same seed); that base is planned once however many jobs need it.
+
+Job keys read ``<split>/<network>/seed<s>``, e.g. ``random0/A3B+/seed0``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_text
+from transferbench.schema.config import DATASET_CLASSES, Block, StudyConfig, load_config
+from transferbench.schema.notation import Pattern, parse_network, parse_pattern
+from transferbench.schema.plan import PlanFile, PlannedJob
+from transferbench.schema.spec import Condition, Growth, JobSpec, ModelConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Plan:
+    """A planned study before it is written: the plan file, where it goes, the splits it generated."""
+
+    study_dir: Path
+    file: PlanFile
+    splits_written: dict[str, str]  # generated split files: path -> text
+
+    @property
+    def study(self) -> str:
+        return self.file.study
+
+    @property
+    def jobs(self) -> dict[str, PlannedJob]:
+        return self.file.jobs
+
+    def summary(self) -> str:
+        return summarise(self.jobs.values(), self.study)
+
+
+def _split_path(name: str, dataset: str, split_dirs: list[Path], source: str) -> Path:
+    for folder in split_dirs:
+        for candidate in (folder / name, folder / f"{dataset}-{name}.json", folder / f"{name}.json"):
+            if candidate.is_file():
+                return candidate.resolve()
+    available = sorted({p.stem.removeprefix(f"{dataset}-") for folder in split_dirs if folder.is_dir()
+                        for p in folder.glob(f"{dataset}-*.json")})
+    raise UserError(f"{source}: unknown split {name!r} for {dataset}; choose one of: "
+                    f"{', '.join(available + ['all', 'reducedK (e.g. reduced0010)']) or 'none found, run transferbench splits'}")
+
+
+def read_config(config_path: Path, overrides: list[str] | None = None,
+                study_overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """The study config, checked (``overrides``: ``--set TABLE.KEY=VALUE``)."""
+    return load_config(config_path, overrides, study_overrides, REPO / "configs")
+
+
+def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict[str, Any] | None = None,
+               settings: list[str] | None = None) -> Plan:
+    """Expand the config into jobs. Writes nothing. ``overrides``: [study] values (e.g. data_root);
+    ``settings``: ``--set TABLE.KEY=VALUE`` strings."""
+    config = read_config(config_path, settings, overrides)
+    study = config.study
+    source = config.source
+    root = Path(jobs_root or study.jobs_dir or "jobs").resolve()
+    study_dir = root / study.name
+    split_dirs = [Path(study.split_dir).resolve()] if study.split_dir else \
+        [Path("splits").resolve(), config.directory.parent / "splits", REPO / "splits"]
+
+    def data_path(value: str | None) -> str | None:
+        return str((config.directory / Path(value).expanduser()).resolve()) if value else None
+
+    if study.data_root and not Path(data_path(study.data_root)).is_dir():
+        raise UserError(f"{source}: data_root {data_path(study.data_root)} is not a folder; give the dataset folder "
+                        "([study] data_root or --data-root)")
+    planner = _Planner(config, study_dir, split_dirs, data_path)
+    for number, block in enumerate(config.blocks, 1):
+        planner.block(number, block)
+    raw = config.raw if not overrides else {**config.raw, "study": {**config.raw.get("study", {}), **overrides}}
+    return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written)
+
+
+class _Planner:
+    """Expands blocks into PlannedJobs; bases are planned once however many jobs copy them."""
+
+    def __init__(self, config: StudyConfig, study_dir: Path, split_dirs: list[Path], data_path) -> None:
+        self.config, self.study_dir, self.split_dirs, self.data_path = config, study_dir, split_dirs, data_path
+        self.jobs: dict[str, PlannedJob] = {}
+        self.splits_written: dict[str, str] = {}
+
+    def block(self, number: int, block: Block) -> None:
+        from transferbench.tasks.splits import load_split, reduced_split
+
+        source, where, dataset = self.config.source, f"block {number}", self.config.study.dataset
+        patterns = []
+        for text in block.networks:
+            try:
+                patterns.append(parse_pattern(text))
+            except UserError as exc:
+                raise UserError(f"{source}: {where} {exc}") from None
+        grown = [p for p in patterns if p.kind == "grown" and p.variant]
+        if grown and not block.units:
+            raise UserError(f"{source}: {where} network {grown[0].text!r} needs units = [S, ...] (new units per growth step)")
+        if any(p.preserved for p in patterns) and not block.k:
+            first = next(p for p in patterns if p.preserved)
+            raise UserError(f"{source}: {where} network {first.text!r} needs k = [...] (layers preserved above n)")
+        forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
+        model_values, train_values, growth_values = self.config.block_values(number, block)
+        self.context = (where, block.name or f"block{number}", model_values, train_values, growth_values, forgetting)
+        for split_name in block.splits:
+            if split_name == "all":
+                self.split_file, self.sides = None, {"all": DATASET_CLASSES[dataset]}
+            else:
+                match = re.fullmatch(r"reduced(\d+)", split_name)
+                if match:
+                    from transferbench.tasks.classes import load_table
+
+                    split = reduced_split(load_table(dataset), int(match.group(1)))
+                    path = self.study_dir / "splits" / f"{split.name}.json"
+                    self.splits_written[str(path)] = split.to_json()
+                    self.split_file = str(path)
+                else:
+                    self.split_file = str(_split_path(split_name, dataset, self.split_dirs, f"{source}: {where}"))
+                    split = load_split(self.split_file)
+                    if split.dataset != dataset:
+                        raise UserError(f"{source}: {where} split {split_name} is for {split.dataset}, the study is {dataset}")
+                self.sides = {side: len(classes) for side, classes in split.sides.items()}
+            self.split_name = split_name
+            for seed in self.config.study.seeds:
+                self.seed = seed
+                for pattern in patterns:
+                    self.expand(pattern, block)
+
+    # ------------------------------------------------------------------ one pattern
+
+    def side_of(self, letter: str, pattern: str) -> str | None:
+        source, where = self.config.source, self.context[0]
+        if not letter:
+            if "all" not in self.sides:
+                raise UserError(f"{source}: {where} network {pattern!r} needs a side letter on split {self.split_name} "
+                                f"(sides: {', '.join(self.sides)})")
+            return None if self.split_file is None else "all"
+        if letter not in self.sides:
+            raise UserError(f"{source}: {where} network {pattern!r}: split {self.split_name} has no side {letter}; "
+                            f"its sides are {', '.join(self.sides)}")
+        return letter
+
+    def add(self, network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
+            growth: Growth | None = None) -> str:
+        source, where, block_name, model_values, train_values, _, forgetting = self.config.source, *self.context
+        study = self.config.study
+        key = f"{self.split_name}/{network}/seed{self.seed}"
+        out_dir = self.study_dir / "runs" / self.split_name / network / f"seed{self.seed}"
+        source_side = self.jobs[base_key].side if base_key else None
+        classes = self.sides["all" if side is None else side]
+        try:
+            spec = JobSpec(
+                key=key, dataset=study.dataset, split=self.split_file, side=side, out_dir=str(out_dir), condition=condition,
+                source_checkpoint=str(self.jobs[base_key].out_dir / "model.pt") if base_key else None,
+                model=ModelConfig(**{**model_values, "num_classes": classes}),
+                train=TrainConfig(**{**train_values, "seed": self.seed}),
+                data_root=self.data_path(study.data_root), val_list=self.data_path(study.val_list),
+                strict=study.strict, pack_dir=self.data_path(study.pack_dir),
+                growth=growth, forgetting_side=source_side if forgetting and source_side not in (None, "all") else None)
+        except UserError as exc:
+            raise UserError(f"{source}: {where} network {pattern!r} on split {self.split_name}: {exc}") from None
+        job = PlannedJob(key, block_name, self.split_name, network, pattern, side, self.seed,
+                         (base_key,) if base_key else (), spec)
+        if key in self.jobs and self.jobs[key].config_hash != job.config_hash:
+            raise UserError(f"{source}: {key} is planned twice with different settings (blocks "
+                            f"{self.jobs[key].block!r} and {block_name!r}); give one of them its own split or settings")
+        self.jobs.setdefault(key, job)
+        return key
+
+    def base(self, letter: str) -> str:
+        return self.add(f"base{letter}", "baseX", self.side_of(letter, f"base{letter}"), Condition(), None)
+
+    def expand(self, pattern: Pattern, block: Block) -> None:
+        if pattern.kind == "grown":
+            for size in (block.units if pattern.variant else [None]):
+                self.grown(pattern, size)
+            return
+        if pattern.kind == "base":
+            self.base(pattern.target)
+            return
+        for n in block.n:
+            if pattern.kind == "random_init":
+                self.add(pattern.name(n), pattern.text, self.side_of(pattern.target, pattern.text),
+                         Condition("random_init", n), None)
+                continue
+            source_base = self.base(pattern.source)
+            side = self.side_of(pattern.target, pattern.text)
+            if pattern.preserved:
+                for k in block.k:
+                    if n + k <= 7:
+                        self.add(pattern.name(n, k), pattern.text, side, Condition("preserved", n, pattern.fine_tune, k),
+                                 source_base)
+                continue
+            kind = "selffer" if pattern.source == pattern.target else "transfer"
+            self.add(pattern.name(n), pattern.text, side, Condition(kind, n, pattern.fine_tune), source_base)
+
+    def grown(self, pattern: Pattern, size: int | None) -> None:
+        growth_values = self.context[4]
+        settings = dict(normalize=pattern.normalize, **growth_values)
+        if not pattern.chain:  # a wide base
+            self.add(pattern.name(size=size), pattern.text, self.side_of(pattern.target, pattern.text), Condition(), None,
+                     Growth(pattern.variant, (size,), new=False, **settings))
+            return
+        chain = pattern.chain
+        previous = None
+        for step in range(1, len(chain)):
+            src, tgt = chain[step - 1], chain[step]
+            side = self.side_of(tgt, pattern.text)
+            kind = "selffer" if src == tgt else "transfer"
+            if previous is None:
+                self.side_of(src, pattern.text)
+                if pattern.wide:
+                    previous = self.add(f"base{src}-{pattern.variant}{size}", pattern.text, self.side_of(src, pattern.text),
+                                        Condition(), None, Growth(pattern.variant, (size,), new=False, **settings))
+                else:
+                    previous = self.base(src)
+            growth = None
+            if pattern.variant:
+                growth = Growth(pattern.variant, (size,) * step, new=not pattern.wide, scope=pattern.scope, **settings)
+            previous = self.add(pattern.name(size=size, step=step), pattern.text, side, Condition(kind, 7, True),
+                                previous, growth)
+
+
+def category(job: PlannedJob) -> str:
+    """The paper's name for a job's kind: base, BnB (selffer), AnB, BnB+, AnB+, random-init, preserved,
+    and the developmental ones: grown (variant, scope, no norm), wide, chains."""
+    condition, growth = job.spec.condition, job.spec.growth
+    plus = "+" if condition.fine_tune else ""
+    steps = parse_network(job.network).chain_steps
+    chain = f"chain step {steps} " if steps > 1 else ""
+    if growth is not None:
+        if condition.kind == "base":
+            return f"wide base {growth.variant}"
+        detail = "".join(f", {part}" for part in (growth.scope if growth.scope != "all" else "",
+                                                  "" if growth.normalize or not growth.new else "no norm") if part)
+        return f"{chain}{'grown' if growth.new else 'wide'} {growth.variant}{detail}"
+    if chain:
+        return f"{chain}fixed AnB+"
+    return {"base": "base", "selffer": f"selffer BnB{plus}", "transfer": f"transfer AnB{plus}",
+            "random_init": "random-init", "preserved": f"preserved AnB^k{plus}"}[condition.kind]
+
+
+def summarise(jobs, study: str) -> str:
+    jobs = list(jobs)
+    per_block = Counter((job.block, category(job)) for job in jobs)
+    per_category = Counter(category(job) for job in jobs)
+    width = max([22, *(len(kind) for kind in per_category)])
+    lines = [f"study {study}: {len(jobs)} jobs", "", f"  {'block':16s} {'condition':{width}s} {'jobs':>5s}"]
+    for (block, kind), count in per_block.items():
+        lines.append(f"  {block:16s} {kind:{width}s} {count:5d}")
+    lines += ["", f"  {'condition (all blocks)':{width + 17}s} {'jobs':>5s}"]
+    lines += [f"  {kind:{width + 17}s} {count:5d}" for kind, count in sorted(per_category.items())]
+    lines.append(f"  {'total':{width + 17}s} {len(jobs):5d}")
+    return "\n".join(lines) + "\n"
+
+
+def read_plan(study_dir: Path) -> PlanFile:
+    return PlanFile.read(study_dir)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+def write_plan(plan: Plan, echo=print) -> dict[str, list[str]]:
+    """Write plan.json, summary.txt and generated splits; report added, removed and changed jobs.
+
+    Re-planning an unchanged config rewrites nothing. A job whose settings changed has its old
+    outputs moved aside (``runs/.../seedN.old-<hash>``), so no stale checkpoint is resumed.
+    """
+    old_hashes: dict[str, str] = {}
+    if (plan.study_dir / "plan.json").is_file():
+        old_hashes = {key: job.config_hash for key, job in read_plan(plan.study_dir).jobs.items()}
+    new_hashes = {key: job.config_hash for key, job in plan.jobs.items()}
+    changes = {"added": sorted(set(new_hashes) - set(old_hashes)), "removed": sorted(set(old_hashes) - set(new_hashes)),
+               "changed": sorted(k for k in set(new_hashes) & set(old_hashes) if new_hashes[k] != old_hashes[k])}
+    for key in changes["changed"]:
+        out_dir = plan.jobs[key].out_dir
+        if out_dir.exists():
+            aside = out_dir.with_name(f"{out_dir.name}.old-{old_hashes[key]}")
+            shutil.rmtree(aside, ignore_errors=True)
+            out_dir.rename(aside)
+    for path, text in plan.splits_written.items():
+        _write_if_changed(Path(path), text)
+    wrote = _write_if_changed(plan.study_dir / "plan.json", plan.file.to_text())
+    _write_if_changed(plan.study_dir / "summary.txt", plan.summary())
+    if not old_hashes:
+        echo(f"planned {len(plan.jobs)} jobs in {plan.study_dir}")
+    elif not wrote:
+        echo(f"{plan.study_dir}: plan unchanged ({len(plan.jobs)} jobs); nothing written")
+    else:
+        for what in ("added", "removed", "changed"):
+            if changes[what]:
+                shown = ", ".join(changes[what][:8]) + (f" and {len(changes[what]) - 8} more" if len(changes[what]) > 8 else "")
+                echo(f"{len(changes[what])} jobs {what}: {shown}")
+        if changes["changed"]:
+            echo("  (their old outputs were moved aside to <run folder>.old-<hash>; they will be re-run)")
+    return changes
+

@@ -1,0 +1,490 @@
+"""The worker: train one network of the study from a job spec and write one result record.
+
+Determinism: the sample order of epoch e comes from a generator seeded with (seed, e) and
+the augmentation and dropout of iteration i from (seed, i), so a run killed at any
+checkpoint and resumed replays exactly the iterations an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import platform
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from transferbench import __version__
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_bytes, atomic_write_text
+from transferbench.provenance import git_commit
+from transferbench.schema.record import JobIdentity, ResultRecord, mean_of_best
+from transferbench.schema.spec import JobSpec, TrainConfig, load_spec  # noqa: F401  (load_spec: `transferbench train`)
+from transferbench.tasks.splits import load_split
+from transferbench.worker.data import ImageFileReader, ImageSet, load_image_set
+from transferbench.worker.grow import GrownNet, apply_growth, build_model, is_classifier
+from transferbench.worker.models import TransferNet
+from transferbench.worker.transfer import apply_condition
+
+# Signals that make the worker checkpoint and stop: preemption or requeue (TERM), a user's
+# request (USR1), Slurm's warning before the time limit (USR2, sbatch --signal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+# Losses stay on the device and are read (one GPU sync) every this many iterations.
+LOSS_SYNC_EVERY = 20
+
+# ImageNet's per-channel RGB mean (0-255), standing in for Caffe's mean image.
+IMAGENET_MEAN = (123.68, 116.78, 103.94)
+
+
+# ---------------------------------------------------------------------------- batches
+
+class Batches:
+    """Training and evaluation batches of one image set, augmented on the fly.
+
+    The uint8 images travel to the device first (a quarter of the bytes of float32, pinned
+    and non-blocking on CUDA); mean subtraction, padding, the random crop and the mirror
+    then run there as one gather, so the CPU only reads or decodes bytes. On a CPU device
+    the same values come from slicing each image, which is several times faster there.
+    """
+
+    def __init__(self, images: ImageSet, config: TrainConfig, device: torch.device, train: bool,
+                 strict: bool = False, mean: torch.Tensor | None = None) -> None:
+        self.set, self.config, self.device, self.train = images, config, device, train
+        self.reader = ImageFileReader(images.files, strict, config.workers, config.resize) if images.files is not None else None
+        if mean is None:
+            if images.mean is not None:
+                mean = images.mean  # the pack's mean image
+            elif images.images is not None:
+                mean = images.images.float().mean(0)  # the training set's mean image, as Caffe subtracts it
+            else:
+                mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.mean = mean.float()
+        self.device_mean = self.mean.to(device)
+
+    @property
+    def skipped(self) -> int:
+        return (self.reader.skipped if self.reader is not None else 0) + self.set.skipped
+
+    def raw(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images and labels of ``indices`` on the CPU (corrupt files dropped)."""
+        if self.reader is not None:
+            images, kept = self.reader.load(indices)
+            return images, self.set.labels[kept]
+        if self.set.packed is not None:
+            return torch.from_numpy(np.ascontiguousarray(self.set.packed[self.set.rows[indices]])), self.set.labels[indices]
+        return self.set.images[indices], self.set.labels[indices]
+
+    @property
+    def reads_files(self) -> bool:
+        """True when fetching a batch touches the disk, so it pays to fetch the next one ahead."""
+        return self.reader is not None or self.set.packed is not None
+
+    def prepare(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to_device(self.fetch(indices, generator))
+
+    def fetch(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """The CPU half of a batch: uint8 images, labels and the crop/mirror draws."""
+        images, labels = self.raw(indices)
+        crop, pad = self.config.crop, self.config.pad
+        count, _, height, width = images.shape
+        height, width = height + 2 * pad, width + 2 * pad
+        crop = min(crop, height, width)
+        if self.train and generator is not None:
+            tops = torch.randint(0, height - crop + 1, (count,), generator=generator)
+            lefts = torch.randint(0, width - crop + 1, (count,), generator=generator)
+            flips = (torch.rand(count, generator=generator) < 0.5) & self.config.mirror
+        else:
+            tops = torch.full((count,), (height - crop) // 2)
+            lefts = torch.full((count,), (width - crop) // 2)
+            flips = torch.zeros(count, dtype=torch.bool)
+        return images, labels, tops, lefts, flips, torch.tensor(crop)
+
+    def to_device(self, fetched: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device half: copy the bytes, subtract the mean, pad, crop and mirror."""
+        images, labels, tops, lefts, flips, crop = fetched
+        if self.device.type == "cuda":
+            images, labels = images.pin_memory(), labels.pin_memory()
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        crop_images = self._crop_on_cpu if self.device.type == "cpu" else self._crop_gather
+        return crop_images(images, tops, lefts, flips, int(crop)).contiguous(memory_format=memory_format), labels
+
+    def _crop_gather(self, images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor,
+                     crop: int) -> torch.Tensor:
+        """Mean, padding, crop and mirror of the whole batch as one gather: one kernel on a GPU."""
+        pad = self.config.pad
+        x = (images.float() - self.device_mean) * self.config.input_scale
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad))
+        steps = torch.arange(crop)
+        rows = (tops[:, None] + steps).to(images.device)
+        cols = torch.where(flips[:, None], lefts[:, None] + crop - 1 - steps, lefts[:, None] + steps).to(images.device)
+        batch = torch.arange(len(images), device=images.device)[:, None, None, None]
+        channel = torch.arange(x.shape[1], device=images.device)[None, :, None, None]
+        return x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def _crop_on_cpu(self, images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor,
+                     crop: int) -> torch.Tensor:
+        """The same values as the gather, by slicing each image (about 6x faster on a CPU):
+        only the cropped pixels are converted and have the mean subtracted."""
+        pad, scale = self.config.pad, self.config.input_scale
+        if pad:  # padding is zeros after mean subtraction, as in the gather
+            source, mean = F.pad((images.float() - self.device_mean) * scale, (pad, pad, pad, pad)), None
+        else:
+            source, mean = images, self.device_mean.expand(images.shape[1:])
+        out = torch.empty(len(images), images.shape[1], crop, crop)
+        for i, (top, left, flip) in enumerate(zip(tops.tolist(), lefts.tolist(), flips.tolist())):
+            window = source[i, :, top:top + crop, left:left + crop]
+            if mean is not None:
+                window = (window.float() - mean[:, top:top + crop, left:left + crop]) * scale
+            out[i] = window.flip(-1) if flip else window
+        return out
+
+
+def _epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(count, generator=generator)
+
+
+def batch_indices(count: int, batch_size: int, seed: int, iteration: int) -> list[int]:
+    """Indices of training batch ``iteration``: a fresh shuffle every epoch, deterministic."""
+    per_epoch = max(1, count // batch_size)
+    epoch, position = divmod(iteration, per_epoch)
+    order = _epoch_order(count, seed, epoch)
+    return order[position * batch_size:(position + 1) * batch_size].tolist()
+
+
+# ---------------------------------------------------------------------------- training
+
+def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
+    """SGD over the trainable parameters: weights with weight decay, biases at ``bias_lr_mult``
+    without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``."""
+    info = model.parameter_info() if isinstance(model, GrownNet) else {}
+    new_mult = model.growth.new_lr_mult if isinstance(model, GrownNet) else 1.0
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    for key, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            kind = "weight" if key.endswith(".weight") else "bias" if key.endswith(".bias") else "scale"
+            groups.setdefault((kind, info.get(key, (0, False))[1]), []).append(parameter)
+    settings = {"weight": (1.0, config.weight_decay), "bias": (config.bias_lr_mult, 0.0), "scale": (1.0, 0.0)}
+    return torch.optim.SGD([
+        {"params": params, "lr_mult": settings[kind][0] * (new_mult if new else 1.0), "weight_decay": settings[kind][1]}
+        for (kind, new), params in groups.items()
+    ], lr=config.lr, momentum=config.momentum)
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    return config.lr * config.lr_gamma ** (iteration // config.lr_step)
+
+
+def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             frozen_prefix: int = 0, amp: bool = False) -> torch.Tensor:
+    """One training step (bf16 autocast when ``amp``); the loss stays on the device."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x, frozen_prefix)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: TransferNet, batches: Batches, batch_size: int, amp: bool) -> dict[str, float]:
+    model.eval()
+    correct1 = correct5 = total = 0
+    loss_sum = 0.0
+    for start in range(0, len(batches.set), batch_size):
+        x, y = batches.prepare(list(range(start, min(start + batch_size, len(batches.set)))), None)
+        if len(y) == 0:
+            continue
+        with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(1).sum())
+        total += len(y)
+    model.train()
+    if total == 0:
+        raise UserError("no readable validation image: every one was corrupt or the side has none; check the data")
+    return {"top1": correct1 / total, "top5": correct5 / total, "loss": loss_sum / total}
+
+
+class StopRequested(Exception):
+    """SIGTERM/SIGUSR1/SIGUSR2 arrived: a checkpoint was written, the job should be requeued."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class Trainer:
+    """One network from its spec to its result record.
+
+    ``Trainer(spec).run()`` builds the data, the model (copying and freezing as the
+    condition says) and the optimizer, resumes from ``out_dir/checkpoint.pt`` when one
+    exists, then alternates ``train_step`` with ``evaluate`` and ``checkpoint`` until the
+    recipe's iterations are done, and writes ``model.pt`` and ``result.json``. A stop signal
+    (SIGTERM, SIGUSR1, SIGUSR2) makes it checkpoint and raise StopRequested: the requeue hook.
+    """
+
+    def __init__(self, spec: JobSpec, device: str = "cpu", progress: bool = True, identity: JobIdentity | None = None,
+                 commit: str | None = None) -> None:
+        self.spec, self.config, self.progress = spec, spec.train, progress
+        self.identity = identity or JobIdentity.from_key(spec)
+        self.commit = commit if commit is not None else git_commit()
+        self.out_dir = Path(spec.out_dir)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but no CUDA device is available; use --device cpu")
+        self._load_data()
+        self._build_model()
+        self.iterations = (self.config.iterations if self.config.epochs is None
+                           else math.ceil(self.config.epochs * len(self.train_set) / self.config.batch_size))
+        self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        self.state: dict[str, Any] = {"iteration": 0, "evaluations": [], "losses": [], "images_seen": 0, "wall_time": 0.0,
+                                      "started_at": time.time()}
+        self._resume()
+
+    # ------------------------------------------------------------------ build
+
+    def _load_data(self) -> None:
+        spec, config = self.spec, self.config
+        split = load_split(spec.split) if spec.split else None
+        root = Path(spec.data_root) if spec.data_root else None
+        val_list = Path(spec.val_list) if spec.val_list else None
+        pack_dir = Path(spec.pack_dir) if spec.pack_dir else None
+        common = dict(strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=self.progress, size=config.resize)
+        self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
+        val_split = split if split and split.method != "reduced" else None
+        self.val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list, **common)
+        if split is not None:
+            num_classes, what = len(split.label_map(spec.side)), f"side {spec.side} of split {split.name}"
+        else:
+            from transferbench.tasks.classes import load_table
+
+            num_classes, what = len(load_table(spec.dataset).classes), spec.dataset
+        if spec.model.num_classes != num_classes:
+            raise UserError(f"model.num_classes is {spec.model.num_classes} but {what} has {num_classes} classes; set model.num_classes")
+        self.forgetting_sets = None
+        if spec.forgetting_side is not None:
+            if split is None:
+                raise UserError(f"{spec.key}: forgetting_side {spec.forgetting_side} needs a split")
+            self.forgetting_sets = tuple(
+                load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None, **common)
+                for train in (True, False))
+
+    def _build_model(self) -> None:
+        spec, config = self.spec, self.config
+        torch.manual_seed(config.seed)
+        model = build_model(spec.model, spec.growth)
+        self.source_state = None
+        if spec.condition.needs_source:
+            if not spec.source_checkpoint or not Path(spec.source_checkpoint).is_file():
+                raise UserError(f"base checkpoint {spec.source_checkpoint} is missing; train the base network first")
+            state = torch.load(spec.source_checkpoint, map_location="cpu", weights_only=True)
+            self.source_state = state.get("model", state)
+        if spec.growth is not None:
+            self.layers = apply_growth(model, self.source_state)
+            self.frozen_prefix = 0  # frozen layers are requires_grad=False; autograd records nothing for them
+        else:
+            self.layers = apply_condition(model, spec.condition, self.source_state)
+            self.frozen_prefix = spec.condition.frozen_prefix
+        model.to(self.device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.model = model
+        self.step_model = torch.compile(model) if config.compile else model
+        self.optimizer = build_optimizer(model, config)
+        self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict)
+        self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
+
+    def _resume(self) -> None:
+        if not self.checkpoint_path.is_file():
+            return
+        saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if saved["config_hash"] != self.spec.config_hash():
+            raise UserError(f"{self.checkpoint_path} belongs to another spec (config hash differs); delete it or use another out_dir")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state = saved["state"]
+        self.state.setdefault("resumed_at", []).append(self.state["iteration"])
+
+    # ------------------------------------------------------------------ steps
+
+    def fetch(self, iteration: int) -> tuple[torch.Tensor, ...]:
+        """The CPU half of training batch ``iteration`` (its samples and augmentation draws are fixed by the seed)."""
+        config = self.config
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + iteration + 7)
+        return self.train_batches.fetch(batch_indices(len(self.train_set), config.batch_size, config.seed, iteration), generator)
+
+    def train_step(self, iteration: int, fetched: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One SGD step on the fetched batch; the loss stays on the device."""
+        x, y = self.train_batches.to_device(fetched)
+        torch.manual_seed(self.config.seed * 1_000_003 + iteration)  # dropout of this iteration
+        lr = learning_rate(self.config, iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        loss = sgd_step(self.step_model, self.optimizer, x, y, self.frozen_prefix, self.config.amp)
+        self.state["iteration"] = iteration + 1
+        self.state["images_seen"] += len(y)
+        return loss
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.model, self.val_batches, self.config.batch_size, self.config.amp)
+
+    def checkpoint(self) -> None:
+        """Write model, optimizer and progress atomically: a killed job resumes from here."""
+        atomic_write_bytes(self.checkpoint_path, _torch_bytes({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": self.state,
+            "config_hash": self.spec.config_hash()}))
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> ResultRecord:
+        """Train to the end (or to a stop signal); write and return the record."""
+        config, state = self.config, self.state
+        stop: dict[str, int | None] = {"signal": None}
+
+        def on_signal(signum, _frame):
+            stop["signal"] = signum
+
+        previous = ({s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+                    if threading.current_thread() is threading.main_thread() else {})
+        progress_bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            progress_bar = tqdm(total=self.iterations, initial=state["iteration"], desc=self.spec.key, unit="it", leave=False)
+        failure = None
+        started = time.perf_counter()
+        wall_before = state["wall_time"]
+        prefetcher = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if self.train_batches.reads_files else None
+        pending: list[tuple[int, torch.Tensor]] = []  # (iteration, loss on the device), read in one sync
+        try:
+            self.model.train()
+            upcoming: Future | None = prefetcher.submit(self.fetch, state["iteration"]) if prefetcher else None
+            while state["iteration"] < self.iterations:
+                iteration = state["iteration"]
+                fetched = upcoming.result() if upcoming else self.fetch(iteration)
+                if prefetcher and iteration + 1 < self.iterations:
+                    upcoming = prefetcher.submit(self.fetch, iteration + 1)
+                loss = self.train_step(iteration, fetched)
+                pending.append((iteration + 1, loss.detach()))
+                if progress_bar is not None:
+                    progress_bar.update(1)
+                done = state["iteration"] == self.iterations
+                evaluate_now = state["iteration"] % config.eval_every == 0 or done
+                checkpoint_now = state["iteration"] % config.checkpoint_every == 0 or done or stop["signal"] is not None
+                if len(pending) >= LOSS_SYNC_EVERY or evaluate_now or checkpoint_now:
+                    failure = self._flush_losses(pending, progress_bar)
+                    if failure:
+                        break
+                if evaluate_now:
+                    state["evaluations"].append({"iteration": state["iteration"], **self.evaluate()})
+                if checkpoint_now:
+                    state["wall_time"] = wall_before + time.perf_counter() - started
+                    self.checkpoint()
+                    if stop["signal"] is not None:
+                        raise StopRequested(f"signal {stop['signal']} at iteration {state['iteration']}", stop["signal"])
+        finally:
+            if prefetcher is not None:
+                prefetcher.shutdown(cancel_futures=True)
+            if progress_bar is not None:
+                progress_bar.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        state["wall_time"] = wall_before + time.perf_counter() - started
+        record = self.record(failure)
+        if not failure:
+            atomic_write_bytes(self.out_dir / "model.pt", _torch_bytes({"model": self.model.state_dict()}))
+        atomic_write_text(self.out_dir / "result.json", record.to_text())
+        return record
+
+    def _flush_losses(self, pending: list[tuple[int, torch.Tensor]], progress_bar) -> str | None:
+        """Move the pending losses to the state; the reason to stop if one is not finite."""
+        if not pending:
+            return None
+        values = torch.stack([loss for _, loss in pending]).tolist()
+        iterations_done = [i for i, _ in pending]
+        pending.clear()
+        for iteration, value in zip(iterations_done, values):
+            if not math.isfinite(value):
+                return f"diverged: loss is {value} at iteration {iteration}; lower train.lr"
+            self.state["losses"].append([iteration, value])
+        if progress_bar is not None:
+            progress_bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
+        return None
+
+    def record(self, failure: str | None) -> ResultRecord:
+        """The result record of the run so far (``failure``: why it stopped early)."""
+        spec, state = self.spec, self.state
+        top1 = [e["top1"] for e in state["evaluations"]]
+        forgetting: dict[str, Any] = {}
+        if self.forgetting_sets is not None and not failure:
+            forgetting = measure_forgetting(spec, self.model, self.source_state, self.forgetting_sets, self.device)
+        return ResultRecord(
+            key=spec.key, status="failed" if failure else "done", reason=failure, spec=spec.to_dict(),
+            condition=spec.condition.label(),
+            top1_final=top1[-1] if top1 and not failure else None,
+            top5_final=state["evaluations"][-1]["top5"] if top1 and not failure else None,
+            top1_mean_best10=mean_of_best(top1), evaluations=state["evaluations"], train_loss=state["losses"],
+            iterations=state["iteration"], images_seen=state["images_seen"], train_images=len(self.train_set),
+            val_images=len(self.val_set), skipped_images=self.train_batches.skipped + self.val_batches.skipped,
+            wall_time_s=state["wall_time"], resumed_at=state.get("resumed_at", []), started_at=state.get("started_at"),
+            finished_at=time.time(),
+            device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
+            versions={"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            git_commit=self.commit, config_hash=spec.config_hash(), layers=self.layers, identity=self.identity,
+            **forgetting)
+
+
+def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> ResultRecord:
+    """Train the network ``spec`` describes (resuming from its checkpoint) and return its record,
+    which is also written to ``out_dir/result.json``."""
+    return Trainer(spec, device, progress).run()
+
+
+def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str, torch.Tensor],
+                       sets: tuple[ImageSet, ImageSet], device: torch.device) -> dict[str, Any]:
+    """Learning without forgetting: the source network's top-1 on its own validation set,
+    before and after this job, with the source's classifier kept aside.
+
+    "After" is the source network with every layer but its classifier replaced by this job's
+    (same names by construction: old units keep their keys when a network grows).
+    """
+    source_growth = spec.growth.source() if spec.growth is not None else None
+    classes = int(source_state["layers.fc8.bias"].shape[0])
+    source_model = build_model(dataclasses.replace(spec.model, num_classes=classes), source_growth)
+    source_model.load_state_dict(source_state)
+    source_model.to(device)
+    train_set, val_set = sets
+    mean = Batches(train_set, spec.train, device, True, spec.strict).mean  # the source was trained with its own mean
+    batches = Batches(val_set, spec.train, device, False, spec.strict, mean=mean)
+    before = evaluate(source_model, batches, spec.train.batch_size, spec.train.amp)
+    own = source_model.state_dict()
+    body = {key: value for key, value in model.state_dict().items() if key in own and not is_classifier(key)}
+    assert sorted(body) == sorted(key for key in own if not is_classifier(key)), "the source body is not inside this network"
+    source_model.load_state_dict(body, strict=False)
+    after = evaluate(source_model, batches, spec.train.batch_size, spec.train.amp)
+    return {"forgetting_side": spec.forgetting_side, "source_top1_before": before["top1"], "source_top1_after": after["top1"]}
+
+
+def _torch_bytes(payload: dict[str, Any]) -> bytes:
+    """``torch.save`` into memory, so the file can be written atomically."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
