@@ -58,14 +58,18 @@ def _type_name(hint: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join("nothing" if a is type(None) else _type_name(a) for a in args)
     if origin in (tuple, list):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} values"
         item = args[0] if args else Any
-        return f"a list of {_type_name(item)}s" if len(args) != 2 or args[1] is Ellipsis or origin is list \
-            else f"a list of {len(args)} values"
+        return f"a list of {_PLURAL.get(item, _type_name(item))}"
     if origin in (dict, Mapping):
         return "a table"
     if dataclasses.is_dataclass(hint):
         return "a table"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+_PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
 def _describe(value: Any) -> str:
@@ -195,7 +199,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str], source: str) -
                 continue
             if key == "block" and depth == 0:
                 target = target.setdefault("block", [])
-                if len(keys) < 4:
+                if len(keys) < 3:
                     raise UserError(f"--set {text!r}: name the block, e.g. --set block.1.n=[1,2]")
                 continue
             target = target.setdefault(key, {})

@@ -163,6 +163,17 @@ def slurm_parameters(settings: SlurmSettings, overrides: dict[str, Any]) -> dict
     return params
 
 
+def sbatch_script(study: Study, tasks: int, dependency: str | None = None, folder: Path | None = None,
+                  command: str | None = None) -> str:
+    """The sbatch script submitit writes for an array of ``tasks`` jobs of this study (nothing is submitted)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    folder = Path(folder or study.slurm.folder or study.directory / "slurm")
+    command = command or f"{sys.executable} -u -m submitit.core._submit {folder}"
+    return _make_sbatch_string(command=command, folder=folder, map_count=tasks, dependency=dependency,
+                               **slurm_parameters(study.slurm, {}))
+
+
 # ---------------------------------------------------------------------------- the executors
 
 def flatten(groups: Groups) -> list[str]:
