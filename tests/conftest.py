@@ -127,3 +127,16 @@ def tiny_study(tmp_path: Path, name: str, networks: list[str], n: list[int], ite
     plan = build_plan(config, tmp_path / "jobs")
     write_plan(plan, echo=lambda *_: None)
     return plan.study_dir
+
+
+def record_text(spec, status: str = "done") -> str:
+    """A complete result.json for ``spec`` (one evaluation), as the worker writes it."""
+    from transferbench.schema.record import JobIdentity, ResultRecord
+
+    evaluation = {"iteration": 1, "top1": 0.5, "top5": 0.9, "loss": 1.0}
+    return ResultRecord(
+        key=spec.key, status=status, reason=None if status == "done" else "diverged", spec=spec.to_dict(),
+        condition=spec.condition.label(), top1_final=0.5, top5_final=0.9, top1_mean_best10=0.5, evaluations=[evaluation],
+        train_loss=[[1, 1.0]], iterations=1, images_seen=16, train_images=16, val_images=8, skipped_images=0,
+        wall_time_s=1.0, resumed_at=[], started_at=0.0, finished_at=1.0, device="cpu", versions={}, git_commit=None,
+        config_hash=spec.config_hash(), layers={}, identity=JobIdentity.from_key(spec)).to_text()

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _missing, make_fashion_mnist, tiny_study
+from tests.conftest import REPO, _missing, make_fashion_mnist, record_text, tiny_study
+from transferbench.schema.plan import ManifestEntry, PlannedJob
 from transferbench.study.executors import submit
 from transferbench.study.status import Study, job_state, log_path, states, status_table
-from transferbench.schema.spec import JobSpec
+from transferbench.schema.spec import JobSpec, ModelConfig
 from transferbench.worker.train import run_job
 
 pytestmark = pytest.mark.slurm
@@ -111,8 +112,10 @@ def test_study_on_slurm_waits_for_bases_and_resubmits_nothing(cluster, tmp_path)
 
 def test_status_reads_every_slurm_state(tmp_path):
     """squeue -t all: transitional states are live, ended ones are named in the failure."""
-    job = {"out_dir": str(tmp_path), "config_hash": "h"}
-    entry = {"executor": "slurm", "job_id": "5_1"}
+    spec = JobSpec(key="random0/baseA/seed0", dataset="synthetic", split=None, side=None, out_dir=str(tmp_path),
+                   model=ModelConfig.small(12))
+    job = PlannedJob(spec.key, "b", "random0", "baseA", "baseX", None, 0, (), spec)
+    entry = ManifestEntry("slurm", job_id="5_1")
     assert job_state(job, entry, {"5_1": ("REQUEUED", "None")})[0] == "queued"
     assert job_state(job, entry, {"5_1": ("REQUEUE_HOLD", "JobHeldAdmin")})[0] == "queued"
     assert job_state(job, entry, {"5_1": ("COMPLETING", "None")})[0] == "running"
@@ -123,7 +126,7 @@ def test_status_reads_every_slurm_state(tmp_path):
     state, detail = job_state(job, entry, {})
     assert state == "failed" and detail.startswith("Slurm job 5_1 ended without a result (killed")
     assert detail.endswith("its checkpoint is kept: submit again to resume")
-    (tmp_path / "result.json").write_text(json.dumps({"config_hash": "h", "status": "done"}))
+    (tmp_path / "result.json").write_text(record_text(spec))
     assert job_state(job, entry, {"5_1": ("COMPLETED", "None")}) == ("done", "")
 
 
@@ -138,7 +141,7 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
         assert time.time() < deadline, "the job never wrote a checkpoint"
         time.sleep(0.2)
     assert states(study)[key][0] == "running"
-    slurm_id = study.manifest()[key]["job_id"]
+    slurm_id = study.manifest()[key].job_id
     subprocess.run(["scontrol", "requeue", slurm_id], check=True)
     # Slurm holds a requeued job back for two minutes (reason BeginTime); once it is pending
     # again, release it so the test is quick.

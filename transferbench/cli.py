@@ -84,7 +84,7 @@ Train one network from a job spec (JSON): its key, dataset, split file and side,
 (base, selffer, transfer, random_init, preserved; n_transferred; fine_tune; n_preserved),
 source_checkpoint, model and train settings (the paper's recipe by default), out_dir;
 optionally growth (a developmental network: variant, units, new, normalize, scale_init,
-scope, new_lr_mult; see transferbench/grow.py) and forgetting_side (measure the source
+scope, new_lr_mult; see transferbench/worker/grow.py) and forgetting_side (measure the source
 network's accuracy on that side after training).
 Writes out_dir/checkpoint.pt every train.checkpoint_every iterations and on SIGTERM/SIGUSR1
 (then exits 143, to be requeued), out_dir/model.pt and out_dir/result.json at the end.
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "random-init frozen layers, one developmental network grown by 64 fc7 units), trains it with the local executor (one job per "
                                            "core, or per GPU), collects the results, plots the paper's figures and says "
                                            "what they show. The default data are synthetic (procedurally generated, "
-                                           "seeded: see transferbench/synthetic.py). Run it again to resume.")
+                                           "seeded: see transferbench/worker/synthetic.py). Run it again to resume.")
     demo.add_argument("--dataset", default="synthetic", choices=("synthetic", "fashion-mnist"),
                       help="synthetic (built in) or fashion-mnist (Debian's dataset-fashion-mnist or --data-root)")
     demo.add_argument("--out", type=Path, default=Path("transferbench-demo"), metavar="DIR",
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = commands.add_parser("collect", help="gather a study's results into results/<study>.csv", formatter_class=formatter,
                                   description="One row per finished network of the study (schema: `python -c \"import "
-                                              "transferbench.analysis.results as r; print(r.__doc__)\"`). A partly finished study "
+                                              "transferbench.schema.record as r; print(r.__doc__)\"`). A partly finished study "
                                               "collects what is done and lists what is missing.")
     collect.add_argument("study", type=Path, metavar="jobs/STUDY")
     collect.add_argument("--out", type=Path, metavar="FILE", help="CSV to write (default: results/<study>.csv)")

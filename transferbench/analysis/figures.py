@@ -41,6 +41,7 @@ from transferbench.analysis.stats import (_means, bar_entries, boost_table, boot
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from transferbench.schema.notation import parse_network
+from transferbench.schema.record import Row
 
 STYLES = {  # group -> (label, colour, marker)
     "base": ("baseB (n=0)", "white", "o"),

@@ -1,14 +1,5 @@
-"""Transfer conditions: which layers come from where, and which are frozen.
-
-| condition    | layers 1..n                     | layers n+1..n+k          | rest     |
-|--------------|---------------------------------|--------------------------|----------|
-| base         | random, trained                 |                          | random   |
-| selffer      | copied from the target's base   |                          | random   |
-| transfer     | copied from the source's base   |                          | random   |
-| random_init  | random, frozen ("nolearn")      |                          | random   |
-| preserved    | copied, frozen                  | copied, fine-tuned (k)   | random   |
-
-``fine_tune`` (BnB+ / AnB+) trains the copied layers instead of freezing them.
+"""Apply a transfer condition to a network: copy layers 1..n (and n+1..n+k) from a source
+network and freeze what the condition says (what each condition means: ``schema.spec.Condition``).
 """
 
 from __future__ import annotations
@@ -18,6 +9,7 @@ import torch
 from transferbench.errors import UserError
 from transferbench.schema.spec import Condition
 from transferbench.worker.models import TransferNet
+
 
 def copy_layers(model: TransferNet, source_state: dict[str, torch.Tensor], layers: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Copy the parameters of ``layers`` from ``source_state`` into ``model``.
