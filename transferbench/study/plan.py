@@ -100,6 +100,18 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
     return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written)
 
 
+@dataclass(frozen=True)
+class _BlockContext:
+    """What every job of the block being expanded shares."""
+
+    where: str  # "block N", for messages
+    name: str  # the block's label
+    model: dict[str, Any]  # ModelConfig values (num_classes is set per side)
+    train: dict[str, Any]  # TrainConfig values (seed is set per job)
+    growth: dict[str, Any]  # Growth settings (scale_init, new_lr_mult)
+    forgetting: bool  # measure the source's accuracy after transfer
+
+
 class _Planner:
     """Expands blocks into PlannedJobs; bases are planned once however many jobs copy them."""
 
@@ -126,7 +138,8 @@ class _Planner:
             raise UserError(f"{source}: {where} network {first.text!r} needs k = [...] (layers preserved above n)")
         forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
         model_values, train_values, growth_values = self.config.block_values(number, block)
-        self.context = (where, block.name or f"block{number}", model_values, train_values, growth_values, forgetting)
+        self.context = _BlockContext(where, block.name or f"block{number}", model_values, train_values, growth_values,
+                                     forgetting)
         for split_name in block.splits:
             if split_name == "all":
                 self.split_file, self.sides = None, {"all": DATASET_CLASSES[dataset]}
@@ -154,7 +167,7 @@ class _Planner:
     # ------------------------------------------------------------------ one pattern
 
     def side_of(self, letter: str, pattern: str) -> str | None:
-        source, where = self.config.source, self.context[0]
+        source, where = self.config.source, self.context.where
         if not letter:
             if "all" not in self.sides:
                 raise UserError(f"{source}: {where} network {pattern!r} needs a side letter on split {self.split_name} "
@@ -167,8 +180,8 @@ class _Planner:
 
     def add(self, network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
             growth: Growth | None = None) -> str:
-        source, where, block_name, model_values, train_values, _, forgetting = self.config.source, *self.context
-        study = self.config.study
+        source, context, study = self.config.source, self.context, self.config.study
+        where, block_name, forgetting = context.where, context.name, context.forgetting
         key = f"{self.split_name}/{network}/seed{self.seed}"
         out_dir = self.study_dir / "runs" / self.split_name / network / f"seed{self.seed}"
         source_side = self.jobs[base_key].side if base_key else None
@@ -177,8 +190,8 @@ class _Planner:
             spec = JobSpec(
                 key=key, dataset=study.dataset, split=self.split_file, side=side, out_dir=str(out_dir), condition=condition,
                 source_checkpoint=str(self.jobs[base_key].out_dir / "model.pt") if base_key else None,
-                model=ModelConfig(**{**model_values, "num_classes": classes}),
-                train=TrainConfig(**{**train_values, "seed": self.seed}),
+                model=ModelConfig(**{**context.model, "num_classes": classes}),
+                train=TrainConfig(**{**context.train, "seed": self.seed}),
                 data_root=self.data_path(study.data_root), val_list=self.data_path(study.val_list),
                 strict=study.strict, pack_dir=self.data_path(study.pack_dir),
                 growth=growth, forgetting_side=source_side if forgetting and source_side not in (None, "all") else None)
@@ -220,8 +233,7 @@ class _Planner:
             self.add(pattern.name(n), pattern.text, side, Condition(kind, n, pattern.fine_tune), source_base)
 
     def grown(self, pattern: Pattern, size: int | None) -> None:
-        growth_values = self.context[4]
-        settings = dict(normalize=pattern.normalize, **growth_values)
+        settings = dict(normalize=pattern.normalize, **self.context.growth)
         if not pattern.chain:  # a wide base
             self.add(pattern.name(size=size), pattern.text, self.side_of(pattern.target, pattern.text), Condition(), None,
                      Growth(pattern.variant, (size,), new=False, **settings))
