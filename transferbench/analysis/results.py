@@ -89,13 +89,16 @@ def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) 
 
 def collect_rows(study_dir: Path) -> tuple[list[Row], list[str]]:
     """Rows of the finished jobs of a study (each from its record alone), and the keys that have none yet."""
-    from transferbench.study.status import Study, outcome, read_record
+    from transferbench.study.status import Study, read_record
 
     study = Study.open(study_dir)
     rows, missing = [], []
     for key, job in study.jobs.items():
-        record = read_record(job) if outcome(job) == ("done", None) else None
-        if record is None:
+        try:
+            record = read_record(job)  # once per job: status's "done" is exactly a readable record with status done
+        except UserError:
+            record = None  # corrupt: status shows it failed
+        if record is None or record.status != "done":
             missing.append(key)
             continue
         rows.append(Row.from_record(record))

@@ -124,7 +124,7 @@ class StudyConfig:
     source: str
     directory: Path  # the config's folder: relative data paths start here
 
-    def block_values(self, number: int, block: Block) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def block_values(self, block: Block) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """This block's model, train and growth values over the study's defaults."""
         return ({**self.model, **block.model}, {**self.train, **block.train}, {**self.growth.values(), **block.growth})
 
@@ -160,7 +160,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
     build(ModelConfig, model, "model", source)  # the defaults must make whole configs, and so must each block's
     build(TrainConfig, train, "train", source)
     for number, block in enumerate(config.blocks, 1):
-        model_values, train_values, _ = config.block_values(number, block)
+        model_values, train_values, _ = config.block_values(block)
         if block.model:
             build(ModelConfig, model_values, f"block {number}.model", source)
         if block.train:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from transferbench.errors import UserError
 from transferbench.schema.spec import VARIANTS
@@ -104,6 +105,7 @@ def _grown_options(text: str, options: str, variant: str | None, wide_base: bool
     return (scopes or ["all"])[0], "nonorm" not in parts and not wide, wide
 
 
+@lru_cache(maxsize=None)  # names repeat across rows and jobs; a NetworkName is immutable
 def parse_network(text: str) -> NetworkName:
     """A concrete network name (``A3B+``, ``R2``, ``A7B+WA64-fc7``...) -> NetworkName."""
     text = str(text)

@@ -138,12 +138,18 @@ class ResultRecord:
         return build(ResultRecord, data, "record", source)
 
     @staticmethod
-    def read(path: Path) -> "ResultRecord":
-        """A record from its file; a UserError names the file when it is missing a part or unreadable."""
+    def read(path: Path, config_hash: str | None = None) -> "ResultRecord | None":
+        """A record from its file, parsed once; None if there is no file, or if ``config_hash`` is
+        given and the record is of another spec. A UserError names the file when it is
+        unreadable or missing a part."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path} is not a readable result record ({exc})") from exc
+        if config_hash is not None and isinstance(data, dict) and data.get("config_hash") not in (None, config_hash):
+            return None  # a record of an earlier spec (moved aside on re-planning; here only if copied back)
         return ResultRecord.from_dict(data, str(path))
 
 
@@ -187,7 +193,7 @@ class Row:
     @property
     def name(self) -> NetworkName:
         """The network notation, parsed (``developmental``, ``classic_reference``, ``k``, ...)."""
-        return _parse_cached(self.network)
+        return parse_network(self.network)
 
     def value(self, metric: str) -> float | None:
         """A numeric column, or None where it is empty or not a number."""
@@ -243,12 +249,3 @@ class Row:
 
 
 SCHEMA = tuple(f.name for f in dataclasses.fields(Row))
-
-_NAMES: dict[str, NetworkName] = {}
-
-
-def _parse_cached(network: str) -> NetworkName:
-    if network not in _NAMES:
-        _NAMES[network] = parse_network(network)
-    return _NAMES[network]
-

@@ -126,6 +126,11 @@ def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed:
     return chosen, skipped
 
 
+def attempts(manifest: dict[str, ManifestEntry], key: str) -> int:
+    """How many times the job was submitted so far (0 if never)."""
+    return manifest[key].attempt if key in manifest else 0
+
+
 def _clear_failure(study: Study, key: str, attempt: int) -> None:
     out_dir = study.jobs[key].out_dir
     for name in ("result.json", "error.json"):
@@ -209,8 +214,7 @@ class DebugExecutor(Executor):
     def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
         failed: set[str] = set()
         for key in flatten(groups):
-            previous = manifest.get(key)
-            manifest[key] = ManifestEntry("debug", previous.attempt + 1 if previous else 1)
+            manifest[key] = ManifestEntry("debug", attempts(manifest, key) + 1)
             study.save_manifest(manifest)
             if any(dep in failed for dep in study.jobs[key].depends):
                 failed.add(key)
@@ -298,8 +302,7 @@ class LocalExecutor(Executor):
         process = subprocess.Popen([sys.executable, "-m", "transferbench", "task", str(study.directory), key],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        previous = manifest.get(key)
-        manifest[key] = ManifestEntry("local", previous.attempt + 1 if previous else 1, pid=process.pid,
+        manifest[key] = ManifestEntry("local", attempts(manifest, key) + 1, pid=process.pid,
                                       log=str(out_dir / "log.txt"), submitted_at=time.time())
         study.save_manifest(manifest)
         return process
@@ -340,8 +343,7 @@ class SlurmExecutor(Executor):
                                 "check the [slurm] settings (partition, account, qos) and `sinfo`") from exc
             calls += 1
             for key, handle in zip(keys, handles):
-                previous = manifest.get(key)
-                manifest[key] = ManifestEntry("slurm", previous.attempt + 1 if previous else 1, job_id=str(handle.job_id),
+                manifest[key] = ManifestEntry("slurm", attempts(manifest, key) + 1, job_id=str(handle.job_id),
                                               log=str(handle.paths.stdout), submitted_at=time.time())
             study.save_manifest(manifest)  # after every sbatch: an interrupted submit forgets nothing it submitted
         return calls
@@ -393,7 +395,7 @@ def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False,
         subprocess.run(["scancel", *[manifest[k].job_id for k in blocked]], check=False, capture_output=True)
     for key in chosen:
         if current[key][0] in ("failed", "blocked"):
-            _clear_failure(study, key, manifest[key].attempt if key in manifest else 1)
+            _clear_failure(study, key, max(1, attempts(manifest, key)))
     submission.sbatch_calls = runner.launch(study, groups, manifest)
     _describe(submission, executor, echo, dry_run)
     return submission

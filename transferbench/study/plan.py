@@ -137,7 +137,7 @@ class _Planner:
             first = next(p for p in patterns if p.preserved)
             raise UserError(f"{source}: {where} network {first.text!r} needs k = [...] (layers preserved above n)")
         forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
-        model_values, train_values, growth_values = self.config.block_values(number, block)
+        model_values, train_values, growth_values = self.config.block_values(block)
         self.context = _BlockContext(where, block.name or f"block{number}", model_values, train_values, growth_values,
                                      forgetting)
         for split_name in block.splits:

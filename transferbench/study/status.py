@@ -101,13 +101,7 @@ def _read_json(path: Path) -> Any:
 
 def read_record(job: PlannedJob) -> ResultRecord | None:
     """The job's record if it wrote one for its current spec; a UserError if the file is corrupt."""
-    path = job.out_dir / "result.json"
-    if not path.is_file():
-        return None
-    data = _read_json(path)
-    if isinstance(data, dict) and data.get("config_hash") not in (None, job.config_hash):
-        return None  # a record of an earlier spec (moved aside on re-planning; here only if copied back)
-    return ResultRecord.read(path)
+    return ResultRecord.read(job.out_dir / "result.json", job.config_hash)
 
 
 def outcome(job: PlannedJob) -> tuple[str, str | None] | None:
