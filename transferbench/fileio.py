@@ -19,12 +19,24 @@ def ensure_writable_dir(directory: Path) -> None:
         raise UserError(f"output folder {directory} is not writable; choose a writable folder or fix its permissions")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: done once, at import, before any thread starts
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename. The
+    file gets the permissions of any ordinary new file (0666 less the umask), not mkstemp's 0600,
+    so colleagues on a shared filesystem can read results, figures and checkpoints."""
     path = Path(path)
     ensure_writable_dir(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
