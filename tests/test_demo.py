@@ -24,7 +24,10 @@ def test_synthetic_data_is_seeded_and_hierarchical():
 
 
 def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
-    short = demo.preset_text("synthetic").replace("iterations = 400", "iterations = 6").replace("eval_every = 20", "eval_every = 3")
+    preset = demo.preset_text("synthetic")
+    assert "iterations = 300" in preset and "seeds = [0, 1, 2]" in preset
+    short = preset.replace("iterations = 300", "iterations = 6").replace("eval_every = 20", "eval_every = 3")
+    short = short.replace("seeds = [0, 1, 2]", "seeds = [0]")
     short = short.replace('networks = ["baseA", "baseB", "BnB", "BnB+", "AnB", "AnB+"]\nn = [1, 4, 7]',
                           'networks = ["baseA", "baseB", "BnB", "AnB", "AnB+"]\nn = [1, 7]')
     short = short.replace('networks = ["RnB"]\nn = [3]', 'networks = ["RnB"]\nn = [1]')
@@ -32,18 +35,25 @@ def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
     messages = []
     outcome = demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
     assert len(outcome["rows"]) == 10 and outcome["csv"].is_file()
-    assert (tmp_path / "demo" / "figures" / "demo-fig2.png").is_file()
-    assert (tmp_path / "demo" / "figures" / "demo-developmental.png").is_file()
     text = "\n".join(messages)
-    assert "not natural images" in text and "what it shows:" in text and "AnB (frozen transfer):" in text
-    assert "grown A7B+WA64 (WA64: new units, normalised and scaled)" in text and "vs classic fine-tuning A7B+" in text
+    # A figure is written only where some network counts: six iterations teach (almost) nothing.
+    usable = [r for r in outcome["rows"] if r.usable and not r.growth]
+    assert (tmp_path / "demo" / "figures" / "demo-fig2.png").is_file() == bool(usable)
+    if not usable:
+        assert "missing in demo: fig2: no usable networks on random splits" in text
+    assert "not natural images" in text and "what it shows:" in text
+    # Six iterations teach nothing: every network is judged, and none is read as a finding.
+    rows = outcome["rows"]
+    assert all(r.health for r in rows)
+    stalled = [r for r in rows if r.health in ("stalled", "source_unhealthy")]
+    assert stalled and "networks left out of every mean" in text and "--retry-stalled" in text
     # A second run resumes: nothing is trained again.
     messages.clear()
     demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
     assert any(m.startswith("nothing to submit (10 done") for m in messages)
 
 
-def test_developmental_verdict_needs_more_than_the_single_network_spread():
+def test_developmental_verdict_needs_an_interval_over_pairs():
     from transferbench.schema.record import Row
 
     def rows(differences):
@@ -56,7 +66,10 @@ def test_developmental_verdict_needs_more_than_the_single_network_spread():
                                scope=growth and "all", normalize=growth and 1))
         return demo._developmental_lines(out)[0]
 
-    assert rows([0.03]).endswith("more seeds would tell")
-    assert rows([0.06]).endswith("added capacity helped") and rows([-0.06]).endswith("did worse than classic fine-tuning")
+    # One pair never decides, however large the difference: single networks move with the seed and the CPU.
+    assert rows([0.03]).endswith("more seeds would tell") and rows([0.2]).endswith("more seeds would tell")
+    assert rows([0.06, 0.07, 0.05]).endswith("added capacity helped")
+    assert rows([-0.06, -0.05, -0.07]).endswith("did worse than classic fine-tuning")
+    assert rows([0.06, -0.05, 0.01]).endswith("includes no difference")
     assert rows([0.03, 0.02, 0.04]).endswith("added capacity helped")  # the interval over 3 networks excludes 0
     assert rows([0.03, -0.02, 0.01]).endswith("includes no difference")

@@ -12,6 +12,7 @@ from tests.conftest import REPO
 from transferbench.analysis.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
 from transferbench.analysis.figures import boost_table, developmental_table, paired_entries, plot_all
+from transferbench.analysis.stats import pooled_boost_table
 import dataclasses
 
 from transferbench.analysis.results import caffe_rows, read_csv, to_csv
@@ -55,6 +56,10 @@ def test_committed_csv_holds_every_published_network(reference):
     net = read_network(reference / "logs" / "half0A")
     assert base.evaluations == 450 and base.last_iteration == 450_000 and base.complete == 1
     assert base.top1_final == pytest.approx(net.evaluations[-1][1], abs=1e-6)
+    # Health: the authors' runs that sat at chance (1000 classes, 50,000 validation images) are flagged.
+    stalled = sorted(r.key for r in rows if r.health == "stalled")
+    assert stalled == ["all/R3/seed0", *(f"reduced{k:04d}/base/seed0" for k in (5, 10, 25, 50, 100))]
+    assert {r.health for r in rows if r.key not in stalled} == {"healthy", None}  # None: no log to judge
 
 
 def test_unfinished_and_corrupt_logs(tmp_path):
@@ -105,14 +110,16 @@ def test_boost_table_and_every_figure_on_a_small_csv(tmp_path):
     rows = small_rows()
     table = boost_table(rows)
     assert [r["anb_plus_networks"] for r in table] == [3, 2, 1]
-    assert table[0]["vs_base"] == pytest.approx(0.63 - 0.61) and table[0]["vs_selffer_plus"] == pytest.approx(0.01)
+    assert table[0]["vs_base"] == pytest.approx(0.63 - 0.62) and table[0]["vs_selffer_plus"] == pytest.approx(0.01)  # own baseB
+    pooled = pooled_boost_table(rows)
+    assert pooled[0]["vs_base"] == pytest.approx(0.63 - 0.61) and pooled[0]["vs_selffer_plus"] == pytest.approx(0.01)
     path = tmp_path / "small.csv"
     path.write_text(to_csv(rows))
     assert read_csv(path)[0].top1_mean_best10 == 0.6
     messages = []
     written = plot_all(read_csv(path), tmp_path / "figs", reference=rows, echo=messages.append)
     names = sorted(p.name for p in written)
-    assert names == ["small-boost.csv", "small-fig2.pdf", "small-fig2.png", "small-fig3.pdf", "small-fig3.png",
+    assert names == ["small-boost-pooled.csv", "small-boost.csv", "small-fig2.pdf", "small-fig2.png", "small-fig3.pdf", "small-fig3.png",
                      "small-reduced.pdf", "small-reduced.png"]
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
     assert any("preserved: no preserved-layers networks" in m for m in messages)

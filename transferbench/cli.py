@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the jobs, results and figures go (default: ./transferbench-demo)")
     demo.add_argument("--workers", type=int, help="networks trained at once (default: 2 on CPU, one per GPU)")
     demo.add_argument("--data-root", metavar="DIR", help="Fashion-MNIST folder (default: Debian's install)")
+    demo.add_argument("--first-seed", type=int, default=0, metavar="S",
+                      help="train every network with seeds S, S+1, S+2 (default 0): another draw of the same study")
 
     plan = commands.add_parser("plan", help="expand a study config into every job", description=PLAN_DESCRIPTION,
                                formatter_class=formatter)
@@ -231,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("study", type=Path, metavar="jobs/STUDY", help="the folder `plan` wrote")
     submit.add_argument("--executor", default="slurm", choices=("slurm", "local", "debug"), help="where jobs run (default: slurm)")
     submit.add_argument("--retry-failed", action="store_true", help="run failed jobs (and those blocked behind them) again")
+    submit.add_argument("--retry-stalled", action="store_true",
+                        help="train stalled networks (`status` names them) again with another seed (seed + 1000 per "
+                             "retry; the key keeps its seed), and the finished networks that copy from them; earlier "
+                             "attempts are kept in attempt<k>/ and listed in the new record")
     submit.add_argument("--dry-run", action="store_true", help="print what would be submitted and why, submit nothing")
     submit.add_argument("--workers", type=int, help="local executor: jobs at once (default: one per GPU, or 1)")
     for flag, kind, text in (("partition", str, "Slurm partition"), ("account", str, "Slurm account"), ("qos", str, "Slurm QOS"),
@@ -326,7 +332,8 @@ def run_submit(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in ("partition", "account", "qos", "gpus", "cpus", "array_parallelism", "folder")}
     overrides.update(mem_gb=args.mem_gb, time_min=args.time_min)
-    submit(args.study, args.executor, args.retry_failed, args.dry_run, overrides, args.workers)
+    submit(args.study, args.executor, args.retry_failed, args.dry_run, overrides, args.workers,
+           retry_stalled=args.retry_stalled)
     if args.executor != "slurm" and not args.dry_run:
         table, totals = status_table(args.study)
         print(table, end="")
@@ -358,7 +365,7 @@ def run_task(args: argparse.Namespace) -> int:
 
 
 def run_collect(args: argparse.Namespace) -> None:
-    from transferbench.analysis.results import collect_rows, write_rows
+    from transferbench.analysis.results import collect_rows, health_lines, write_rows
     from transferbench.study.status import Study
 
     rows, missing = collect_rows(args.study)
@@ -368,13 +375,17 @@ def run_collect(args: argparse.Namespace) -> None:
     if not rows:
         raise UserError(f"no job of {args.study} has finished yet ({len(missing)} missing); see `transferbench status {args.study}`")
     write_rows(out, rows)
-    print(f"wrote {out}: {len(rows)} networks")
+    unusable = sum(1 for r in rows if not r.usable)
+    print(f"wrote {out}: {len(rows)} networks" + (f", {unusable} of them left out of means, figures' lines and tables "
+                                                  "(the health column says why)" if unusable else ", all healthy enough to count"))
+    for line in health_lines(rows):
+        print(f"  {line}")
     if missing:
         print(f"{len(missing)} not finished yet: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
 
 
 def run_import_caffe(args: argparse.Namespace) -> None:
-    from transferbench.analysis.results import caffe_rows, write_rows
+    from transferbench.analysis.results import caffe_rows, health_lines, write_rows
 
     rows = caffe_rows(args.logs, args.study, progress=sys.stderr.isatty())
     write_rows(args.out, rows)
@@ -382,6 +393,8 @@ def run_import_caffe(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(rows)} networks, {len(rows) - len(flagged)} complete")
     for row in flagged:
         print(f"  {row.key}: {row.notes}")
+    for line in health_lines(rows):
+        print(f"  {line}")
 
 
 def run_plot(args: argparse.Namespace) -> None:
@@ -419,6 +432,9 @@ def run_train(args: argparse.Namespace) -> int:
         return 1
     print(f"{record.key}: top-1 {record.top1_final:.4f} (mean of 10 best {record.top1_mean_best10:.4f}), "
           f"{record.iterations} iterations, {record.wall_time_s:.1f} s -> {Path(record.spec['out_dir']) / 'result.json'}")
+    health = record.health or {}
+    if health.get("state") not in (None, "healthy"):
+        print(f"  health: {health['state'].replace('_', ' ')}: {health.get('reason')}")
     return 0
 
 
@@ -513,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from transferbench.demo import run_demo
 
-            run_demo(args.dataset, args.out, args.workers, args.data_root)
+            run_demo(args.dataset, args.out, args.workers, args.data_root, first_seed=args.first_seed)
         elif args.command == "plan":
             run_plan(args)
         elif args.command == "submit":

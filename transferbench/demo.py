@@ -22,20 +22,6 @@ def preset_text(dataset: str) -> str:
     return resources.files("transferbench").joinpath(f"presets/{PRESETS[dataset]}").read_text(encoding="utf-8")
 
 
-def _mean(rows, condition: str, fine_tune: int, ns) -> float | None:
-    from transferbench.analysis.stats import is_developmental
-
-    values = [r.top1_mean_best10 for r in rows if r.condition == condition and int(r.fine_tune) == fine_tune
-              and int(r.n) in ns and r.top1_mean_best10 is not None and not is_developmental(r)]
-    return float(np.mean(values)) if values else None
-
-
-# How far one network's top-1 moves with nothing changed but the CPU thread count, measured on
-# the synthetic data at demo scale (benchmarks/RESULTS.md): single-network differences below
-# it are not findings.
-SINGLE_NETWORK_SPREAD = 0.05
-
-
 def _developmental_lines(rows) -> list[str]:
     from transferbench.analysis.stats import developmental_table
 
@@ -46,13 +32,11 @@ def _developmental_lines(rows) -> list[str]:
         kept = (f"; the source task's top-1 with its own classifier went {row['source_top1_before']:.3f} -> "
                 f"{row['source_top1_after']:.3f}" if row["source_top1_after"] is not None else "")
         difference = row["vs_reference"]
-        if row["networks"] > 1 and not np.isnan(row["ci_low"]):
-            helped, worse = row["ci_low"] > 0, row["ci_high"] < 0
-            unclear = f"the 95% interval over {row['networks']} networks includes no difference"
-        else:
-            helped, worse = difference > SINGLE_NETWORK_SPREAD, difference < -SINGLE_NETWORK_SPREAD
-            unclear = (f"one network each, and single networks here vary by about {SINGLE_NETWORK_SPREAD} from run to run: "
-                       "more seeds would tell")
+        # Claimed only from the interval over pairs: single networks vary with the seed and the CPU's float order.
+        paired = not np.isnan(row["ci_low"])
+        helped, worse = paired and row["ci_low"] > 0, paired and row["ci_high"] < 0
+        unclear = (f"the 95% interval [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] over {row['networks']} pairs includes "
+                   "no difference" if paired else "one pair only, and single networks vary with the seed: more seeds would tell")
         lines.append(f"grown {row['network']} ({row['growth']}: new units, {'normalised and scaled' if row['normalize'] else 'raw'}"
                      f"): {row['top1']:.3f}, {difference:+.3f} vs classic fine-tuning {row['reference']}{kept}: "
                      + ("added capacity helped" if helped else
@@ -60,43 +44,94 @@ def _developmental_lines(rows) -> list[str]:
     return lines
 
 
+# What each effect of the paper's reading means, in its words.
+EFFECT_TEXT = {
+    "co-adaptation loss": ("BnB (frozen selffer) below its own base", "fragile co-adaptation between the layers cut apart"),
+    "specificity": ("AnB (frozen transfer) below BnB", "the higher the layers, the more specific to task A they are"),
+    "fine-tuning recovers": ("BnB+ (fine-tuned selffer) above BnB", "fine-tuning recovers what freezing lost"),
+    "lingering boost": ("AnB+ (fine-tuned transfer) above its own base",
+                        "features from A still help after fine-tuning (the lingering boost)"),
+}
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{low:+.3f}, {high:+.3f}]" if not np.isnan(low) else "[no interval: one pair]"
+
+
+def _against_selffer_plus(rows, meaning: str) -> str:
+    """The paper also beat BnB+, which trains as long as AnB+: without that, a boost over the base
+    may be the extra training rather than A's features."""
+    from transferbench.analysis.stats import versus_selffer_plus
+
+    diffs, low, high = versus_selffer_plus(rows)
+    if len(diffs) < 2:
+        return meaning + " (no BnB+ on the same split, seed and side to rule out the longer training)"
+    versus = f"{np.mean(diffs):+.3f} {_interval(low, high)} vs BnB+ of the same n over {len(diffs)} pairs"
+    if low > 0:
+        return f"{meaning}; and {versus}, so it is A's features, not the longer training"
+    if high < 0:
+        return (f"but AnB+ is {versus}: BnB+ trains as long and does better, so the gain over the base is the longer "
+                "training, not a lingering boost from A's features")
+    return f"{meaning}, though against BnB+ of the same n it is {versus}: the longer training may explain it"
+
+
 def reading(rows) -> list[str]:
-    """A few sentences on what the numbers show, in the paper's terms."""
-    base = _mean(rows, "base", 0, {0})
-    if base is None:
-        return ["no base network finished, so there is nothing to compare against"]
-    lines = [f"base networks: mean top-1 {base:.3f} (mean of each network's 10 best evaluations)"]
-    anb_low, anb_high = _mean(rows, "transfer", 0, {1}), _mean(rows, "transfer", 0, {7})
-    bnb_high = _mean(rows, "selffer", 0, {7})
-    if anb_low is not None and anb_high is not None:
-        gap = f", {anb_high - bnb_high:+.3f} vs BnB at n=7" if bnb_high is not None else ""
-        lines.append(f"AnB (frozen transfer): {anb_low:.3f} at n=1 -> {anb_high:.3f} at n=7{gap}: "
-                     + ("the higher the layers, the more specific to task A they are" if anb_high < anb_low - 0.01 else
-                        "no clear drop with depth in this run"))
-    bnb = [(n, v) for n in range(1, 8) if (v := _mean(rows, "selffer", 0, {n})) is not None]
-    if bnb:
-        worst = min(bnb, key=lambda item: item[1])
-        if worst[1] < base - 0.01:
-            lines.append(f"BnB (frozen selffer): lowest {worst[1]:.3f} at n={worst[0]} ({worst[1] - base:+.3f} vs base): "
-                         "fragile co-adaptation between the layers that were cut apart")
+    """A few sentences on what the numbers show, in the paper's terms: each effect is claimed only
+    where the 95% interval of its paired differences shows it with the paper's sign."""
+    from transferbench.analysis.stats import Pairs, effects
+
+    lines = []
+    left = [r for r in rows if not r.usable]
+    if left:
+        lines.append(f"{len(left)} networks left out of every mean (stalled or diverged, or built on one): "
+                     + ", ".join(f"{r.key} ({r.health.replace('_', ' ')})" for r in left[:4]) + (" ..." if len(left) > 4 else ""))
+    bases = [r for r in rows if r.condition == "base" and r.usable and r.value("top1_mean_best10") is not None]
+    if not bases:
+        return lines + ["no usable base network, so there is nothing to compare against"]
+    by_side = {side: [r.top1_mean_best10 for r in bases if r.target_side == side] for side in sorted({r.target_side or "" for r in bases})}
+    lines.append("base networks (mean of each network's 10 best evaluations): "
+                 + ", ".join(f"base{side or ''} {np.mean(v):.3f} ({len(v)} seeds)" for side, v in by_side.items())
+                 + "; every network below is read against the base of its own split, seed and side")
+    for name, per_n in effects(rows).items():
+        what, meaning = EFFECT_TEXT[name]
+        if not per_n:
+            continue
+        shown = [e for e in per_n if e.shown]
+        strongest = max(shown or per_n, key=lambda e: e.mean * e.sign)
+        figures = (f"{strongest.mean:+.3f} {_interval(strongest.low, strongest.high)} at n={strongest.n} over "
+                   f"{strongest.pairs} pair{'s' if strongest.pairs != 1 else ''}")
+        if shown:
+            where = ", ".join(str(e.n) for e in shown)
+            if name == "lingering boost":
+                meaning = _against_selffer_plus(rows, meaning)
+            lines.append(f"{what} at n={where} ({figures}): {meaning}")
+        elif all(e.pairs < 2 for e in per_n):
+            lines.append(f"not seen: {what} (nearest: {figures}); one network per condition cannot show it: train more seeds")
         else:
-            lines.append(f"BnB (frozen selffer) never falls below the bases (lowest {worst[1]:.3f} at n={worst[0]}): the "
-                         "bases are short of convergence at this scale and BnB trains on from them, so compare transfer "
-                         "with BnB rather than with the bases")
-    plus, selffer_plus = _mean(rows, "transfer", 1, set(range(1, 8))), _mean(rows, "selffer", 1, set(range(1, 8)))
-    if plus is not None and selffer_plus is not None:
-        lines.append(f"AnB+ (transfer, fine-tuned): mean {plus:.3f}, {plus - selffer_plus:+.3f} vs BnB+ with the same "
-                     "training: " + ("features from A still help after fine-tuning (the lingering boost)"
-                                     if plus > selffer_plus + 0.005 else "no lingering boost at this scale"))
-    random_init = _mean(rows, "random_init", 0, set(range(1, 8)))
-    if random_init is not None:
-        lines.append(f"random frozen layers (RnB): mean {random_init:.3f}: learned features beat random ones"
-                     if random_init < base else f"random frozen layers (RnB): mean {random_init:.3f}")
+            lines.append(f"not seen: {what}; the 95% intervals include no difference or the other sign (nearest: {figures})")
+    pairs = Pairs(rows, "top1_mean_best10")
+    random_rows = [r for r in rows if r.condition == "random_init" and r.usable and r.value("top1_mean_best10") is not None]
+    for n in sorted({int(r.n) for r in random_rows}):
+        members = [r for r in random_rows if int(r.n) == n]
+        versus_base = [r.top1_mean_best10 - b for r in members if (b := pairs.value("base", r, 0)) is not None]
+        versus_learned = [r.top1_mean_best10 - b for r in members if (b := pairs.value("selffer", r, n)) is not None]
+        if not versus_base:
+            continue
+        from transferbench.analysis.stats import bootstrap_ci
+
+        low, high = bootstrap_ci(versus_base)
+        sentence = f"random frozen layers 1..{n} (R{n}): {np.mean(versus_base):+.3f} {_interval(low, high)} vs their own base"
+        if versus_learned:
+            l_low, l_high = bootstrap_ci(versus_learned)
+            sentence += f", {np.mean(versus_learned):+.3f} {_interval(l_low, l_high)} vs learned frozen layers (B{n}B)"
+            low, high = l_low, l_high
+        lines.append(sentence + (": learned features beat random ones" if high < 0 else
+                                 ": not seen that learned features beat random ones (the interval includes no difference)"))
     return lines + _developmental_lines(rows)
 
 
 def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"), workers: int | None = None,
-             data_root: str | None = None, echo=print) -> dict:
+             data_root: str | None = None, echo=print, first_seed: int = 0) -> dict:
     from transferbench.analysis.figures import plot_all
     from transferbench.analysis.results import collect_rows, write_rows
     from transferbench.study.executors import submit
@@ -120,7 +155,13 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
 
         find_fashion_mnist(Path(data_root) if data_root else None)  # a clear error now rather than in every job
         echo("transferbench demo: the real Fashion-MNIST")
-    plan = build_plan(config, out / "jobs", {"data_root": data_root} if data_root else None)
+    if first_seed < 0:
+        raise UserError(f"--first-seed must be >= 0, got {first_seed}")
+    import tomllib
+
+    preset_seeds = tomllib.loads(text)["study"]["seeds"]
+    seeds = [f"study.seeds=[{', '.join(str(first_seed + s) for s in preset_seeds)}]"]
+    plan = build_plan(config, out / "jobs", {"data_root": data_root} if data_root else None, seeds)
     write_plan(plan, echo)
     echo(plan.summary().rstrip())
     try:
@@ -148,4 +189,7 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
     echo("what it shows:")
     for line in reading(rows):
         echo(f"  - {line}")
+    if any(r.health == "stalled" for r in rows):
+        echo(f"stalled networks can be trained again with another seed: transferbench submit {plan.study_dir} "
+             "--executor local --retry-stalled, then run the demo again")
     return {"rows": rows, "figures": figures, "seconds": elapsed, "csv": csv_path}

@@ -34,17 +34,18 @@ from typing import Any
 
 import numpy as np
 
-from transferbench.analysis.results import table_csv
-from transferbench.analysis.stats import (_means, bar_entries, boost_table, bootstrap_ci, developmental_table,
-                                          format_boost, format_developmental, group_values, is_developmental,
-                                          paired_entries, reference_network)
+from transferbench.analysis.results import health_lines, table_csv
+from transferbench.analysis.stats import (EFFECTS, Pairs, _group_of, _means, bar_entries, boost_table, bootstrap_ci,
+                                          developmental_table, effects, format_boost, format_developmental, group_values,
+                                          is_developmental, paired_entries, pooled_boost_table, reference_network,
+                                          versus_selffer_plus)
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from transferbench.schema.notation import parse_network
 from transferbench.schema.record import Row
 
 STYLES = {  # group -> (label, colour, marker)
-    "base": ("baseB (n=0)", "white", "o"),
+    "base": ("base networks (n=0)", "white", "o"),
     "selffer": ("selffer BnB", "#1f4fd8", "o"),
     "selffer+": ("selffer BnB$^+$", "#7fa3ff", "o"),
     "transfer": ("transfer AnB", "#d62728", "D"),
@@ -60,24 +61,53 @@ def _save(fig, out: Path, name: str, written: list[Path]) -> None:
         written.append(out / f"{name}.{suffix}")
 
 
-def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> None:
+UNUSABLE_LABEL = "hollow, dashed: stalled or diverged (left out of means)"
+
+
+def _scatter(ax, xs, ys, usable, colour, marker, label, edge=None, size=28):
+    """Networks as markers: filled where they count, hollow with a dashed edge where they are left out of means."""
+    kept = [(x, y) for x, y, ok in zip(xs, ys, usable) if ok]
+    left = [(x, y) for x, y, ok in zip(xs, ys, usable) if not ok]
+    if kept:
+        ax.scatter(*zip(*kept), s=size, marker=marker, facecolors=colour, edgecolors=edge or colour, linewidths=0.8,
+                   label=label, zorder=3)
+    if left:
+        ax.scatter(*zip(*left), s=size, marker=marker, facecolors="none", edgecolors="grey" if colour == "white" else colour,
+                   linewidths=1.2, linestyles="--", label=None if kept else label, zorder=3)
+
+
+def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> list[str]:
+    """Fig. 2; returns the effects of the paper's reading that the data show (the shaded, labelled regions)."""
     groups = group_values(rows, metric)
     present = [g for g in STYLES if groups[g]]
     if not present:
-        missing.append("fig2: no networks on random splits")
-        return
+        missing.append("fig2: no usable networks on random splits")
+        return []
     for name in STYLES:
         if not groups[name]:
             missing.append(f"fig2: no {STYLES[name][0].replace('$^+$', '+')} networks")
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 9), sharex=True)
+    pairs = Pairs(rows, metric)
+    relative = {name: diffs for name in STYLES if name != "base" and (diffs := pairs.differences(name, "base"))}
+    if relative:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.5, 9.5), sharex=True)
+    else:  # no network has its own base among the results: the lower panel would be empty
+        fig, top = plt.subplots(1, 1, figsize=(10.5, 4.8))
+        missing.append("fig2: lower panel not drawn: no network has its own base (the base of its split, seed and side)")
     offsets = {"base": 0, "selffer": -0.15, "selffer+": -0.05, "transfer": 0.05, "transfer+": 0.15}
+    members = defaultdict(list)
+    for row in rows:
+        group = _group_of(row)
+        if group and row.value(metric) is not None and (str(row.split).startswith(("random", "stratified"))):
+            members[group].append(row)
+    any_left = False
     for name in STYLES:
         label, colour, marker = STYLES[name]
-        xs = [n + offsets[name] for n, vals in groups[name].items() for _ in vals]
-        ys = [v for vals in groups[name].values() for v in vals]
-        if ys:
-            top.scatter(xs, ys, s=28, marker=marker, facecolors=colour, edgecolors="black" if name == "base" else colour,
-                        linewidths=0.8, label=label, zorder=3)
+        nets = members[name]
+        any_left |= any(not r.usable for r in nets)
+        _scatter(top, [int(r.n) + offsets[name] for r in nets], [r.value(metric) for r in nets], [r.usable for r in nets],
+                 colour, marker, label, edge="black" if name == "base" else colour)
+    if any_left:
+        top.scatter([], [], s=28, facecolors="none", edgecolors="grey", linestyles="--", label=UNUSABLE_LABEL)
     if reference:
         ref = group_values(reference, metric)
         for name in STYLES:
@@ -87,121 +117,191 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> Non
         top.plot([], [], color="grey", ls="--", label="published means (Yosinski et al.)")
     top.set_ylabel("top-1 accuracy (higher is better)")
     top.set_title(f"{study}: transfer of layers 1..n (one marker per network)")
-    top.legend(fontsize=8, loc="lower left")
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: it never covers a network
     top.grid(alpha=0.3)
 
-    base_mean = float(np.mean(groups["base"][0])) if groups["base"].get(0) else None
-    series = {}
-    for name in STYLES:
-        if not groups[name]:
-            continue
-        ns, means = _means(groups, name)
-        if name != "base" and base_mean is not None:
-            ns, means = [0, *ns], [base_mean, *means]
+    if not relative:
+        top.set_xlabel("layer n at which the network is chopped and retrained")
+        top.set_xticks(range(0, 8))
+        _save(fig, out, f"{study}-fig2", written)
+        plt.close(fig)
+        return []
+    # Lower panel: every network against its own base (same split, seed and side), paired.
+    series = {"base": {n: 0.0 for n in range(0, 8)}}
+    bottom.axhline(0, color="black", lw=0.8, ls=":")
+    for name, diffs in relative.items():
+        ns = [0, *diffs]
+        means = [0.0, *(float(np.mean(v)) for v in diffs.values())]
+        intervals = [(0.0, 0.0), *(bootstrap_ci(v) for v in diffs.values())]
         series[name] = dict(zip(ns, means))
-        intervals = [bootstrap_ci(groups[name][n]) if n in groups[name] else (np.nan, np.nan) for n in ns]
         low = [m - lo for m, (lo, _) in zip(means, intervals)]
         high = [hi - m for m, (_, hi) in zip(means, intervals)]
         label, colour, marker = STYLES[name]
-        bottom.errorbar(ns, means, yerr=[np.nan_to_num(low), np.nan_to_num(high)], color="black" if name == "base" else colour,
-                        marker=marker, ms=4, lw=1.5, capsize=2, label=label)
-
-    def shade(lower, upper, colour, text, where):
-        if lower in series and upper in series:
-            ns = sorted(set(series[lower]) & set(series[upper]))
-            a = [series[lower][n] for n in ns]
-            b = [series[upper][n] for n in ns]
-            bottom.fill_between(ns, a, b, color=colour, alpha=0.18, lw=0)
-            if ns:
-                n = ns[min(where, len(ns) - 1)]
-                bottom.annotate(text, (n, (series[lower][n] + series[upper][n]) / 2), fontsize=7, ha="center")
-
-    if base_mean is not None:
-        series["base-line"] = dict.fromkeys(range(0, 8), base_mean)
-        bottom.axhline(base_mean, color="black", lw=0.8, ls=":")
-    shade("selffer", "base-line", "#1f4fd8", "co-adaptation\nloss", 4)
-    shade("transfer", "selffer", "#d62728", "specificity", 6)
-    shade("selffer", "selffer+", "#2ca02c", "fine-tuning\nrecovers", 5)
-    shade("base-line", "transfer+", "#ff7f0e", "lingering\nboost", 2)
+        bottom.errorbar(ns, means, yerr=[np.nan_to_num(low), np.nan_to_num(high)], color=colour, marker=marker, ms=4,
+                        lw=1.5, capsize=2, label=label)
+    shown: list[str] = []
+    labelled_at: set[int] = set()
+    colours = {"co-adaptation loss": "#1f4fd8", "specificity": "#d62728", "fine-tuning recovers": "#2ca02c",
+               "lingering boost": "#ff7f0e"}
+    explained = versus_selffer_plus(rows, metric)[2] < 0  # AnB+ below BnB+: the "boost" is the longer training
+    for effect_name, per_n in effects(rows, metric).items():
+        group, against, _sign = EFFECTS[effect_name]
+        if not any(e.shown for e in per_n) or group not in series or against not in series:
+            continue
+        if effect_name == "lingering boost" and explained:
+            continue
+        shown.append(effect_name)  # the summary names it even where the curves lack a point to label
+        # Shade the runs of n where the means lean the paper's way and that hold a shown n.
+        measured = sorted(set(series[group]) & set(series[against]))  # neighbours are adjacent measured n, e.g. 1, 4, 7
+        lean = {e.n: e for e in per_n if e.leans and e.n in measured}
+        runs, run = [], []
+        for n in sorted(lean):
+            if run and measured.index(n) != measured.index(run[-1]) + 1:
+                runs.append(run)
+                run = []
+            run.append(n)
+        runs.append(run)
+        for run in runs:
+            if not any(lean[n].shown for n in run):
+                continue
+            xs = run if len(run) > 1 else [run[0] - 0.2, run[0] + 0.2]
+            a = [series[group][n] for n in run] if len(run) > 1 else [series[group][run[0]]] * 2
+            b = [series[against][n] for n in run] if len(run) > 1 else [series[against][run[0]]] * 2
+            bottom.fill_between(xs, a, b, color=colours[effect_name], alpha=0.18, lw=0)
+        # The label goes at the strongest shown n that no other label took.
+        candidates = sorted((e for e in per_n if e.shown and e.n in series[group] and e.n in series[against]),
+                            key=lambda e: -abs(e.mean))
+        if not candidates:
+            continue
+        n = next((e.n for e in candidates if e.n not in labelled_at), candidates[0].n)
+        labelled_at.add(n)
+        bottom.annotate(effect_name.replace(" ", "\n", 1), (n, (series[group][n] + series[against][n]) / 2), fontsize=7,
+                        ha="center", va="center")
     bottom.set_xlabel("layer n at which the network is chopped and retrained")
-    bottom.set_ylabel("mean top-1 (95% bootstrap interval)")
+    bottom.set_ylabel("top-1 minus its own base (mean of pairs, 95% interval)")
+    bottom.set_title("each network against the base of its own split, seed and side; a region is shaded and named only "
+                     "where\nthe 95% interval shows the paper's effect", fontsize=8)
     bottom.set_xticks(range(0, 8))
-    bottom.legend(fontsize=8, loc="lower left")
+    bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     bottom.grid(alpha=0.3)
     _save(fig, out, f"{study}-fig2", written)
     plt.close(fig)
+    return shown
+
+
+def _own_bases(rows, metric) -> dict[tuple, float]:
+    """(split, seed, target side) -> the top-1 of that usable base network."""
+    return {(r.split, r.seed, r.target_side): r.value(metric) for r in rows
+            if r.condition == "base" and r.usable and r.value(metric) is not None}
 
 
 def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
+    """Fig. 3: man-made/natural transfer, random frozen features, and both relative to their own
+    bases beside the random-split transfer. Panels without networks are not drawn."""
     natman = [r for r in rows if r.split == "natman" and r.value(metric) is not None]
     nolearn = [r for r in rows if r.condition == "random_init" and r.value(metric) is not None]
-    full_base = [r.value(metric) for r in rows if r.split == "all" and r.condition == "base"
-                 and r.value(metric) is not None]
-    groups = group_values(rows, metric)
+    bases = _own_bases(rows, metric)
     if not natman:
         missing.append("fig3: no man-made/natural networks")
     if not nolearn:
         missing.append("fig3: no random-init networks")
     if not natman and not nolearn:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    natman_base = {r.target_side: r.value(metric) for r in natman if r.condition == "base"}
-    for direction, colour in (("A", "#2ca02c"), ("B", "#9467bd")):
-        nets = [r for r in natman if r.condition != "base" and r.target_side == direction]
-        if direction in natman_base:
-            axes[0].scatter([0], [natman_base[direction]], color=colour, edgecolors="black", zorder=3)
-        axes[0].scatter([int(r.n) for r in nets], [r.value(metric) for r in nets], color=colour, marker="D",
-                        label=f"transfer to side {direction}" + (" (natural)" if direction == "A" else " (man-made)"))
-    axes[0].set_title("man-made / natural split")
-    axes[1].scatter([int(r.n) for r in nolearn], [r.value(metric) for r in nolearn], color="#8c564b", marker="s",
-                    label="random, frozen layers 1..n")
-    if full_base:
-        axes[1].scatter([0] * len(full_base), full_base, color="white", edgecolors="black", label="base (all classes)", zorder=3)
-    axes[1].set_title("random-init frozen features")
-    for ax in axes[:2]:
-        ax.set_xlabel("layer n")
-        ax.set_ylabel("top-1 accuracy")
-        ax.set_xticks(range(0, 8))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    # All three relative to their base networks.
-    rel = axes[2]
-    if groups["transfer"] and groups["base"].get(0):
-        base = float(np.mean(groups["base"][0]))
-        ns, means = _means(groups, "transfer")
-        rel.plot([0, *ns], [0, *[m - base for m in means]], marker="D", color="#d62728", label="AnB, random splits")
-    if natman and natman_base:
-        by_n = defaultdict(list)
-        for r in natman:
-            if r.condition != "base" and r.target_side in natman_base:
-                by_n[int(r.n)].append(r.value(metric) - natman_base[r.target_side])
-        ns = sorted(by_n)
-        rel.plot([0, *ns], [0, *[float(np.mean(by_n[n])) for n in ns]], marker="D", color="#2ca02c",
-                 label="AnB, man-made/natural")
-    if nolearn and full_base:
-        base = float(np.mean(full_base))
-        pairs = sorted((int(r.n), r.value(metric) - base) for r in nolearn)
-        rel.plot([0, *[n for n, _ in pairs]], [0, *[v for _, v in pairs]], marker="s", color="#8c564b",
-                 label="random features, frozen")
-    rel.set_title("relative to the base network")
-    rel.set_xlabel("layer n")
-    rel.set_ylabel("top-1 minus base top-1")
-    rel.set_xticks(range(0, 8))
-    rel.grid(alpha=0.3)
-    rel.legend(fontsize=8)
+    transfer = Pairs(rows, metric).differences("transfer", "base")
+    by_n = defaultdict(list)
+    for r in natman:
+        own = bases.get(("natman", r.seed, r.target_side))
+        if r.condition != "base" and r.usable and own is not None:
+            by_n[int(r.n)].append(r.value(metric) - own)
+    random_pairs = sorted((int(r.n), r.value(metric) - bases[key], r.usable) for r in nolearn
+                          if (key := (r.split, r.seed, r.target_side)) in bases)
+    relative = bool((natman or nolearn) and (by_n or random_pairs))
+    panels = (["natman"] if natman else []) + (["random"] if nolearn else []) + (["relative"] if relative else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    axes = dict(zip(panels, axes[0]))
+    directions = (("A", "#2ca02c", "natural"), ("B", "#9467bd", "man-made"))
+    if natman:
+        ax = axes["natman"]
+        for side, colour, kind in directions:
+            own = [v for (split, _, target), v in bases.items() if split == "natman" and target == side]
+            if own:
+                ax.scatter([0] * len(own), own, color=colour, edgecolors="black", zorder=3)
+            nets = [r for r in natman if r.condition != "base" and r.target_side == side]
+            if nets:
+                _scatter(ax, [int(r.n) for r in nets], [r.value(metric) for r in nets], [r.usable for r in nets], colour,
+                         "D", f"transfer to side {side} ({kind}); its base at n=0")
+        ax.set_title("man-made / natural split")
+    if nolearn:
+        ax = axes["random"]
+        _scatter(ax, [int(r.n) for r in nolearn], [r.value(metric) for r in nolearn], [r.usable for r in nolearn],
+                 "#8c564b", "s", "random, frozen layers 1..n")
+        own = sorted({bases[key] for r in nolearn if (key := (r.split, r.seed, r.target_side)) in bases})
+        if own:
+            ax.scatter([0] * len(own), own, color="white", edgecolors="black", zorder=3, label="its base (same split, seed, side)")
+        learned = [r for r in rows if r.condition == "selffer" and not int(r.fine_tune or 0) and r.usable
+                   and r.value(metric) is not None
+                   and any((r.split, r.seed, r.target_side, int(r.n)) == (q.split, q.seed, q.target_side, int(q.n)) for q in nolearn)]
+        if learned:
+            ax.scatter([int(r.n) for r in learned], [r.value(metric) for r in learned], color="#1f4fd8", marker="o",
+                       label="learned, frozen layers 1..n (BnB)", zorder=3)
+        ax.set_title("random-init frozen features")
+    for name in ("natman", "random"):
+        if name in axes:
+            axes[name].set_xlabel("layer n")
+            axes[name].set_ylabel("top-1 accuracy")
+            axes[name].set_xticks(range(0, 8))
+            axes[name].grid(alpha=0.3)
+            axes[name].legend(fontsize=7)
+    if relative:
+        _relative_panel(axes["relative"], transfer, by_n, random_pairs)
+    if any(not r.usable for r in natman + nolearn):
+        fig.text(0.01, 0.01, UNUSABLE_LABEL, fontsize=7)
     fig.suptitle(study)
+    fig.tight_layout()
     _save(fig, out, f"{study}-fig3", written)
     plt.close(fig)
 
 
+def _relative_panel(rel, transfer, by_n, random_pairs) -> None:
+    """Transfer on random splits, on man-made/natural, and random frozen features, each relative to its own base."""
+    if transfer:
+        rel.plot([0, *transfer], [0, *(float(np.mean(v)) for v in transfer.values())], marker="D", color="#d62728",
+                 label="AnB, random splits (mean of pairs)")
+    if by_n:
+        ns = sorted(by_n)
+        rel.plot([0, *ns], [0, *(float(np.mean(by_n[n])) for n in ns)], marker="D", color="#2ca02c",
+                 label="AnB, man-made/natural")
+    if random_pairs:
+        means = defaultdict(list)
+        for n, value, ok in random_pairs:
+            if ok:
+                means[n].append(value)
+        ns = sorted(means)
+        rel.plot([0, *ns], [0, *(float(np.mean(means[n])) for n in ns)], color="#8c564b", lw=1)  # through the means
+        _scatter(rel, [n for n, _, _ in random_pairs], [v for _, v, _ in random_pairs], [ok for _, _, ok in random_pairs],
+                 "#8c564b", "s", "random features, frozen (each network; line: mean)")
+    rel.axhline(0, color="black", lw=0.8, ls=":")
+    rel.set_title("relative to each network's own base")
+    rel.set_xlabel("layer n")
+    rel.set_ylabel("top-1 minus its base's top-1")
+    rel.set_xticks(range(0, 8))
+    rel.grid(alpha=0.3)
+    rel.legend(fontsize=7)
+
+
 def plot_reduced(rows, study, metric, out, written, missing, plt) -> None:
-    points = sorted((int(str(r.split)[len("reduced"):]), r.value(metric)) for r in rows
+    points = sorted((int(str(r.split)[len("reduced"):]), r.value(metric), r.usable) for r in rows
                     if str(r.split).startswith("reduced") and r.value(metric) is not None)
     if not points:
         missing.append("reduced: no reduced-data networks")
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([k for k, _ in points], [v for _, v in points], marker="o")
+    ax.plot([k for k, _, _ in points], [v for _, v, _ in points], color="#1f77b4", lw=1)
+    _scatter(ax, [k for k, _, _ in points], [v for _, v, _ in points], [ok for _, _, ok in points], "#1f77b4", "o",
+             "base network, all classes")
+    if not all(ok for _, _, ok in points):
+        ax.scatter([], [], facecolors="none", edgecolors="grey", linestyles="--", label="hollow, dashed: stalled (at chance)")
+    ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("training images per class")
     ax.set_ylabel("top-1 accuracy")
@@ -259,14 +359,22 @@ def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None,
         if any(is_developmental(r) for r in all_rows):
             plot_developmental(all_rows, study, metric, out, written, echo, plt)
         study_rows = [r for r in all_rows if not is_developmental(r)]
-        plot_fig2(study_rows, reference, study, metric, out, written, missing, plt)
+        shown = plot_fig2(study_rows, reference, study, metric, out, written, missing, plt)
         plot_fig3(study_rows, study, metric, out, written, missing, plt)
         plot_reduced(study_rows, study, metric, out, written, missing, plt)
         plot_preserved(study_rows, study, metric, out, written, missing, plt)
-        table = boost_table(study_rows, metric)
-        atomic_write_text(out / f"{study}-boost.csv", table_csv(table))
-        written.append(out / f"{study}-boost.csv")
-        echo(format_boost(table, study))
+        for name, table, pooled in (("boost", boost_table(study_rows, metric), False),
+                                    ("boost-pooled", pooled_boost_table(study_rows, metric), True)):
+            atomic_write_text(out / f"{study}-{name}.csv", table_csv(table))
+            written.append(out / f"{study}-{name}.csv")
+            echo(format_boost(table, study, pooled))
+        if any(group_values(study_rows, metric).values()):
+            unseen = [name for name in EFFECTS if name not in shown]
+            echo(f"  {study} fig2: " + (f"shaded and named: {', '.join(shown)}" if shown else "no effect of the paper's "
+                                        "reading is shown by the 95% intervals")
+                 + (f"; not seen in these data (not shaded): {', '.join(unseen)}" if unseen and shown else ""))
+        for line in health_lines(all_rows):
+            echo(f"  {study}: {line}")
         for line in missing:
             echo(f"  missing in {study}: {line}")
     return written
@@ -280,32 +388,26 @@ def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_lab
     """Mean (and 95% bootstrap interval) of each entry as a bar, and over each bar, dashed, the
     mean of its own reference values (the classic network of the same splits and seeds, or the
     source network before the transfer), so that no bar is read against another split's level."""
-    ax.set_title(title, fontsize=9)
-    if not entries:
-        ax.text(0.5, 0.5, "no networks of this kind", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-        ax.set_xticks([])
-        return
+    has_reference = any(refs for _, _, refs in entries)
+    ax.set_title(title + (f"\n(dashed: {reference_label})" if has_reference else ""), fontsize=9)
     means = [float(np.mean(v)) for _, v, _ in entries]
     errors = np.array([[m - lo, hi - m] if not np.isnan(lo) else [0, 0]
                        for m, (lo, hi) in zip(means, (bootstrap_ci(v) for _, v, _ in entries))]).T
-    ax.bar(range(len(entries)), means, yerr=errors, color="#ff9896", edgecolor="black", capsize=3)
+    ax.bar(range(len(entries)), means, yerr=errors, color="#ff9896", edgecolor="black", capsize=3, width=0.6)
     ax.set_xticks(range(len(entries)), [label for label, _, _ in entries], rotation=60, ha="right", fontsize=7)
+    ax.set_xlim(-0.75, len(entries) - 0.25)
     values = [x for _, v, _ in entries for x in v]
-    labelled = False
-    for position, (_, _, refs) in enumerate(entries):
+    for position, (_, _, refs) in enumerate(entries):  # the reference is named in the title: no legend over the labels
         if refs:
-            ax.hlines(float(np.mean(refs)), position - 0.45, position + 0.45, colors="#d62728", linestyles="--",
-                      label=None if labelled else reference_label)
-            labelled = True
+            ax.hlines(float(np.mean(refs)), position - 0.4, position + 0.4, colors="#d62728", linestyles="--")
             values += refs
-    if labelled:
-        ax.legend(fontsize=7, loc="lower right")
     # The axis spans at least 0.2 of accuracy, so that a difference of 0.02 between single
-    # networks does not fill the panel.
+    # networks does not fill the panel; where it does not start at 0 the label says so.
     low, high = min(values), max(values)
     pad = 0.1 * max(high - low, MIN_SPAN)
-    ax.set_ylim(max(0.0, min(low, high - MIN_SPAN) - pad), min(1.0, high + pad))
-    ax.set_ylabel(ylabel, fontsize=8)
+    bottom = max(0.0, min(low, high - MIN_SPAN) - pad)
+    ax.set_ylim(bottom, min(1.0, high + pad))
+    ax.set_ylabel(ylabel + (f" (axis starts at {bottom:.2f})" if bottom > 0 else ""), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -321,23 +423,35 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
     single = lambda r: not r.name.later_chain_step  # noqa: E731
     transfer = lambda r: single(r) and r.growth and r.condition != "base"  # noqa: E731  (not a wide base)
     classic = "classic fine-tuning A7B+, same splits and seeds"
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4.6))
-    _bars(axes[0], entries(lambda r: transfer(r) and r.scope == "all"
-                           and (r.normalize == 1 or r.growth_mode == "wide")),
-          classic, "target: variant and S (wide = as wide from the start)")
     nonorm = {str(r.network).removesuffix("-nonorm") for r in rows if str(r.network).endswith("-nonorm")}
-    _bars(axes[1], entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.scope == "all"
-                           and str(r.network).removesuffix("-nonorm") in nonorm,
-                           label=lambda name: name if name.endswith("-nonorm") else f"{name} norm+scale"),
-          classic, "normalisation + scaling ablation")
     scope_order = {"new": 0, "fc7": 1, "fc6": 2}
-    _bars(axes[2], entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.normalize == 1,
-                           order=lambda name: (name.replace(f"-{parse_network(name).scope}", ""), scope_order.get(name.rsplit("-", 1)[-1], 3))),
-          classic, "fine-tuning scope (new, fc7, fc6, all)")
-    _bars(axes[3], bar_entries(rows, single, lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before")),
-          "the source network before the transfer", "forgetting: source top-1 after transfer", "source top-1")
-    _bars(axes[4], entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
-          "the fixed network along the same chain", "chain of tasks: last task, grown at every step")
+    panels = [
+        (entries(lambda r: transfer(r) and r.scope == "all" and (r.normalize == 1 or r.growth_mode == "wide")),
+         classic, "target: variant and S (wide = as wide from the start)", "top-1 accuracy"),
+        (entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.scope == "all"
+                 and str(r.network).removesuffix("-nonorm") in nonorm,
+                 label=lambda name: name if name.endswith("-nonorm") else f"{name} norm+scale"),
+         classic, "normalisation + scaling ablation", "top-1 accuracy"),
+        (entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.normalize == 1,
+                 order=lambda name: (name.replace(f"-{parse_network(name).scope}", ""),
+                                     scope_order.get(name.rsplit("-", 1)[-1], 3))),
+         classic, "fine-tuning scope (new, fc7, fc6, all)", "top-1 accuracy"),
+        (bar_entries(rows, single, lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before")),
+         "the source network before the transfer", "forgetting: source top-1 after transfer", "source top-1"),
+        (entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
+         "the fixed network along the same chain", "chain of tasks: last task, grown at every step", "top-1 accuracy"),
+    ]
+    # A panel without networks is not drawn, nor one that repeats an earlier panel's bars.
+    drawn: list[tuple] = []
+    for panel in panels:
+        if panel[0] and all(panel[0] != other[0] for other in drawn):
+            drawn.append(panel)
+    if not drawn:
+        echo(f"  {study}: no developmental network has a value to draw; no developmental figure written")
+        return
+    fig, axes = plt.subplots(1, len(drawn), figsize=(4.4 * len(drawn) + 1, 5.2), squeeze=False)
+    for ax, (bars, reference_label, title, ylabel) in zip(axes[0], drawn):
+        _bars(ax, bars, reference_label, title, ylabel)
     fig.suptitle(f"{study}: developmental networks ({metric})", fontsize=10)
     fig.tight_layout()
     _save(fig, out, f"{study}-developmental", written)

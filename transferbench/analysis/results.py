@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
+from transferbench.schema.health import judge
 from transferbench.schema.record import SCHEMA, Row, mean_of_best
 
 REQUIRED_COLUMNS = ("split", "network", "condition", "n", "top1_mean_best10", "study", "key")
@@ -61,12 +62,22 @@ def write_rows(path: Path, rows: list[Row]) -> None:
     atomic_write_text(path, to_csv(rows))
 
 
+# Classes a network of the published study was trained on: 500 per side of a random split,
+# 449 natural (side A) and 551 man-made (side B) classes on the man-made/natural split, 1000 for "all".
+CAFFE_CLASSES = {"natman": {"A": 449, "B": 551}}
+CAFFE_VAL_PER_CLASS = 50  # ILSVRC-2012 validation images per class
+
+
 def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) -> list[Row]:
-    """The authors' logs (one folder per network) as Rows."""
+    """The authors' logs (one folder per network) as Rows, each network's health judged from its
+    logged evaluations (the logs hold test losses, not training losses: those stand in)."""
     from transferbench.analysis.caffe import import_logs
 
     rows = []
     for net in import_logs(root, progress):
+        classes = 1000 if net.target_side is None else CAFFE_CLASSES.get(net.split, {}).get(net.target_side, 500)
+        health = judge([(i, t) for i, t, _ in net.evaluations], [(i, loss) for i, _, loss in net.evaluations], classes,
+                       classes * CAFFE_VAL_PER_CLASS) if net.evaluations else None
         top1 = [e[1] for e in net.evaluations]
         last = net.evaluations[-1][0] if net.evaluations else None
         notes = list(net.notes)
@@ -83,16 +94,18 @@ def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) 
                         top5_final=None, evaluations=len(top1), last_iteration=last, max_iter=net.max_iter,
                         complete=int(bool(last and net.max_iter and last >= net.max_iter)),
                         images_seen=last * 256 if last else None, gpu_hours=round(net.gpu_hours, 2),
-                        commit=None, config_hash=None, notes="; ".join(notes) or None))
+                        commit=None, config_hash=None, notes="; ".join(notes) or None,
+                        health=health.state if health else None, health_reason=health.reason if health else None))
     return rows
 
 
 def collect_rows(study_dir: Path) -> tuple[list[Row], list[str]]:
-    """Rows of the finished jobs of a study (each from its record alone), and the keys that have none yet."""
-    from transferbench.study.status import Study, read_record
+    """Rows of the finished jobs of a study (each from its record alone, its health judged with
+    the study's thresholds), and the keys that have none yet."""
+    from transferbench.study.status import Study, judge_study, read_record
 
     study = Study.open(study_dir)
-    rows, missing = [], []
+    records, missing = {}, []
     for key, job in study.jobs.items():
         try:
             record = read_record(job)  # once per job: status's "done" is exactly a readable record with status done
@@ -101,5 +114,14 @@ def collect_rows(study_dir: Path) -> tuple[list[Row], list[str]]:
         if record is None or record.status != "done":
             missing.append(key)
             continue
-        rows.append(Row.from_record(record))
-    return rows, missing
+        records[key] = record
+    health = judge_study(study, records)
+    return [Row.from_record(record, health[key]) for key, record in records.items()], missing
+
+
+def health_lines(rows: list[Row]) -> list[str]:
+    """One line per network that is not healthy, saying whether it counts and why, most serious first."""
+    order = {"diverged": 0, "stalled": 1, "source_unhealthy": 2, "not_converged": 3}
+    flagged = sorted((r for r in rows if r.health in order), key=lambda r: (order[r.health], r.key))
+    return [f"{r.key}: {r.health.replace('_', ' ')} ({'left out of means' if not r.usable else 'kept in means'}): "
+            f"{r.health_reason}" for r in flagged]

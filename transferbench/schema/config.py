@@ -5,6 +5,7 @@
     [train]      defaults for every job's TrainConfig         (a partial TrainConfig)
     [growth]     defaults for grown networks                  -> GrowthSettings
     [slurm]      resources of every job                       -> SlurmSettings
+    [health]     thresholds of the network health judgment    -> HealthSettings
     [[block]]    one group of networks                        -> Block
 
 Every table is checked when the config is read (by ``plan``), so a mistyped value fails
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from transferbench.errors import UserError
+from transferbench.schema.health import HealthSettings
 from transferbench.schema.loader import apply_overrides, build, check_values, read_toml
 from transferbench.schema.spec import ModelConfig, TrainConfig
 
@@ -119,6 +121,7 @@ class StudyConfig:
     train: dict[str, Any]
     growth: GrowthSettings
     slurm: SlurmSettings
+    health: HealthSettings
     blocks: tuple[Block, ...]
     raw: dict[str, Any]
     source: str
@@ -129,7 +132,7 @@ class StudyConfig:
         return ({**self.model, **block.model}, {**self.train, **block.train}, {**self.growth.values(), **block.growth})
 
 
-TOP_LEVEL = ("study", "model", "train", "growth", "slurm", "block")
+TOP_LEVEL = ("study", "model", "train", "growth", "slurm", "health", "block")
 
 
 def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overrides: dict[str, Any] | None = None) -> StudyConfig:
@@ -145,6 +148,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
     train = check_values(TrainConfig, raw.get("train", {}), "train", source)
     growth = build(GrowthSettings, raw.get("growth", {}), "growth", source)
     slurm = build(SlurmSettings, raw.get("slurm", {}), "slurm", source)
+    health = build(HealthSettings, raw.get("health", {}), "health", source)
     tables = raw.get("block", [])
     if not isinstance(tables, list) or not tables:
         raise UserError(f"{source}: no [[block]] of networks; add at least one (see configs/ for examples)")
@@ -156,7 +160,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
         check_values(TrainConfig, block.train, f"{where}.train", source)
         check_values(GrowthSettings, block.growth, f"{where}.growth", source)
         blocks.append(block)
-    config = StudyConfig(study, model, train, growth, slurm, tuple(blocks), raw, source, directory)
+    config = StudyConfig(study, model, train, growth, slurm, health, tuple(blocks), raw, source, directory)
     build(ModelConfig, model, "model", source)  # the defaults must make whole configs, and so must each block's
     build(TrainConfig, train, "train", source)
     for number, block in enumerate(config.blocks, 1):

@@ -38,6 +38,8 @@ CSV columns (``SCHEMA``, in order):
 | normalize         | 1 if blocks were L2-normalised and scaled (0 for -nonorm and wide ones) |
 | source_top1_before | the source network's top-1 on its own validation set                  |
 | source_top1_after | the same with this network's layers and the source's classifier (forgetting) |
+| health            | healthy, not_converged, stalled, diverged, source_unhealthy (transferbench.schema.health); empty: not judged |
+| health_reason     | what the health rests on, e.g. "top-1 at most 0.171 over the last 3 evaluations, chance is 0.167" |
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from transferbench.errors import UserError
+from transferbench.schema.health import EXCLUDED, Health
 from transferbench.schema.loader import build, field_types
 from transferbench.schema.notation import NetworkName, parse_network
 from transferbench.schema.spec import Growth, JobSpec
@@ -122,6 +125,9 @@ class ResultRecord:
     forgetting_side: str | None = None
     source_top1_before: float | None = None
     source_top1_after: float | None = None
+    health: dict[str, Any] | None = None  # {"state", "reason"} judged when written (transferbench.schema.health)
+    seed_used: int | None = None  # the seed this attempt trained with, when a retry re-seeded it (else spec's)
+    attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # earlier attempts, oldest first
 
     def __post_init__(self) -> None:
         if self.status not in RECORD_STATUSES:
@@ -151,6 +157,32 @@ class ResultRecord:
         if config_hash is not None and isinstance(data, dict) and data.get("config_hash") not in (None, config_hash):
             return None  # a record of an earlier spec (moved aside on re-planning; here only if copied back)
         return ResultRecord.from_dict(data, str(path))
+
+
+# ---------------------------------------------------------------------------- earlier attempts
+
+ATTEMPTS_FILE = "attempts.json"  # in a job's out_dir: what earlier attempts gave, oldest first (written by submit)
+RESEED_STRIDE = 1000  # a stalled network's k-th re-seeded attempt trains with seed + k x this
+
+
+def read_attempts(out_dir: Path) -> list[dict[str, Any]]:
+    """The earlier attempts of the job in ``out_dir`` ([] if none): each {"attempt", "seed",
+    "why" ("stalled" or "source retrained"), "health", "reason", "top1_mean_best10", "archived"}."""
+    path = Path(out_dir) / ATTEMPTS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not readable ({exc}); restore it or delete it to forget earlier attempts") from exc
+    if not isinstance(data, list) or not all(isinstance(entry, dict) for entry in data):
+        raise UserError(f"{path} is not a list of attempts; restore it or delete it to forget earlier attempts")
+    return data
+
+
+def attempt_seed(seed: int, attempts: list[dict[str, Any]]) -> int:
+    """The seed the next attempt trains with: the planned seed, moved on once per stalled attempt."""
+    return seed + RESEED_STRIDE * sum(1 for entry in attempts if entry.get("why") == "stalled")
 
 
 # ---------------------------------------------------------------------------- the CSV row
@@ -189,6 +221,14 @@ class Row:
     normalize: int | None = None
     source_top1_before: float | None = None
     source_top1_after: float | None = None
+    health: str | None = None
+    health_reason: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether the network counts in means, intervals, tables and readings: not stalled,
+        diverged or built on such a network (an empty health, an older CSV, counts)."""
+        return self.health not in EXCLUDED
 
     @property
     def name(self) -> NetworkName:
@@ -226,9 +266,16 @@ class Row:
         return Row(**values)
 
     @staticmethod
-    def from_record(record: ResultRecord) -> "Row":
-        """The CSV row of a finished network, from its record alone."""
+    def from_record(record: ResultRecord, health: Health | None = None) -> "Row":
+        """The CSV row of a finished network, from its record alone; ``health`` (as judged by the
+        collector with the study's settings) replaces the one the worker wrote."""
         spec, identity = record.spec, record.identity
+        if health is None and record.health is not None:
+            health = Health(record.health["state"], record.health.get("reason"))
+        notes = [f"device {record.device}, wall {record.wall_time_s:.0f} s"]
+        if record.attempts:
+            notes.append(f"attempt {len(record.attempts) + 1}, trained with seed {record.seed_used}; earlier: "
+                         + ", ".join(f"{a.get('health', '?')} (seed {a.get('seed')})" for a in record.attempts))
         condition = spec["condition"]
         growth = Growth(**spec["growth"]) if spec.get("growth") is not None else None
         evaluations = record.evaluations
@@ -242,10 +289,11 @@ class Row:
             last_iteration=int(evaluations[-1]["iteration"]) if evaluations else None, max_iter=record.iterations,
             complete=1, images_seen=record.images_seen,
             gpu_hours=round(record.wall_time_s / 3600, 4) if on_gpu else None, commit=record.git_commit,
-            config_hash=record.config_hash, notes=f"device {record.device}, wall {record.wall_time_s:.0f} s",
+            config_hash=record.config_hash, notes="; ".join(notes),
             growth=growth.label() if growth else None, growth_mode=("grown" if growth.new else "wide") if growth else None,
             scope=growth.scope if growth else None, normalize=int(growth.normalize) if growth else None,
-            source_top1_before=record.source_top1_before, source_top1_after=record.source_top1_after)
+            source_top1_before=record.source_top1_before, source_top1_after=record.source_top1_after,
+            health=health.state if health else None, health_reason=health.reason if health else None)
 
 
 SCHEMA = tuple(f.name for f in dataclasses.fields(Row))

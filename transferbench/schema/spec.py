@@ -90,6 +90,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
     workers: int = 0  # ImageNet: decoding threads (0: one per core, at most 8)
+    warmup: int = 0  # iterations over which the lr rises linearly from lr/warmup to lr (0: none, the paper's recipe)
 
     def __post_init__(self) -> None:
         for name in ("lr", "input_scale", "lr_gamma"):
@@ -100,7 +101,7 @@ class TrainConfig:
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "iterations", "lr_step", "eval_every", "checkpoint_every", "resize", "crop"):
             _require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("seed", "pad", "workers"):
+        for name in ("seed", "pad", "workers", "warmup"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _require(self.epochs is None or self.epochs > 0, f"epochs must be positive, got {self.epochs}")
 
@@ -253,6 +254,8 @@ class JobSpec:
         for optional in ("growth", "forgetting_side"):  # absent when unset: older plans keep their config hashes
             if data[optional] is None:
                 del data[optional]
+        if not data["train"]["warmup"]:  # likewise for a recipe without warm-up
+            del data["train"]["warmup"]
         return data
 
     @staticmethod

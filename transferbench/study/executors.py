@@ -33,8 +33,9 @@ from transferbench.fileio import atomic_write_text
 from transferbench.provenance import git_commit
 from transferbench.schema.config import SlurmSettings
 from transferbench.schema.plan import ManifestEntry
-from transferbench.schema.record import JobIdentity
-from transferbench.study.status import Study, order_jobs, outcome, states
+from transferbench.schema.health import Health
+from transferbench.schema.record import ATTEMPTS_FILE, JobIdentity, ResultRecord, read_attempts
+from transferbench.study.status import Study, judge_study, order_jobs, outcome, states
 
 Groups = list[tuple[tuple[str, ...], list[str]]]  # (the bases a group waits for, its job keys)
 
@@ -67,7 +68,7 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
                            job.side if job.side not in (None, "all") else None)
     (job.out_dir / "error.json").unlink(missing_ok=True)
     try:
-        record = Trainer(job.spec, device, progress=sys.stderr.isatty(), identity=identity).run()
+        record = Trainer(job.spec, device, progress=sys.stderr.isatty(), identity=identity, health=study.health).run()
     except StopRequested as stop:
         if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
             task = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -137,6 +138,35 @@ def _clear_failure(study: Study, key: str, attempt: int) -> None:
         path = out_dir / name
         if path.is_file():
             path.rename(out_dir / f"{path.stem}.attempt{attempt}.json")
+
+
+def stalled_retrains(study: Study, health: dict[str, Health]) -> dict[str, str]:
+    """Job key -> why it trains again under --retry-stalled: "stalled" for a stalled network (it
+    gets another seed), "source retrained" for a finished network that copies from one (directly
+    or through another)."""
+    retrain = {key: "stalled" for key, verdict in health.items() if verdict.state == "stalled"}
+    for key in order_jobs(study.jobs):  # bases first: a dependent sees its source's verdict
+        if key not in retrain and key in health and any(dep in retrain for dep in study.jobs[key].depends):
+            retrain[key] = "source retrained"
+    return retrain
+
+
+def archive_attempt(study: Study, key: str, why: str, record: ResultRecord, health: Health) -> Path:
+    """Move a finished attempt's files into ``out_dir/attempt<k>/`` and add it to attempts.json,
+    so the next run trains afresh (re-seeded if ``why`` is "stalled") and its record lists this one."""
+    out_dir = study.jobs[key].out_dir
+    previous = read_attempts(out_dir)
+    number = len(previous) + 1
+    folder = out_dir / f"attempt{number}"
+    folder.mkdir(exist_ok=True)
+    for name in ("result.json", "model.pt", "checkpoint.pt", "error.json", "log.txt"):
+        if (out_dir / name).exists():
+            (out_dir / name).rename(folder / name)
+    entry = {"attempt": number, "seed": record.seed_used if record.seed_used is not None else record.spec["train"]["seed"],
+             "why": why, "health": health.state, "reason": health.reason, "top1_mean_best10": record.top1_mean_best10,
+             "top1_final": record.top1_final, "archived": folder.name}
+    atomic_write_text(out_dir / ATTEMPTS_FILE, json.dumps([*previous, entry], indent=1) + "\n")
+    return folder
 
 
 def group_arrays(study: Study, chosen: list[str], current: dict[str, tuple[str, str]]) -> Groups:
@@ -373,12 +403,31 @@ def _warn_if_code_changes() -> None:
 
 
 def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False, dry_run: bool = False,
-           overrides: dict[str, Any] | None = None, workers: int | None = None, echo=print) -> Submission:
-    """Run (or queue) the jobs of a planned study that are not done, queued or running."""
+           overrides: dict[str, Any] | None = None, workers: int | None = None, echo=print,
+           retry_stalled: bool = False) -> Submission:
+    """Run (or queue) the jobs of a planned study that are not done, queued or running.
+    ``retry_stalled``: stalled networks train again with another seed (their earlier attempts
+    kept in ``attempt<k>/`` and listed in the new record), and so do the finished networks
+    that copy from them."""
     runner = make_executor(executor, echo, workers, overrides)
     study = Study.open(study_dir)
     manifest = study.manifest()
-    current = states(study)
+    records: dict[str, ResultRecord] = {}
+    current = states(study, records=records)
+    if retry_stalled:
+        health = judge_study(study, records)
+        retrain = stalled_retrains(study, health)
+        stalled = [key for key, why in retrain.items() if why == "stalled"]
+        if not retrain:
+            echo("no stalled network to train again")
+        else:
+            echo(f"{'would train' if dry_run else 'training'} {len(stalled)} stalled networks again with another seed"
+                 f" ({', '.join(stalled[:4])}{' ...' if len(stalled) > 4 else ''})"
+                 + (f", and {len(retrain) - len(stalled)} finished networks that copy from them" if len(retrain) > len(stalled) else ""))
+        if not dry_run and retrain:
+            for key, why in retrain.items():
+                archive_attempt(study, key, why, records[key], health[key])
+            current = {**states(study), **dict.fromkeys(retrain, ("planned", ""))}  # to run afresh, not a failure to retry
     unknown = [detail for state, detail in current.values() if state == "unknown"]
     if unknown and executor == "slurm" and not dry_run:
         raise UserError(unknown[0].split(": ", 1)[-1])

@@ -22,6 +22,7 @@ from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
 from transferbench.schema.plan import ManifestEntry, PlanFile, PlannedJob
 from transferbench.schema.config import SlurmSettings
+from transferbench.schema.health import HEALTH_STATES, Health, HealthSettings, judge_record
 from transferbench.schema.loader import build
 from transferbench.schema.record import ResultRecord
 
@@ -51,6 +52,11 @@ class Study:
     @functools.cached_property
     def slurm(self) -> SlurmSettings:
         return build(SlurmSettings, self.plan.config.get("slurm", {}), "slurm", str(self.directory / "plan.json"))
+
+    @functools.cached_property
+    def health(self) -> HealthSettings:
+        """The study's health thresholds (its config's [health] table)."""
+        return build(HealthSettings, self.plan.config.get("health", {}), "health", str(self.directory / "plan.json"))
 
     @property
     def manifest_path(self) -> Path:
@@ -104,18 +110,41 @@ def read_record(job: PlannedJob) -> ResultRecord | None:
     return ResultRecord.read(job.out_dir / "result.json", job.config_hash)
 
 
-def outcome(job: PlannedJob) -> tuple[str, str | None] | None:
-    """('done'|'failed', reason) from the files the job wrote, or None if it wrote none yet."""
+def finished(job: PlannedJob) -> tuple[str, str | None, ResultRecord | None] | None:
+    """('done'|'failed', reason, the record if one was read) from the files the job wrote, or
+    None if it wrote none yet."""
     try:
         record = read_record(job)
     except UserError as exc:
-        return "failed", f"corrupt result record: {exc}"
+        return "failed", f"corrupt result record: {exc}", None
     if record is not None:
-        return ("done", None) if record.status == "done" else ("failed", record.reason)
+        return ("done", None, record) if record.status == "done" else ("failed", record.reason, record)
     error = _read_json(job.out_dir / "error.json")
     if isinstance(error, dict) and error.get("config_hash") == job.config_hash:
-        return "failed", error.get("reason")
+        return "failed", error.get("reason"), None
     return None
+
+
+def outcome(job: PlannedJob) -> tuple[str, str | None] | None:
+    """('done'|'failed', reason) from the files the job wrote, or None if it wrote none yet."""
+    result = finished(job)
+    return result[:2] if result is not None else None
+
+
+def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Health]:
+    """The health of every finished network (``records``: job key -> its done record), judged
+    with the study's thresholds; a network that copies from an excluded one is source_unhealthy."""
+    verdicts: dict[str, Health] = {}
+    for key in order_jobs(study.jobs):
+        record = records.get(key)
+        if record is None or record.status != "done":
+            continue
+        health = judge_record(record, study.health)
+        bad = [dep for dep in study.jobs[key].depends if dep in verdicts and verdicts[dep].excluded]
+        if bad and not health.excluded:
+            health = Health("source_unhealthy", f"copies its layers from {bad[0]}, which {verdicts[bad[0]].state}")
+        verdicts[key] = health
+    return verdicts
 
 
 def resumable(job: PlannedJob) -> str:
@@ -208,23 +237,28 @@ LIVE_VIEWS: dict[str, tuple[Callable[[], tuple[Any, str | None]], Callable[..., 
 }
 
 
-def job_state(job: PlannedJob, entry: ManifestEntry | None, live: Any = None, live_error: str | None = None) -> tuple[str, str]:
+def job_state(job: PlannedJob, entry: ManifestEntry | None, live: Any = None, live_error: str | None = None,
+              records: dict[str, ResultRecord] | None = None) -> tuple[str, str]:
     """(state, detail): planned, queued, running, blocked, done, failed, or unknown. ``live`` is
-    the live view of the executor that ran the job (``LIVE_VIEWS``)."""
-    finished = outcome(job)
-    if finished is not None:
-        state, reason = finished
+    the live view of the executor that ran the job (``LIVE_VIEWS``); the record read, if any,
+    goes into ``records``."""
+    result = finished(job)
+    if result is not None:
+        state, reason, record = result
+        if records is not None and record is not None:
+            records[job.key] = record
         return state, reason or ""
     if entry is None:
         return "planned", ""
     state = LIVE_VIEWS[entry.executor][1](job, entry, live, live_error)
     if state[0] == "failed" and outcome(job) is not None:  # it finished between the two reads
-        return job_state(job, entry, live, live_error)
+        return job_state(job, entry, live, live_error, records)
     return state
 
 
-def states(study: Study, need_live: bool = True) -> dict[str, tuple[str, str]]:
-    """Every job's (state, detail); each executor's live view is read once."""
+def states(study: Study, need_live: bool = True, records: dict[str, ResultRecord] | None = None) -> dict[str, tuple[str, str]]:
+    """Every job's (state, detail); each executor's live view is read once. The records read
+    (each once) go into ``records`` when given."""
     manifest = study.manifest()
     unknown = sorted({entry.executor for entry in manifest.values()} - set(LIVE_VIEWS))
     if unknown:
@@ -235,7 +269,7 @@ def states(study: Study, need_live: bool = True) -> dict[str, tuple[str, str]]:
     for key, job in study.jobs.items():
         entry = manifest.get(key)
         live, error = views[entry.executor] if entry else (None, None)
-        current[key] = job_state(job, entry, live, error)
+        current[key] = job_state(job, entry, live, error, records)
     return current
 
 
@@ -248,11 +282,19 @@ def log_path(study: Study, key: str, entry: ManifestEntry | None) -> str:
 def status_table(study_dir: Path) -> tuple[str, dict[str, int]]:
     study = Study.open(study_dir)
     manifest = study.manifest()
-    current = states(study)
+    records: dict[str, ResultRecord] = {}
+    current = states(study, records=records)
+    health = judge_study(study, records)
     totals = {state: 0 for state in STATES}
+    flagged = {state: 0 for state in HEALTH_STATES}
     lines = []
     for key, (state, detail) in current.items():
         totals[state] += 1
+        if key in health and health[key].state != "healthy":
+            flagged[health[key].state] += 1
+            verdict = health[key]
+            use = "left out of means" if verdict.excluded else "kept in means"
+            lines.append(f"  {state:8s} {key:32s} {verdict.state} ({use}): {verdict.reason}")
         if state in ("failed", "blocked", "unknown", "running", "queued"):
             extra = f"  log: {log_path(study, key, manifest.get(key))}" if state in ("failed", "blocked") else ""
             lines.append(f"  {state:8s} {key:32s} {detail}{extra}")
@@ -260,4 +302,9 @@ def status_table(study_dir: Path) -> tuple[str, dict[str, int]]:
     lines.sort(key=lambda line: rank[line.split()[0]])
     header = f"study {study.name} ({study.directory}): {len(current)} jobs"
     counts = "  ".join(f"{state} {count}" for state, count in totals.items() if count)
+    if any(flagged.values()):
+        counts += " (" + ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in flagged.items() if count) + ")"
+        if flagged["stalled"]:
+            counts += "; `transferbench submit --retry-stalled` trains stalled networks again with another seed"
+    totals.update({f"health:{state}": count for state, count in flagged.items()})
     return "\n".join([header, *lines, f"totals: {counts}"]) + "\n", totals

@@ -26,7 +26,8 @@ from transferbench import __version__
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text
 from transferbench.provenance import git_commit
-from transferbench.schema.record import JobIdentity, ResultRecord, mean_of_best
+from transferbench.schema.health import HealthSettings, judge
+from transferbench.schema.record import JobIdentity, ResultRecord, attempt_seed, mean_of_best, read_attempts
 from transferbench.schema.spec import JobSpec, TrainConfig, load_spec  # noqa: F401  (load_spec: `transferbench train`)
 from transferbench.tasks.splits import load_split
 from transferbench.worker.data import ImageFileReader, ImageSet, load_image_set
@@ -184,7 +185,9 @@ def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
 
 
 def learning_rate(config: TrainConfig, iteration: int) -> float:
-    return config.lr * config.lr_gamma ** (iteration // config.lr_step)
+    """The step schedule (divided by 1/lr_gamma every lr_step), ramped up linearly over the first ``warmup`` iterations."""
+    ramp = min(1.0, (iteration + 1) / config.warmup) if config.warmup else 1.0
+    return ramp * config.lr * config.lr_gamma ** (iteration // config.lr_step)
 
 
 def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -240,8 +243,15 @@ class Trainer:
     """
 
     def __init__(self, spec: JobSpec, device: str = "cpu", progress: bool = True, identity: JobIdentity | None = None,
-                 commit: str | None = None) -> None:
+                 commit: str | None = None, health: HealthSettings | None = None) -> None:
         self.spec, self.config, self.progress = spec, spec.train, progress
+        self.health_settings = health or HealthSettings()
+        # A stalled network retrained on request (submit --retry-stalled) trains with another
+        # seed; its identity, spec and hash stay those of the plan.
+        self.attempts = read_attempts(Path(spec.out_dir))
+        seed = attempt_seed(spec.train.seed, self.attempts)
+        if seed != spec.train.seed:
+            self.config = dataclasses.replace(spec.train, seed=seed)
         self.identity = identity or JobIdentity.from_key(spec)
         self.commit = commit if commit is not None else git_commit()
         self.out_dir = Path(spec.out_dir)
@@ -433,6 +443,8 @@ class Trainer:
         """The result record of the run so far (``failure``: why it stopped early)."""
         spec, state = self.spec, self.state
         top1 = [e["top1"] for e in state["evaluations"]]
+        health = judge([(e["iteration"], e["top1"]) for e in state["evaluations"]], state["losses"], spec.model.num_classes,
+                       len(self.val_set), self.health_settings, failure)
         forgetting: dict[str, Any] = {}
         if self.forgetting_sets is not None and not failure:
             forgetting = measure_forgetting(spec, self.model, self.source_state, self.forgetting_sets, self.device)
@@ -449,6 +461,7 @@ class Trainer:
             device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
             versions={"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
             git_commit=self.commit, config_hash=spec.config_hash(), layers=self.layers, identity=self.identity,
+            health=health.to_dict(), seed_used=self.config.seed if self.attempts else None, attempts=self.attempts,
             **forgetting)
 
 

@@ -1,0 +1,172 @@
+"""Network health: a network that failed to learn is flagged in its record, status, the CSV and
+the figures, and left out of every mean; a healthy one is not. Readings pair each network
+with its own base."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests import conftest
+from transferbench.analysis.figures import plot_all
+from transferbench.analysis.results import collect_rows, read_csv, to_csv
+from transferbench.analysis.stats import Pairs, boost_table, effects, group_values, pooled_boost_table
+from transferbench.demo import reading
+from transferbench.errors import UserError
+from transferbench.schema.health import HealthSettings, judge
+from transferbench.schema.record import Row
+from transferbench.study.executors import submit
+from transferbench.study.status import Study, judge_study, read_record, status_table
+
+CURVE = [(i, min(0.9, 0.2 + 0.01 * i)) for i in range(10, 210, 10)]  # learns, then flat at 0.9
+
+
+def losses(value: float, until: int = 200) -> list[tuple[int, float]]:
+    return [(i, value) for i in range(1, until + 1)]
+
+
+def test_judge_on_curves_with_known_answers():
+    assert judge(CURVE, losses(0.4), 5, 100).state == "healthy"
+    at_chance = [(i, 0.2) for i, _ in CURVE]
+    stalled = judge(at_chance, losses(0.4), 5, 100)
+    assert stalled.state == "stalled" and "no better than guessing among 5 classes" in stalled.reason
+    by_loss = judge(CURVE, losses(math.log(5)), 5, 100)  # top-1 fine but the loss is what guessing gives
+    assert by_loss.state == "stalled" and "ln 5" in by_loss.reason
+    assert judge(CURVE, losses(15.0), 5, 100).state == "healthy"  # a loss far above ln(classes) is not guessing
+    rising = [(i, 0.2 + 0.003 * i) for i, _ in CURVE]
+    assert judge(rising, losses(0.4), 5, 100).state == "not_converged"
+    assert judge(CURVE, losses(0.4), 5, 100, failure="diverged: loss is nan at iteration 3").state == "diverged"
+    # The chance line widens with fewer validation images: 0.30 of 5 classes on 25 images is noise.
+    assert judge([(i, 0.3) for i, _ in CURVE], losses(0.4), 5, 25).state == "stalled"
+    assert judge([(i, 0.3) for i, _ in CURVE], losses(0.4), 5, 2000).state == "healthy"
+
+
+def test_health_settings_are_checked_at_plan(tmp_path):
+    with pytest.raises(UserError, match="health.chance_sigmas must be a number >= 0"):
+        HealthSettings(chance_sigmas=-1.0)
+    extra = "\n[health]\nwindow = 0\n"
+    with pytest.raises(UserError, match=r"\[health\].*window must be at least 1|window must be at least 1"):
+        conftest.tiny_study(tmp_path, "badhealth", ["AnB"], [2], extra=extra.replace("[health]", "[health]"))
+
+
+STALL_STUDY = conftest.TINY_STUDY.replace("conv_widths = [4, 4, 6, 6, 4]\nfc_width = 16",
+                                          "conv_widths = [8, 8, 8, 8, 8]\nfc_width = 32\ndropout = 0.0")
+# A second block trains its own base on another split with an absurd weight decay: every step
+# shrinks the weights by a quarter, the network's output goes flat and it guesses.
+ABSURD = '\n[[block]]\nname = "absurd"\nsplits = ["random1"]\nnetworks = ["baseA"]\ntrain = {weight_decay = 5.0, lr = 0.05}\n'
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("health")
+    original = conftest.TINY_STUDY
+    conftest.TINY_STUDY = STALL_STUDY
+    try:
+        study_dir = conftest.tiny_study(tmp_path, "health", ["baseB", "AnB"], [2], iterations=200, every=10, lr=0.005,
+                                        data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200), extra=ABSURD)
+    finally:
+        conftest.TINY_STUDY = original
+    submit(study_dir, "debug", echo=lambda *_: None)
+    return study_dir
+
+
+def test_a_stalled_network_is_flagged_everywhere_and_left_out_of_means(trained, tmp_path):
+    study = Study.open(trained)
+    stalled_key = "random1/baseA/seed0"
+    record = read_record(study.jobs[stalled_key])
+    assert record.status == "done" and record.health["state"] == "stalled"  # the record says so
+    for key in ("random0/baseA/seed0", "random0/baseB/seed0", "random0/A2B/seed0"):
+        assert read_record(study.jobs[key]).health["state"] in ("healthy", "not_converged")  # these learned
+    table, totals = status_table(trained)
+    assert f"{stalled_key}" in table and "stalled (left out of means)" in table and totals["health:stalled"] == 1
+    assert "--retry-stalled" in table
+    rows, _ = collect_rows(trained)
+    path = tmp_path / "health.csv"
+    path.write_text(to_csv(rows))
+    by_key = {r.key: r for r in read_csv(path)}
+    assert by_key[stalled_key].health == "stalled" and not by_key[stalled_key].usable
+    assert "guessing" in by_key[stalled_key].health_reason
+    assert sum(r.usable for r in by_key.values()) == 3
+    # Left out of the means: the base group holds the two healthy bases only.
+    assert sorted(group_values(list(by_key.values()), "top1_mean_best10")["base"][0]) == sorted(
+        by_key[k].top1_mean_best10 for k in ("random0/baseA/seed0", "random0/baseB/seed0"))
+    messages = []
+    plot_all(list(by_key.values()), tmp_path / "figures", echo=messages.append)
+    assert any(stalled_key in m and "left out of means" in m for m in messages)
+    assert any("networks left out of every mean" in line and stalled_key in line for line in reading(list(by_key.values())))
+
+
+def test_retry_stalled_trains_again_with_another_seed_and_keeps_both_attempts(trained):
+    messages = []
+    submit(trained, "debug", retry_stalled=True, echo=messages.append)
+    assert messages[0].startswith("training 1 stalled networks again with another seed (random1/baseA/seed0)")
+    job = Study.open(trained).jobs["random1/baseA/seed0"]
+    record = read_record(job)
+    assert record.seed_used == 1000 and len(record.attempts) == 1
+    first = record.attempts[0]
+    assert first["why"] == "stalled" and first["health"] == "stalled" and first["seed"] == 0
+    assert (job.out_dir / "attempt1" / "result.json").is_file()
+    assert json.loads((job.out_dir / "attempt1" / "result.json").read_text())["health"]["state"] == "stalled"
+    rows, _ = collect_rows(trained)
+    row = next(r for r in rows if r.key == "random1/baseA/seed0")
+    assert "attempt 2, trained with seed 1000" in row.notes and row.seed == 0  # the key keeps its seed
+
+
+def test_a_network_built_on_a_stalled_base_is_source_unhealthy(tmp_path):
+    study_dir = conftest.tiny_study(tmp_path, "source", ["AnB"], [2])
+    study = Study.open(study_dir)
+    records = {}
+    for key, job in study.jobs.items():
+        data = json.loads(conftest.record_text(job.spec))
+        top1 = 0.2 if key.endswith("baseA/seed0") else 0.9  # 5 classes: baseA guesses
+        data["evaluations"] = [{"iteration": i, "top1": top1, "top5": 1.0, "loss": 1.0} for i in (4, 8, 12)]
+        data["train_loss"], data["val_images"] = [[i, 1.0] for i in range(1, 13)], 400
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        (job.out_dir / "result.json").write_text(json.dumps(data))
+        records[key] = read_record(job)
+    verdicts = judge_study(study, records)
+    assert verdicts["random0/baseA/seed0"].state == "stalled"
+    assert verdicts["random0/A2B/seed0"].state == "source_unhealthy" and "random0/baseA/seed0" in verdicts["random0/A2B/seed0"].reason
+    retrain = __import__("transferbench.study.executors", fromlist=["stalled_retrains"]).stalled_retrains(study, verdicts)
+    assert retrain == {"random0/baseA/seed0": "stalled", "random0/A2B/seed0": "source retrained"}
+
+
+def sided_rows() -> list[Row]:
+    """Sides of different difficulty (baseA 0.90, baseB 0.69), three seeds: B1B sits above its own
+    base, below the pooled mean of both bases; A7B sits below B7B."""
+    rows = []
+
+    def add(network, condition, n, ft, side, value, seed):
+        rows.append(Row(study="sided", source="transferbench", key=f"random0/{network}/seed{seed}", dataset="synthetic",
+                        split="random0", network=network, condition=condition, n=n, fine_tune=ft, target_side=side,
+                        seed=seed, top1_mean_best10=value, top1_final=value, health="healthy"))
+    for seed, jitter in enumerate((0.0, 0.004, -0.003)):
+        add("baseA", "base", 0, 0, "A", 0.90 + jitter, seed)
+        add("baseB", "base", 0, 0, "B", 0.686 + jitter, seed)
+        add("B1B", "selffer", 1, 0, "B", 0.702 + jitter, seed)
+        add("B7B", "selffer", 7, 0, "B", 0.690 + jitter, seed)
+        add("A7B", "transfer", 7, 0, "B", 0.600 + jitter, seed)
+        add("A7B+", "transfer", 7, 1, "B", 0.700 + jitter, seed)
+    return rows
+
+
+def test_pairing_reads_each_network_against_its_own_base(tmp_path):
+    rows = sided_rows()
+    found = effects(rows)
+    # Pooled, B1B (0.702) is 0.09 below the mean of both bases (0.793); paired it is 0.016 above its own base.
+    assert all(not e.shown for e in found["co-adaptation loss"])
+    assert found["co-adaptation loss"][0].mean == pytest.approx(0.016)
+    assert [e.n for e in found["specificity"] if e.shown] == [7]
+    assert [e.n for e in found["lingering boost"] if e.shown] == [7]  # A7B+ 0.700 vs its own baseB 0.686
+    assert boost_table(rows)[0]["vs_base"] == pytest.approx(0.014)
+    assert pooled_boost_table(rows)[0]["vs_base"] == pytest.approx(0.700 - (0.90 + 0.686) / 2, abs=1e-3)  # the paper's way: -0.09
+    assert Pairs(rows, "top1_mean_best10").value("base", rows[2], 0) == pytest.approx(0.686)
+    text = "\n".join(reading(rows))
+    assert "not seen: BnB (frozen selffer) below its own base" in text and "fragile co-adaptation" not in text and "AnB (frozen transfer) below BnB at n=7" in text
+    messages = []
+    plot_all(rows, tmp_path, echo=messages.append)
+    summary = next(m for m in messages if "fig2:" in m)
+    assert "shaded and named: specificity, lingering boost" in summary and "not seen in these data (not shaded): co-adaptation loss" in summary
+
