@@ -142,7 +142,7 @@ def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Hea
         health = judge_record(record, study.health)
         bad = [dep for dep in study.jobs[key].depends if dep in verdicts and verdicts[dep].excluded]
         if bad and not health.excluded:
-            health = Health("source_unhealthy", f"copies its layers from {bad[0]}, which {verdicts[bad[0]].state}")
+            health = Health("source_unhealthy", f"copies its layers from {bad[0]}, which is {verdicts[bad[0]].state.replace('_', ' ')}")
         verdicts[key] = health
     return verdicts
 
