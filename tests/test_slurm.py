@@ -68,7 +68,7 @@ def diagnosis(study_dir: Path, key: str, cluster: Path) -> str:
     parts = []
     if entry:
         parts.append(f"manifest: {entry}")
-    log = Path(log_path(study, key, entry))
+    log = Path(log_path(study, key, entry).split(" (traceback")[0])
     for path in sorted({log, log.with_suffix(".err")} | {Path(study.jobs[key].spec.out_dir) / "error.json"}):
         if path.is_file():
             parts.append(f"--- {path}\n{path.read_text(errors='replace')[-3000:]}")
@@ -125,7 +125,7 @@ def test_status_reads_every_slurm_state(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     state, detail = job_state(job, entry, {})
     assert state == "failed" and detail.startswith("Slurm job 5_1 ended without a result (killed")
-    assert detail.endswith("its checkpoint is kept: submit again to resume")
+    assert detail.endswith("its checkpoint is kept: `transferbench submit --retry-failed` resumes it")
     (tmp_path / "result.json").write_text(record_text(spec))
     assert job_state(job, entry, {"5_1": ("COMPLETED", "None")}) == ("done", "")
 
@@ -170,7 +170,7 @@ def test_failed_job_is_reported_and_retried(cluster, tmp_path):
     assert "no Fashion-MNIST IDX files" in current[key][1]
     table, totals = status_table(study_dir)
     assert totals["failed"] == 1 and totals["blocked"] == 2  # baseA fails; A1B and A3B would wait forever
-    assert f"failed   {key}" in table and "log: " in table and "its base failed" in table
+    assert f"failed   {key}" in table and "log: " in table and "its base random0/baseA/seed0 failed" in table
     # Plain resubmission leaves them alone; --retry-failed cancels the blocked ones and re-runs all three.
     assert submit(study_dir, "slurm", echo=lambda *_: None).sbatch_calls == 0
     make_fashion_mnist(data)
@@ -179,3 +179,56 @@ def test_failed_job_is_reported_and_retried(cluster, tmp_path):
     current = wait_until(study_dir, settled)
     assert {state for state, _ in current.values()} == {"done"}, current
     assert (Path(Study.open(study_dir).jobs[key].spec.out_dir) / "error.attempt1.json").is_file()
+
+
+def test_replanning_under_a_running_base_refuses_then_cancels_and_nothing_stale_is_collected(cluster, tmp_path):
+    from transferbench.analysis.results import collect_rows
+    from transferbench.errors import UserError
+    from transferbench.study.plan import build_plan, write_plan
+
+    study_dir = make_study(tmp_path, "replan", ["AnB"], iterations=3000, every=500)
+    submit(study_dir, "slurm", echo=lambda *_: None)
+    base = "random0/baseA/seed0"
+    wait_until(study_dir, lambda s: s[base][0] == "running")
+    config = tmp_path / "replan.toml"
+    config.write_text(config.read_text().replace("lr = 0.05", "lr = 0.02").replace("iterations = 3000", "iterations = 12")
+                      .replace("eval_every = 500", "eval_every = 4").replace("checkpoint_every = 500", "checkpoint_every = 4"))
+    with pytest.raises(UserError, match="still queued or running under the old plan"):
+        write_plan(build_plan(config, tmp_path / "jobs"), echo=lambda *_: None)
+    changes = write_plan(build_plan(config, tmp_path / "jobs"), echo=lambda *_: None, cancel_changed=True)
+    assert len(changes["changed"]) == 3  # the base and both jobs that copy from it
+    assert {state for state, _ in states(Study.open(study_dir)).values()} == {"planned"}
+    submit(study_dir, "slurm", echo=lambda *_: None)
+    current = wait_until(study_dir, settled)
+    assert {state for state, _ in current.values()} == {"done"}, current
+    study = Study.open(study_dir)
+    rows, _ = collect_rows(study_dir)
+    assert {r.key: r.config_hash for r in rows} == {key: job.config_hash for key, job in study.jobs.items()}
+    for key in ("random0/A1B/seed0", "random0/A3B/seed0"):
+        assert result(study_dir, key)["source"]["config_hash"] == study.jobs[base].config_hash
+
+
+def _slurm_submit_at_once(study_dir, slurm_conf, barrier, queue):
+    os.environ["SLURM_CONF"] = slurm_conf
+    barrier.wait()
+    queue.put(submit(study_dir, "slurm", echo=lambda *_: None).sbatch_calls)
+
+
+def test_two_submits_at_the_same_instant_queue_every_job_once(cluster, tmp_path):
+    import multiprocessing
+
+    study_dir = make_study(tmp_path, "twice", ["AnB"])
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_slurm_submit_at_once, args=(study_dir, os.environ["SLURM_CONF"], barrier, queue))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    calls = sorted(queue.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    assert calls == [0, 2]  # one submit made the two sbatch calls (bases, then the array after them); the other none
+    current = wait_until(study_dir, settled)
+    assert {state for state, _ in current.values()} == {"done"}, current
+    logs = list((study_dir / "slurm").glob("*_log.out"))
+    assert len(logs) == 3, logs  # each job ran once

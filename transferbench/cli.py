@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -49,7 +50,9 @@ Expand a study config into jobs/<study>/: plan.json (every job: key such as rand
 condition, split, side, n, seed, dependencies, output folder, full spec) and summary.txt (jobs
 per block and condition).  Base networks are planned once and shared by every job that copies
 from them.  Re-planning an unchanged config writes nothing; a changed one lists the jobs that
-were added, removed or changed (the outputs of changed jobs are moved aside).
+were added, removed or changed (the outputs of changed jobs, and of every job that copies
+from one, are moved aside).  If a changed job is still queued or running, plan stops and
+writes nothing (--cancel-changed cancels it first).
 
 Presets: configs/yosinski2014.toml (the 170 networks the authors ran), yosinski2014-full.toml
 (every condition on every split, both directions), fashion-mnist.toml, cifar100.toml,
@@ -224,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("config", type=Path, metavar="CONFIG.toml", help="the study config, e.g. configs/yosinski2014.toml")
     plan.add_argument("--jobs-dir", type=Path, metavar="DIR", help="where jobs/<study>/ goes (default: ./jobs)")
     plan.add_argument("--data-root", metavar="DIR", help="the dataset folder (overrides [study] data_root)")
+    plan.add_argument("--cancel-changed", action="store_true",
+                      help="cancel the changed or removed jobs that are still queued or running (scancel, or SIGTERM "
+                           "to a local worker) and wait for them to end; without it plan stops and writes nothing")
     plan.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
                       help="override one config value, checked like the file's own (repeatable): e.g. --set "
                            "train.lr=0.001, --set study.seeds=[0,1], --set block.2.n=[1,7]; values are read as TOML")
@@ -248,9 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="where every job of a study stands", formatter_class=formatter,
                                  description="A table of the jobs that are running, queued, blocked or failed (with the "
-                                             "reason and the log path) and the totals per state. Reads the job folders and "
-                                             "squeue; works with Slurm accounting off.")
+                                             "reason and the log path), the finished networks whose health is not "
+                                             "'healthy' (stalled, not converged, ...), and the totals per state. Reads the "
+                                             "job folders and squeue; works with Slurm accounting off. Exit status: 0 all "
+                                             "well, 1 some failed or blocked, 3 Slurm could not be asked.")
     status.add_argument("study", type=Path, metavar="jobs/STUDY", help="the folder `plan` wrote")
+    status.add_argument("--all", action="store_true", help="a line for every job, done and planned ones included")
 
     collect = commands.add_parser("collect", help="gather a study's results into results/<study>.csv", formatter_class=formatter,
                                   description="One row per finished network of the study (schema: `python -c \"import "
@@ -273,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="the paper's figures and tables from results CSVs", formatter_class=formatter,
                                description="Writes <study>-fig2, -fig3, -reduced, -preserved (PNG and PDF) and "
                                            "<study>-boost.csv per study in the CSVs, and prints the lingering-boost table "
-                                           "with 95%% bootstrap intervals. Works on partial data and says what is missing.")
+                                           "with 95% bootstrap intervals. Works on partial data and says what is missing.")
     plot.add_argument("csv", type=Path, nargs="*", metavar="CSV", help="results CSVs (default: every CSV under results/)")
     plot.add_argument("--out", type=Path, default=Path("results/figures"), metavar="DIR",
                       help="folder for the figures (default: results/figures)")
@@ -301,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="networks of the model rows (default: both)")
     bench.add_argument("--out", type=Path, metavar="FILE.json", help="also write the figures here")
 
-    task = commands.add_parser("task", help=argparse.SUPPRESS)  # one job of a study; what the local executor starts
+    task = commands.add_parser("task")  # one job of a study, what the local executor starts: no help, so not listed
     task.add_argument("study", type=Path)
     task.add_argument("key")
 
@@ -321,7 +330,7 @@ def run_plan(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     plan = build_plan(args.config, args.jobs_dir, {"data_root": args.data_root} if args.data_root else None,
                       args.settings)
-    write_plan(plan)
+    write_plan(plan, cancel_changed=args.cancel_changed)
     print(plan.summary(), end="")
     print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
 
@@ -344,8 +353,10 @@ def run_submit(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from transferbench.study.status import status_table
 
-    table, totals = status_table(args.study)
+    table, totals = status_table(args.study, args.all)
     print(table, end="")
+    if totals["unknown"]:
+        return 3  # Slurm could not be asked: the states are not known
     return 1 if totals["failed"] or totals["blocked"] else 0
 
 
@@ -380,8 +391,12 @@ def run_collect(args: argparse.Namespace) -> None:
                                                   "(the health column says why)" if unusable else ", all healthy enough to count"))
     for line in health_lines(rows):
         print(f"  {line}")
-    if missing:
-        print(f"{len(missing)} not finished yet: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    corrupt = [m for m in missing if "(corrupt result record" in m]
+    for line in corrupt:
+        print(f"  left out: {line}")
+    waiting = [m for m in missing if m not in corrupt]
+    if waiting:
+        print(f"{len(waiting)} not finished yet: {', '.join(waiting[:5])}{' ...' if len(waiting) > 5 else ''}")
 
 
 def run_import_caffe(args: argparse.Namespace) -> None:
@@ -518,7 +533,15 @@ def run_bench(args: argparse.Namespace) -> None:
     bench(dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None}), args.images, args.out)
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line a user reads, not Python's source-line dump."""
+    return f"transferbench: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _warning_line
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -552,4 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transferbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `transferbench plan ... | head`: the reader is gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
     return 0

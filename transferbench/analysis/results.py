@@ -109,8 +109,9 @@ def collect_rows(study_dir: Path) -> tuple[list[Row], list[str]]:
     for key, job in study.jobs.items():
         try:
             record = read_record(job)  # once per job: status's "done" is exactly a readable record with status done
-        except UserError:
-            record = None  # corrupt: status shows it failed
+        except UserError as exc:
+            missing.append(f"{key} (corrupt result record: {exc})")  # shown, and the rest collected
+            continue
         if record is None or record.status != "done":
             missing.append(key)
             continue

@@ -128,6 +128,7 @@ class ResultRecord:
     health: dict[str, Any] | None = None  # {"state", "reason"} judged when written (transferbench.schema.health)
     seed_used: int | None = None  # the seed this attempt trained with, when a retry re-seeded it (else spec's)
     attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # earlier attempts, oldest first
+    source: dict[str, Any] | None = None  # the base it copied from, checked: {"key", "config_hash", "attempt"}
 
     def __post_init__(self) -> None:
         if self.status not in RECORD_STATUSES:

@@ -35,6 +35,7 @@ from transferbench.schema.config import SlurmSettings
 from transferbench.schema.plan import ManifestEntry
 from transferbench.schema.health import Health
 from transferbench.schema.record import ATTEMPTS_FILE, JobIdentity, ResultRecord, read_attempts
+from transferbench.study.lock import study_lock
 from transferbench.study.status import Study, judge_study, order_jobs, outcome, states
 
 Groups = list[tuple[tuple[str, ...], list[str]]]  # (the bases a group waits for, its job keys)
@@ -45,6 +46,15 @@ class TaskFailed(Exception):
 
 
 # ---------------------------------------------------------------------------- one job
+
+def source_identity(study: Study, job) -> dict[str, Any] | None:
+    """The base a job copies from, as the plan names it now: its key, spec hash and attempt."""
+    for dep in job.depends:
+        base = study.jobs[dep]
+        if job.spec.source_checkpoint and Path(job.spec.source_checkpoint) == base.out_dir / "model.pt":
+            return {"key": dep, "config_hash": base.config_hash, "attempt": len(read_attempts(base.out_dir)) + 1}
+    return None
+
 
 def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     """Run one planned job: what a Slurm array task, a local worker or the debug executor calls.
@@ -68,7 +78,8 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
                            job.side if job.side not in (None, "all") else None)
     (job.out_dir / "error.json").unlink(missing_ok=True)
     try:
-        record = Trainer(job.spec, device, progress=sys.stderr.isatty(), identity=identity, health=study.health).run()
+        record = Trainer(job.spec, device, progress=sys.stderr.isatty(), identity=identity, health=study.health,
+                         source=source_identity(study, job)).run()
     except StopRequested as stop:
         if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
             task = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -159,7 +170,7 @@ def archive_attempt(study: Study, key: str, why: str, record: ResultRecord, heal
     number = len(previous) + 1
     folder = out_dir / f"attempt{number}"
     folder.mkdir(exist_ok=True)
-    for name in ("result.json", "model.pt", "checkpoint.pt", "error.json", "log.txt"):
+    for name in ("result.json", "model.pt", "checkpoint.pt", "checkpoint.prev.pt", "error.json", "log.txt"):
         if (out_dir / name).exists():
             (out_dir / name).rename(folder / name)
     entry = {"attempt": number, "seed": record.seed_used if record.seed_used is not None else record.spec["train"]["seed"],
@@ -411,6 +422,16 @@ def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False,
     that copy from them."""
     runner = make_executor(executor, echo, workers, overrides)
     study = Study.open(study_dir)
+    with study_lock(study.directory, "submit", SUBMIT_WAIT_S, echo):  # one submit at a time: no job submitted twice
+        return _submit(study, runner, executor, retry_failed, dry_run, echo, retry_stalled)
+
+
+SUBMIT_WAIT_S = 30  # how long a submit waits for another one of the same study before it gives up
+
+
+def _submit(study: Study, runner: Executor, executor: str, retry_failed: bool, dry_run: bool, echo,
+            retry_stalled: bool) -> Submission:
+    study = Study.open(study.directory)  # read again under the lock: another submit may have changed the manifest
     manifest = study.manifest()
     records: dict[str, ResultRecord] = {}
     current = states(study, records=records)
@@ -431,6 +452,9 @@ def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False,
     unknown = [detail for state, detail in current.values() if state == "unknown"]
     if unknown and executor == "slurm" and not dry_run:
         raise UserError(unknown[0].split(": ", 1)[-1])
+    if unknown and dry_run:
+        echo(f"warning: {len(unknown)} submitted jobs cannot be checked ({unknown[0].split(': ', 1)[-1]}); "
+             "they are skipped below, and a real submit would stop")
     chosen, skipped = select_jobs(study, current, retry_failed)
     groups = group_arrays(study, chosen, current)
     submission = Submission([(", ".join(w) or "nothing", keys) for w, keys in groups], skipped)

@@ -302,31 +302,55 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def write_plan(plan: Plan, echo=print) -> dict[str, list[str]]:
+def write_plan(plan: Plan, echo=print, cancel_changed: bool = False) -> dict[str, list[str]]:
     """Write plan.json, summary.txt and generated splits; report added, removed and changed jobs.
 
-    Re-planning an unchanged config rewrites nothing. A job whose settings changed has its old
-    outputs moved aside (``runs/.../seedN.old-<hash>``), so no stale checkpoint is resumed.
+    Re-planning an unchanged config rewrites nothing. A job whose settings changed, and every
+    job that copies from one (directly or through another: its result would rest on a base
+    that no longer exists), has its old outputs moved aside (``runs/.../seedN.old-<hash>``),
+    so no stale checkpoint is resumed and no stale result is collected. A changed or removed
+    job that is still queued or running makes ``plan`` stop and write nothing, unless
+    ``cancel_changed``: then it is cancelled (scancel, or SIGTERM to a local worker) and
+    ``plan`` waits for it to end first.
     """
-    old_hashes: dict[str, str] = {}
-    if (plan.study_dir / "plan.json").is_file():
-        old_hashes = {key: job.config_hash for key, job in read_plan(plan.study_dir).jobs.items()}
+    from transferbench.study.lock import study_lock
+
+    with study_lock(plan.study_dir, "plan"):
+        return _write_plan(plan, echo, cancel_changed)
+
+
+CANCEL_WAIT_S = 120  # how long plan --cancel-changed waits for cancelled jobs to leave the queue
+
+
+def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
+    old_plan = read_plan(plan.study_dir) if (plan.study_dir / "plan.json").is_file() else None
+    old_hashes = {key: job.config_hash for key, job in old_plan.jobs.items()} if old_plan else {}
     new_hashes = {key: job.config_hash for key, job in plan.jobs.items()}
     changes = {"added": sorted(set(new_hashes) - set(old_hashes)), "removed": sorted(set(old_hashes) - set(new_hashes)),
                "changed": sorted(k for k in set(new_hashes) & set(old_hashes) if new_hashes[k] != old_hashes[k])}
+    # A job that copies from a changed or removed one is changed too, even if its own spec is not.
+    stale = set(changes["changed"]) | set(changes["removed"])
+    for key in _dependency_order(plan.jobs):
+        if key in old_hashes and key not in stale and any(dep in stale for dep in plan.jobs[key].depends):
+            stale.add(key)
+    changes["changed"] = sorted(stale - set(changes["removed"]))
+    if old_plan and stale:
+        _stop_live_jobs(plan.study_dir, sorted(stale), cancel_changed, echo)
     for key in changes["changed"]:
         out_dir = plan.jobs[key].out_dir
         if out_dir.exists():
             aside = out_dir.with_name(f"{out_dir.name}.old-{old_hashes[key]}")
             shutil.rmtree(aside, ignore_errors=True)
             out_dir.rename(aside)
+    if old_plan and stale:
+        _forget_submissions(plan.study_dir, old_plan, stale)
     for path, text in plan.splits_written.items():
         _write_if_changed(Path(path), text)
     wrote = _write_if_changed(plan.study_dir / "plan.json", plan.file.to_text())
     _write_if_changed(plan.study_dir / "summary.txt", plan.summary())
     if not old_hashes:
         echo(f"planned {len(plan.jobs)} jobs in {plan.study_dir}")
-    elif not wrote:
+    elif not wrote and not changes["changed"]:
         echo(f"{plan.study_dir}: plan unchanged ({len(plan.jobs)} jobs); nothing written")
     else:
         for what in ("added", "removed", "changed"):
@@ -334,6 +358,69 @@ def write_plan(plan: Plan, echo=print) -> dict[str, list[str]]:
                 shown = ", ".join(changes[what][:8]) + (f" and {len(changes[what]) - 8} more" if len(changes[what]) > 8 else "")
                 echo(f"{len(changes[what])} jobs {what}: {shown}")
         if changes["changed"]:
-            echo("  (their old outputs were moved aside to <run folder>.old-<hash>; they will be re-run)")
+            echo("  (their old outputs were moved aside to <run folder>.old-<hash>; they will be re-run; a job whose "
+                 "base changed counts as changed)")
     return changes
 
+
+def _forget_submissions(study_dir: Path, old_plan: PlanFile, keys: set[str]) -> None:
+    """Drop the manifest entries of changed and removed jobs: they were submissions of the old
+    specs, and the new ones start as planned."""
+    from transferbench.study.status import Study
+
+    study = Study(study_dir, old_plan)
+    manifest = study.manifest()
+    if any(key in manifest for key in keys):
+        study.save_manifest({key: entry for key, entry in manifest.items() if key not in keys})
+
+
+def _dependency_order(jobs: dict[str, PlannedJob]) -> list[str]:
+    from transferbench.study.status import order_jobs
+
+    return order_jobs(jobs)
+
+
+def _stop_live_jobs(study_dir: Path, keys: list[str], cancel: bool, echo) -> None:
+    """Refuse (or, with ``cancel``, cancel and wait for) the jobs among ``keys`` that are queued or
+    running under the old plan: a job must never write its old result into a re-planned folder."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from transferbench.study.status import Study, states
+
+    study = Study.open(study_dir)
+    wanted = [key for key in keys if key in study.jobs]
+
+    def live() -> dict[str, tuple[str, str]]:
+        current = states(study)
+        return {key: current[key] for key in wanted if current[key][0] in ("queued", "running", "unknown")}
+
+    found = live()
+    if not found:
+        return
+    key, (state, detail) = next(iter(found.items()))
+    if not cancel:
+        what = "cannot be checked" if state == "unknown" else state
+        raise UserError(f"{len(found)} changed jobs are still queued or running under the old plan ({key}: {what}, "
+                        f"{detail}); wait for them to end, or plan again with --cancel-changed to cancel them first")
+    if any(s == "unknown" for s, _ in found.values()):
+        raise UserError(f"cannot cancel the changed jobs: {detail}")
+    manifest = study.manifest()
+    slurm_ids = [manifest[k].job_id for k in found if manifest[k].executor == "slurm" and manifest[k].job_id]
+    if slurm_ids:
+        subprocess.run(["scancel", *slurm_ids], check=False, capture_output=True)
+    for k in found:
+        if manifest[k].executor != "slurm" and manifest[k].pid:
+            try:
+                os.kill(manifest[k].pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    echo(f"cancelled {len(found)} changed jobs that were queued or running; waiting for them to end ...")
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while (still := live()) and time.monotonic() < deadline:
+        time.sleep(1)
+    if still:
+        raise UserError(f"{len(still)} cancelled jobs have not ended after {CANCEL_WAIT_S} s "
+                        f"({next(iter(still))}); check `squeue` and plan again")

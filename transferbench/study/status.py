@@ -149,7 +149,7 @@ def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Hea
 
 def resumable(job: PlannedJob) -> str:
     checkpoint = job.out_dir / "checkpoint.pt"
-    return "; its checkpoint is kept: submit again to resume" if checkpoint.is_file() else ""
+    return "; its checkpoint is kept: `transferbench submit --retry-failed` resumes it" if checkpoint.is_file() else ""
 
 
 LIVE_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
@@ -204,10 +204,13 @@ def slurm_state(job: PlannedJob, entry: ManifestEntry, live: dict[str, tuple[str
         why = "" if slurm and slurm[0] in ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY") else " (killed, out of memory or time?)"
         return "failed", f"Slurm job {entry.job_id} {how} without a result{why}{resumable(job)}"
     state, reason = slurm
+    bases = ", ".join(job.depends) or "its base"
     if reason == "DependencyNeverSatisfied":
-        return "blocked", f"its base failed (Slurm job {entry.job_id} waits forever)"
+        return "blocked", f"its base {bases} failed (Slurm job {entry.job_id} waits forever)"
     if state in LIVE_RUNNING:
         return "running", f"Slurm job {entry.job_id}"
+    if reason == "Dependency":
+        return "queued", f"Slurm job {entry.job_id} pending: waits for {bases}"
     return "queued", f"Slurm job {entry.job_id} {state.lower()} ({reason})"
 
 
@@ -220,13 +223,18 @@ def process_state(job: PlannedJob, entry: ManifestEntry, live: None = None, live
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, ended but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 # executor name -> (how to read its live view once per status, the state of one of its jobs)
@@ -274,12 +282,15 @@ def states(study: Study, need_live: bool = True, records: dict[str, ResultRecord
 
 
 def log_path(study: Study, key: str, entry: ManifestEntry | None) -> str:
+    """Where a job's output went: submitit's stdout, with the traceback in its stderr twin."""
     if entry and entry.log:
-        return entry.log
+        return f"{entry.log} (traceback: {entry.log[:-4]}.err)" if entry.log.endswith(".out") else entry.log
     return str(study.jobs[key].out_dir / "log.txt")
 
 
-def status_table(study_dir: Path) -> tuple[str, dict[str, int]]:
+def status_table(study_dir: Path, every: bool = False) -> tuple[str, dict[str, int]]:
+    """The status report: a line per job that is not done and healthy (``every``: per job), and
+    the totals. Slurm being unreachable is said once, not on every line."""
     study = Study.open(study_dir)
     manifest = study.manifest()
     records: dict[str, ResultRecord] = {}
@@ -287,16 +298,21 @@ def status_table(study_dir: Path) -> tuple[str, dict[str, int]]:
     health = judge_study(study, records)
     totals = {state: 0 for state in STATES}
     flagged = {state: 0 for state in HEALTH_STATES}
-    lines = []
+    lines, unreachable = [], None
     for key, (state, detail) in current.items():
         totals[state] += 1
-        if key in health and health[key].state != "healthy":
-            flagged[health[key].state] += 1
-            verdict = health[key]
+        verdict = health.get(key)
+        if verdict is not None and verdict.state != "healthy":
+            flagged[verdict.state] += 1
             use = "left out of means" if verdict.excluded else "kept in means"
             lines.append(f"  {state:8s} {key:32s} {verdict.state} ({use}): {verdict.reason}")
-        if state in ("failed", "blocked", "unknown", "running", "queued"):
-            extra = f"  log: {log_path(study, key, manifest.get(key))}" if state in ("failed", "blocked") else ""
+        elif state == "done" and every:
+            lines.append(f"  {state:8s} {key:32s} {verdict.state if verdict else ''}")
+        if state == "unknown":
+            where, _, unreachable = detail.partition(": ")
+            lines.append(f"  {state:8s} {key:32s} {where}")
+        elif state in ("failed", "blocked", "running", "queued") or (every and state == "planned"):
+            extra = f"  log: {log_path(study, key, manifest.get(key))}" if state == "failed" else ""
             lines.append(f"  {state:8s} {key:32s} {detail}{extra}")
     rank = {state: i for i, state in enumerate(STATES)}
     lines.sort(key=lambda line: rank[line.split()[0]])
@@ -306,5 +322,6 @@ def status_table(study_dir: Path) -> tuple[str, dict[str, int]]:
         counts += " (" + ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in flagged.items() if count) + ")"
         if flagged["stalled"]:
             counts += "; `transferbench submit --retry-stalled` trains stalled networks again with another seed"
+    footer = [f"totals: {counts}"] + ([f"the state of {totals['unknown']} jobs is unknown: {unreachable}"] if unreachable else [])
     totals.update({f"health:{state}": count for state, count in flagged.items()})
-    return "\n".join([header, *lines, f"totals: {counts}"]) + "\n", totals
+    return "\n".join([header, *lines, *footer]) + "\n", totals

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
+import os
 import platform
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -243,8 +246,11 @@ class Trainer:
     """
 
     def __init__(self, spec: JobSpec, device: str = "cpu", progress: bool = True, identity: JobIdentity | None = None,
-                 commit: str | None = None, health: HealthSettings | None = None) -> None:
+                 commit: str | None = None, health: HealthSettings | None = None,
+                 source: dict[str, Any] | None = None) -> None:
         self.spec, self.config, self.progress = spec, spec.train, progress
+        # The base this job must copy from, as the plan names it: {"key", "config_hash", "attempt"}.
+        self.expected_source = source
         self.health_settings = health or HealthSettings()
         # A stalled network retrained on request (submit --retry-stalled) trains with another
         # seed; its identity, spec and hash stay those of the plan.
@@ -263,6 +269,7 @@ class Trainer:
         self.iterations = (self.config.iterations if self.config.epochs is None
                            else math.ceil(self.config.epochs * len(self.train_set) / self.config.batch_size))
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        self.previous_checkpoint_path = self.out_dir / "checkpoint.prev.pt"
         self.state: dict[str, Any] = {"iteration": 0, "evaluations": [], "losses": [], "images_seen": 0, "wall_time": 0.0,
                                       "started_at": time.time()}
         self._resume()
@@ -304,6 +311,7 @@ class Trainer:
             if not spec.source_checkpoint or not Path(spec.source_checkpoint).is_file():
                 raise UserError(f"base checkpoint {spec.source_checkpoint} is missing; train the base network first")
             state = torch.load(spec.source_checkpoint, map_location="cpu", weights_only=True)
+            self._check_source(state)
             self.source_state = state.get("model", state)
         if spec.growth is not None:
             self.layers = apply_growth(model, self.source_state)
@@ -322,16 +330,55 @@ class Trainer:
         self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict)
         self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
 
-    def _resume(self) -> None:
-        if not self.checkpoint_path.is_file():
+    def _check_source(self, state: dict[str, Any]) -> None:
+        """A result must rest on the base its plan names: the base's weights carry its spec hash
+        and attempt (older ones: the record beside them), and both must match."""
+        expected = self.expected_source
+        if expected is None:
             return
-        saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if saved["config_hash"] != self.spec.config_hash():
-            raise UserError(f"{self.checkpoint_path} belongs to another spec (config hash differs); delete it or use another out_dir")
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.state = saved["state"]
-        self.state.setdefault("resumed_at", []).append(self.state["iteration"])
+        found_hash, found_attempt = state.get("config_hash"), state.get("attempt", 1)
+        if found_hash is None:  # weights written before they carried their hash
+            beside = Path(self.spec.source_checkpoint).with_name("result.json")
+            try:
+                found_hash = json.loads(beside.read_text(encoding="utf-8")).get("config_hash")
+            except (OSError, ValueError, AttributeError):
+                found_hash = None
+        if found_hash != expected["config_hash"] or found_attempt != expected["attempt"]:
+            raise UserError(f"{self.spec.source_checkpoint} is not the base {expected['key']} this job's plan names "
+                            f"(found spec {found_hash}, attempt {found_attempt}; the plan's: {expected['config_hash']}, "
+                            f"attempt {expected['attempt']}): the base was re-planned or retrained after this job was "
+                            "queued; train the base, then `transferbench submit --retry-failed`")
+
+    def _resume(self) -> None:
+        """Resume from the newest readable checkpoint: ``checkpoint.pt``, else the one before it
+        (``checkpoint.prev.pt``), else from scratch; an unreadable one is named and moved aside."""
+        for path in (self.checkpoint_path, self.previous_checkpoint_path):
+            if not path.is_file():
+                continue
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=False)
+                if not isinstance(saved, dict) or not {"config_hash", "model", "optimizer", "state"} <= set(saved):
+                    raise ValueError("not a transferbench checkpoint")
+            except Exception as exc:  # noqa: BLE001  (truncated zip, bad pickle, wrong content: all unusable)
+                aside = path.with_name(path.name + ".corrupt")
+                path.replace(aside)
+                print(f"transferbench: warning: checkpoint {path} is unreadable ({type(exc).__name__}: "
+                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); moved to {aside.name}",
+                      file=sys.stderr)
+                continue
+            if saved["config_hash"] != self.spec.config_hash():
+                raise UserError(f"{path} belongs to another spec (config hash differs); delete it or use another out_dir")
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.state = saved["state"]
+            self.state.setdefault("resumed_at", []).append(self.state["iteration"])
+            if path != self.checkpoint_path:
+                print(f"transferbench: warning: resumed from the previous checkpoint {path.name} at iteration "
+                      f"{self.state['iteration']}", file=sys.stderr)
+            return
+        if any(p.with_name(p.name + ".corrupt").exists() for p in (self.checkpoint_path, self.previous_checkpoint_path)):
+            print(f"transferbench: warning: no readable checkpoint in {self.out_dir}; training {self.spec.key} from the start",
+                  file=sys.stderr)
 
     # ------------------------------------------------------------------ steps
 
@@ -357,10 +404,15 @@ class Trainer:
         return evaluate(self.model, self.val_batches, self.config.batch_size, self.config.amp)
 
     def checkpoint(self) -> None:
-        """Write model, optimizer and progress atomically: a killed job resumes from here."""
-        atomic_write_bytes(self.checkpoint_path, _torch_bytes({
+        """Write model, optimizer and progress atomically: a killed job resumes from here. The one
+        before is kept as checkpoint.prev.pt, so a checkpoint damaged later (a disk, a copy) costs
+        one interval, not the run."""
+        payload = _torch_bytes({
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": self.state,
-            "config_hash": self.spec.config_hash()}))
+            "config_hash": self.spec.config_hash()})
+        if self.checkpoint_path.is_file():
+            os.replace(self.checkpoint_path, self.previous_checkpoint_path)
+        atomic_write_bytes(self.checkpoint_path, payload)
 
     # ------------------------------------------------------------------ the loop
 
@@ -420,7 +472,8 @@ class Trainer:
         state["wall_time"] = wall_before + time.perf_counter() - started
         record = self.record(failure)
         if not failure:
-            atomic_write_bytes(self.out_dir / "model.pt", _torch_bytes({"model": self.model.state_dict()}))
+            atomic_write_bytes(self.out_dir / "model.pt", _torch_bytes({
+                "model": self.model.state_dict(), "config_hash": self.spec.config_hash(), "attempt": len(self.attempts) + 1}))
         atomic_write_text(self.out_dir / "result.json", record.to_text())
         return record
 
@@ -462,6 +515,7 @@ class Trainer:
             versions={"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
             git_commit=self.commit, config_hash=spec.config_hash(), layers=self.layers, identity=self.identity,
             health=health.to_dict(), seed_used=self.config.seed if self.attempts else None, attempts=self.attempts,
+            source=self.expected_source,
             **forgetting)
 
 

@@ -1,0 +1,155 @@
+"""Faults: a re-plan under a running job, two submits at once, a base that is not the one the plan
+names, corrupt records, damaged checkpoints, file permissions, broken pipes. (The same races on
+real Slurm: tests/test_slurm.py.)"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import conftest
+from transferbench.analysis.results import collect_rows
+from transferbench.errors import UserError
+from transferbench.schema.plan import ManifestEntry
+from transferbench.study.executors import submit
+from transferbench.study.lock import study_lock
+from transferbench.study.plan import build_plan, write_plan
+from transferbench.study.status import Study, states, status_table
+from transferbench.worker.train import Trainer
+
+
+def test_replanning_refuses_changed_jobs_that_still_run_and_cancels_them_when_asked(tmp_path):
+    study_dir = conftest.tiny_study(tmp_path, "race", ["AnB"], [2])
+    study = Study.open(study_dir)
+    key = "random0/baseA/seed0"
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # stands in for its worker
+    try:
+        study.save_manifest({key: ManifestEntry("local", pid=worker.pid)})
+        assert states(study)[key][0] == "running"
+        config = tmp_path / "race.toml"
+        config.write_text(config.read_text().replace("lr = 0.05", "lr = 0.02"))
+        before = (study_dir / "plan.json").read_text()
+        with pytest.raises(UserError, match=r"changed jobs are still queued or running under the old plan "
+                                             r"\(random0/baseA/seed0: running.*--cancel-changed"):
+            write_plan(build_plan(config, tmp_path / "jobs"), echo=lambda *_: None)
+        assert (study_dir / "plan.json").read_text() == before  # nothing written
+        messages = []
+        changes = write_plan(build_plan(config, tmp_path / "jobs"), echo=messages.append, cancel_changed=True)
+        assert worker.wait(timeout=30) != 0  # SIGTERM
+        assert "cancelled 1 changed jobs" in messages[0] and changes["changed"] == ["random0/A2B/seed0", "random0/baseA/seed0"]
+        assert (study_dir / "plan.json").read_text() != before
+    finally:
+        worker.kill()
+
+
+def _submit_at_once(study_dir, barrier, queue):
+    barrier.wait()
+    messages = []
+    submit(study_dir, "debug", echo=messages.append)
+    queue.put(messages)
+
+
+def test_two_submits_at_the_same_instant_run_every_job_once(tmp_path):
+    study_dir = conftest.tiny_study(tmp_path, "twice", ["AnB"], [2])
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_submit_at_once, args=(study_dir, barrier, queue)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    outputs = [queue.get(timeout=240) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    manifest = Study.open(study_dir).manifest()
+    assert {entry.attempt for entry in manifest.values()} == {1}  # nobody submitted a job a second time
+    texts = ["\n".join(m) for m in outputs]
+    assert sum("ran 2 jobs" in t for t in texts) == 1 and sum("nothing to submit (2 done)" in t for t in texts) == 1
+    assert any("waiting for " in t for t in texts)  # the second one waited for the first, then found it all done
+
+
+def test_the_lock_names_its_holder_and_is_released_when_the_holder_dies(tmp_path):
+    with study_lock(tmp_path, "submit"):
+        with pytest.raises(UserError, match=r"transferbench submit \(pid \d+ on .*\) is changing .*; wait for it to end"):
+            with study_lock(tmp_path, "plan"):
+                pass
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from transferbench.study.lock import study_lock\n"
+                               f"with study_lock({str(tmp_path)!r}, 'submit'):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()  # kill -9: no clean-up ran, and the kernel released the lock
+    holder.wait()
+    with study_lock(tmp_path, "plan"):
+        assert "pid" in (tmp_path / ".lock").read_text()
+
+
+def test_a_worker_refuses_a_base_other_than_the_one_its_plan_names(tmp_path):
+    study_dir = conftest.tiny_study(tmp_path, "source", ["AnB"], [2])
+    submit(study_dir, "debug", echo=lambda *_: None)
+    study = Study.open(study_dir)
+    job = study.jobs["random0/A2B/seed0"]
+    record = json.loads((job.out_dir / "result.json").read_text())
+    base_hash = study.jobs["random0/baseA/seed0"].config_hash
+    assert record["source"] == {"key": "random0/baseA/seed0", "config_hash": base_hash, "attempt": 1}
+    (job.out_dir / "result.json").unlink()
+    with pytest.raises(UserError, match=r"is not the base random0/baseA/seed0 this job's plan names .*re-planned or retrained"):
+        Trainer(job.spec, progress=False, source={"key": "random0/baseA/seed0", "config_hash": "0" * 16, "attempt": 1})
+
+
+@pytest.mark.parametrize("content", [b"[]", b"\x80\x81\xff\x00binary", b'{"key": "x", "status": "done"}', b'{"key": "x", "sta'])
+def test_a_corrupt_record_is_shown_as_corrupt_and_the_rest_goes_on(tmp_path, content):
+    study_dir = conftest.tiny_study(tmp_path, "corrupt", ["AnB"], [2])
+    submit(study_dir, "debug", echo=lambda *_: None)
+    bad = Study.open(study_dir).jobs["random0/A2B/seed0"].out_dir / "result.json"
+    bad.write_bytes(content)
+    table, totals = status_table(study_dir)
+    assert totals["done"] == 1 and totals["failed"] == 1
+    assert "random0/A2B/seed0" in table and f"corrupt result record: {bad}" in table and "out of memory" not in table
+    rows, missing = collect_rows(study_dir)
+    assert len(rows) == 1 and len(missing) == 1 and missing[0].startswith("random0/A2B/seed0 (corrupt result record")
+
+
+def test_a_damaged_checkpoint_costs_one_interval_not_the_run(tmp_path, capsys):
+    study_dir = conftest.tiny_study(tmp_path, "ckpt", ["baseA"], [1], iterations=12, every=4)
+    submit(study_dir, "debug", echo=lambda *_: None)
+    job = Study.open(study_dir).jobs["random0/baseA/seed0"]
+    whole = json.loads((job.out_dir / "result.json").read_text())
+    assert (job.out_dir / "checkpoint.prev.pt").is_file()  # the one before the last is kept
+    for name in ("result.json", "model.pt"):
+        (job.out_dir / name).unlink()
+    checkpoint = job.out_dir / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    record = Trainer(job.spec, progress=False).run()
+    err = capsys.readouterr().err
+    assert f"checkpoint {checkpoint} is unreadable" in err and "resumed from the previous checkpoint checkpoint.prev.pt" in err
+    assert record.resumed_at == [8] and record.evaluations == whole["evaluations"]  # the same run, resumed at 8
+    # Both damaged: named, moved aside, and the job trains from the start instead of failing on every retry.
+    for name in ("result.json", "model.pt"):
+        (job.out_dir / name).unlink()
+    for path in (checkpoint, job.out_dir / "checkpoint.prev.pt"):
+        path.write_bytes(b"not a checkpoint")
+    record = Trainer(job.spec, progress=False).run()
+    assert "training random0/baseA/seed0 from the start" in capsys.readouterr().err
+    assert record.resumed_at == [] and record.evaluations == whole["evaluations"]
+    assert (job.out_dir / "checkpoint.pt.corrupt").is_file()
+
+
+def test_cli_rough_edges(tmp_path):
+    top = subprocess.run([sys.executable, "-m", "transferbench", "--help"], capture_output=True, text=True, check=True)
+    assert "SUPPRESS" not in top.stdout and "task" not in top.stdout.split("positional arguments")[1].split()[1::2]
+    plot = subprocess.run([sys.executable, "-m", "transferbench", "plot", "--help"], capture_output=True, text=True, check=True)
+    assert "%%" not in plot.stdout
+    config = conftest.REPO / "configs" / "yosinski2014-full.toml"
+    piped = subprocess.run(f"{sys.executable} -m transferbench plan {config} --jobs-dir {tmp_path} | head -1", shell=True,
+                           capture_output=True, text=True, check=False)
+    assert piped.stdout.startswith("planned ") and "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+    study_dir = conftest.tiny_study(tmp_path, "rough", ["AnB"], [2])
+    Study.open(study_dir).save_manifest({"random0/baseA/seed0": ManifestEntry("slurm", job_id="99")})
+    status = subprocess.run([sys.executable, "-m", "transferbench", "status", str(study_dir), "--all"], capture_output=True,
+                            text=True, env={**os.environ, "PATH": "/nonexistent"}, check=False)
+    assert status.returncode == 3 and status.stdout.count("squeue is not on PATH") == 1  # said once, not per job
+    assert "planned  random0/A2B/seed0" in status.stdout  # --all lists every job
