@@ -134,7 +134,7 @@ def _add_wordnet(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
+    formatter = _Formatter
     parser = argparse.ArgumentParser(prog="transferbench", description=DESCRIPTION, formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"transferbench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -531,6 +531,21 @@ def run_bench(args: argparse.Namespace) -> None:
                "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile or None,
                "workers": args.workers or None, "archs": tuple(args.arch)}
     bench(dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None}), args.images, args.out)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (tables, aligned lists), except that a paragraph written as one
+    long line is wrapped to the terminal like any other help text."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            if "\n" not in paragraph.strip() and len(paragraph) > width:
+                paragraph = textwrap.fill(paragraph.strip(), width, initial_indent=indent, subsequent_indent=indent)
+            paragraphs.append(paragraph)
+        return super()._fill_text("\n\n".join(paragraphs), width, indent)
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:
