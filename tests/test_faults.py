@@ -153,3 +153,13 @@ def test_cli_rough_edges(tmp_path):
                             text=True, env={**os.environ, "PATH": "/nonexistent"}, check=False)
     assert status.returncode == 3 and status.stdout.count("squeue is not on PATH") == 1  # said once, not per job
     assert "planned  random0/A2B/seed0" in status.stdout  # --all lists every job
+
+
+def test_a_cut_results_csv_is_named_with_its_line_and_cell_count(tmp_path):
+    from transferbench.analysis.results import read_csv
+
+    whole = (conftest.REPO / "results" / "yosinski2014.csv").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.csv"
+    cut.write_text("".join(whole[:3]) + whole[3][:60])  # the fourth line ends mid-row
+    with pytest.raises(UserError, match=r"cut.csv line 4: 5 cells where the header has 32; the file is cut or edited"):
+        read_csv(cut)

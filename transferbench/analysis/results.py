@@ -52,7 +52,8 @@ def read_csv(path: Path) -> list[Row]:
     rows = []
     for number, raw in enumerate(reader, 2):
         if None in raw or any(raw[c] is None for c in reader.fieldnames):  # a row with more or fewer cells than the header
-            raise UserError(f"{path} line {number}: {len(raw) - (1 if None in raw else 0)} cells where the header has "
+            cells = sum(raw[c] is not None for c in reader.fieldnames) + len(raw.get(None) or [])
+            raise UserError(f"{path} line {number}: {cells} cells where the header has "
                             f"{len(reader.fieldnames)}; the file is cut or edited: collect it again")
         rows.append(Row.from_csv_dict(raw, f"{path} line {number}"))
     return rows
