@@ -54,16 +54,18 @@ were added, removed or changed (the outputs of changed jobs, and of every job th
 from one, are moved aside).  If a changed job is still queued or running, plan stops and
 writes nothing (--cancel-changed cancels it first).
 
-Presets: configs/yosinski2014.toml (the 170 networks the authors ran), yosinski2014-full.toml
-(every condition on every split, both directions), fashion-mnist.toml, cifar100.toml,
-developmental-fashion-mnist.toml.
+Presets ship with transferbench and are given by name (`transferbench plan yosinski2014`;
+`--list` describes them): yosinski2014 (the 170 networks the authors ran), yosinski2014-full
+(every condition on every split, both directions), fashion-mnist, cifar100, demo,
+developmental-fashion-mnist, developmental-synthetic(-seeds).  A ./configs/NAME.toml of your
+own comes first; a path is used as it is.
+
 Network patterns in a [[block]]: baseA, base (all classes), AnB, AnB+, AnA (selffer), RnB
 (random-init frozen), AnB^k (preserved), with n over the block's n = [...].
 Developmental networks (Growing a Brain), S over the block's units = [...]: A7B+DA, A7B+WA,
 A7B+DWA, A7B+WWA with options -new/-fc7/-fc6 (fine-tuning scope), -nonorm, -wide; baseA-WA
 (a wide base); chains A7B7C+ and A7B7C+WA on a split with sides A, B, C (splits chain).
-Presets: configs/developmental-fashion-mnist.toml, developmental-synthetic.toml,
-developmental-synthetic-seeds.toml.  See the README.
+See the README.
 """
 
 SUBMIT_DESCRIPTION = """\
@@ -221,10 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-root", metavar="DIR", help="Fashion-MNIST folder (default: Debian's install)")
     demo.add_argument("--first-seed", type=int, default=0, metavar="S",
                       help="train every network with seeds S, S+1, S+2 (default 0): another draw of the same study")
+    demo.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
+                      help="override one value of the demo's config, as for plan (repeatable): e.g. --set "
+                           "train.iterations=40 --set study.seeds=[0] for a quick look")
 
     plan = commands.add_parser("plan", help="expand a study config into every job", description=PLAN_DESCRIPTION,
                                formatter_class=formatter)
-    plan.add_argument("config", type=Path, metavar="CONFIG.toml", help="the study config, e.g. configs/yosinski2014.toml")
+    plan.add_argument("config", type=Path, metavar="CONFIG", nargs="?",
+                      help="the study config: a path (configs/yosinski2014.toml) or a preset's name (yosinski2014)")
+    plan.add_argument("--list", action="store_true", help="list the presets that ship with transferbench, and stop")
     plan.add_argument("--jobs-dir", type=Path, metavar="DIR", help="where jobs/<study>/ goes (default: ./jobs)")
     plan.add_argument("--data-root", metavar="DIR", help="the dataset folder (overrides [study] data_root)")
     plan.add_argument("--cancel-changed", action="store_true",
@@ -286,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("csv", type=Path, nargs="*", metavar="CSV", help="results CSVs (default: every CSV under results/)")
     plot.add_argument("--out", type=Path, default=Path("results/figures"), metavar="DIR",
                       help="folder for the figures (default: results/figures)")
-    plot.add_argument("--reference", metavar="STUDY", help="overlay this study's means, e.g. yosinski2014 "
-                                                            "(read from results/<STUDY>.csv)")
+    plot.add_argument("--reference", metavar="STUDY", help="overlay this study's means, e.g. yosinski2014 (read from "
+                                                            "./results/<STUDY>.csv, else the copy that ships with "
+                                                            "transferbench); with no CSV of your own, draw it")
     plot.add_argument("--metric", default="top1_mean_best10", choices=("top1_mean_best10", "top1_final"),
                       help="per-network value (default: the paper's mean of the 10 best evaluations)")
 
@@ -327,6 +335,16 @@ def run_plan(args: argparse.Namespace) -> None:
 
     from transferbench.study.plan import build_plan, write_plan
 
+    if args.list:
+        from transferbench.shipped import preset_summary, presets
+
+        for name, path in presets().items():
+            print(f"{name:34s} {preset_summary(path)}")
+        print(f"(from {next(iter(presets().values())).parent}; a ./configs/<name>.toml of your own comes first)"
+              if presets() else "no presets found")
+        return
+    if args.config is None:
+        raise UserError("give a study config (a path, or a preset's name; `transferbench plan --list` lists them)")
     started = time.perf_counter()
     plan = build_plan(args.config, args.jobs_dir, {"data_root": args.data_root} if args.data_root else None,
                       args.settings)
@@ -420,12 +438,20 @@ def run_plot(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     paths = args.csv or sorted(Path("results").glob("*.csv"))
-    if not paths:
-        raise UserError("no CSV given and none under results/; run `transferbench collect jobs/STUDY` or give a CSV")
-    rows = [row for path in paths for row in read_csv(path)]
     reference = None
     if args.reference:
-        reference = read_csv(Path("results") / f"{args.reference}.csv")
+        from transferbench.shipped import find_results
+
+        reference_path = find_results(args.reference)
+        reference = read_csv(reference_path)
+        if not paths:  # nothing of the user's: draw the reference study itself
+            paths = [reference_path]
+            reference = None
+    if not paths:
+        raise UserError("no CSV given and none under results/; run `transferbench collect jobs/STUDY`, give a CSV, "
+                        "or `--reference yosinski2014` for the published results")
+    rows = [row for path in paths for row in read_csv(path)]
+    if reference is not None:
         rows = [row for row in rows if row.study != args.reference]
     written = plot_all(rows, args.out, reference, args.metric)
     print(f"wrote {len(written)} files to {args.out} in {time.perf_counter() - started:.1f} s:")
@@ -567,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from transferbench.demo import run_demo
 
-            run_demo(args.dataset, args.out, args.workers, args.data_root, first_seed=args.first_seed)
+            run_demo(args.dataset, args.out, args.workers, args.data_root, first_seed=args.first_seed, settings=args.settings)
         elif args.command == "plan":
             run_plan(args)
         elif args.command == "submit":

@@ -131,7 +131,7 @@ def reading(rows) -> list[str]:
 
 
 def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"), workers: int | None = None,
-             data_root: str | None = None, echo=print, first_seed: int = 0) -> dict:
+             data_root: str | None = None, echo=print, first_seed: int = 0, settings: list[str] | None = None) -> dict:
     from transferbench.analysis.figures import plot_all
     from transferbench.analysis.results import collect_rows, write_rows
     from transferbench.study.executors import submit
@@ -161,7 +161,7 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
 
     preset_seeds = tomllib.loads(text)["study"]["seeds"]
     seeds = [f"study.seeds=[{', '.join(str(first_seed + s) for s in preset_seeds)}]"]
-    plan = build_plan(config, out / "jobs", {"data_root": data_root} if data_root else None, seeds)
+    plan = build_plan(config, out / "jobs", {"data_root": data_root} if data_root else None, seeds + list(settings or []))
     write_plan(plan, echo)
     echo(plan.summary().rstrip())
     try:

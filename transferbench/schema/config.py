@@ -179,8 +179,8 @@ def load_config(path: Path, overrides: list[str] | None = None, study_overrides:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        choices = ", ".join(sorted(p.name for p in presets.glob("*.toml"))) if presets and presets.is_dir() else ""
-        raise UserError(f"study config {path} does not exist" + (f"; presets in configs/: {choices}" if choices else "")) from None
+        choices = ", ".join(sorted(p.stem for p in presets.glob("*.toml"))) if presets and presets.is_dir() else ""
+        raise UserError(f"study config {path} does not exist" + (f"; presets (give the name): {choices}" if choices else "")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read study config {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     raw = apply_overrides(read_toml(text, str(path)), overrides or [], str(path))

@@ -34,8 +34,8 @@ from transferbench.schema.config import DATASET_CLASSES, Block, StudyConfig, loa
 from transferbench.schema.notation import Pattern, parse_network, parse_pattern
 from transferbench.schema.plan import PlanFile, PlannedJob
 from transferbench.schema.spec import Condition, Growth, JobSpec, ModelConfig, TrainConfig
+from transferbench.shipped import find_config, shipped_dir
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -72,7 +72,7 @@ def _split_path(name: str, dataset: str, split_dirs: list[Path], source: str) ->
 def read_config(config_path: Path, overrides: list[str] | None = None,
                 study_overrides: dict[str, Any] | None = None) -> StudyConfig:
     """The study config, checked (``overrides``: ``--set TABLE.KEY=VALUE``)."""
-    return load_config(config_path, overrides, study_overrides, REPO / "configs")
+    return load_config(find_config(config_path), overrides, study_overrides, shipped_dir("configs"))
 
 
 def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict[str, Any] | None = None,
@@ -85,7 +85,7 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
     root = Path(jobs_root or study.jobs_dir or "jobs").resolve()
     study_dir = root / study.name
     split_dirs = [Path(study.split_dir).resolve()] if study.split_dir else \
-        [Path("splits").resolve(), config.directory.parent / "splits", REPO / "splits"]
+        [Path("splits").resolve(), config.directory.parent / "splits", *filter(None, [shipped_dir("splits")])]
 
     def data_path(value: str | None) -> str | None:
         return str((config.directory / Path(value).expanduser()).resolve()) if value else None
