@@ -114,7 +114,8 @@ def test_a_corrupt_record_is_shown_as_corrupt_and_the_rest_goes_on(tmp_path, con
 
 
 def test_a_damaged_checkpoint_costs_one_interval_not_the_run(tmp_path, capsys):
-    study_dir = conftest.tiny_study(tmp_path, "ckpt", ["baseA"], [1], iterations=12, every=4)
+    study_dir = conftest.tiny_study(tmp_path, "ckpt", ["baseA"], [1], iterations=12, every=4,
+                                    extra="train = {keep_checkpoint = true}")
     submit(study_dir, "debug", echo=lambda *_: None)
     job = Study.open(study_dir).jobs["random0/baseA/seed0"]
     whole = json.loads((job.out_dir / "result.json").read_text())
@@ -163,3 +164,24 @@ def test_a_cut_results_csv_is_named_with_its_line_and_cell_count(tmp_path):
     cut.write_text("".join(whole[:3]) + whole[3][:60])  # the fourth line ends mid-row
     with pytest.raises(UserError, match=r"cut.csv line 4: 5 cells where the header has 32; the file is cut or edited"):
         read_csv(cut)
+
+
+def test_a_finished_job_keeps_no_checkpoint_unless_asked_and_plan_says_the_disk_it_needs(tmp_path):
+    from transferbench.study.executors import run_task
+
+    study_dir = conftest.tiny_study(tmp_path, "disk", ["AnB"], [2])
+    assert "disk: about 14.1 KB of final weights (model.pt, up to 7.0 KB each)" in (study_dir / "summary.txt").read_text()
+    submit(study_dir, "debug", echo=lambda *_: None)
+    job = Study.open(study_dir).jobs["random0/baseA/seed0"]
+    assert sorted(p.name for p in job.out_dir.iterdir()) == ["model.pt", "result.json"]  # the checkpoints are spent
+    assert 7000 < (job.out_dir / "model.pt").stat().st_size < 7000 + 8000  # the weights, plus torch's zip wrapping
+    from transferbench.worker.models import TransferNet
+
+    assert job.spec.model.parameter_count() == sum(p.numel() for p in TransferNet(job.spec.model).parameters())
+    # Run again (a requeue after the end): the result stands and nothing is trained.
+    before = (job.out_dir / "result.json").stat().st_mtime_ns
+    run_task(str(study_dir), job.key, device="cpu")
+    assert (job.out_dir / "result.json").stat().st_mtime_ns == before
+    kept = conftest.tiny_study(tmp_path / "kept", "kept", ["baseA"], [1], extra="train = {keep_checkpoint = true}")
+    submit(kept, "debug", echo=lambda *_: None)
+    assert (Study.open(kept).jobs["random0/baseA/seed0"].out_dir / "checkpoint.pt").is_file()

@@ -131,7 +131,9 @@ def test_cli_plan_and_local_executor(tmp_path):
                             "--workers", "2"], capture_output=True, text=True, check=False)
     assert local.returncode == 0, local.stderr
     assert "ran 3 jobs with the local executor" in local.stdout and "totals: done 3" in local.stdout
-    assert (study_dir / "runs" / "random0" / "A2B" / "seed0" / "log.txt").is_file()
+    log = (study_dir / "runs" / "random0" / "A2B" / "seed0" / "log.txt").read_text()
+    assert "random0/A2B/seed0: starting at iteration 0 of 8" in log and "iteration 8/8: top-1" in log  # not empty
+    assert "random0/A2B/seed0: done: top-1" in log
     again = subprocess.run([sys.executable, "-m", "transferbench", "submit", str(study_dir), "--executor", "local"],
                            capture_output=True, text=True, check=False)
     assert "nothing to submit (3 done)" in again.stdout

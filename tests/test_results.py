@@ -175,3 +175,17 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     written = plot_all(rows, tmp_path / "figs", echo=messages.append)
     assert {"small-developmental.png", "small-developmental.csv"} <= {p.name for p in written}
     assert messages[0].startswith("developmental networks, small") and "+0.035 vs A7B+" in messages[0]
+
+
+def test_plot_reference_keeps_the_users_own_rows_of_the_same_study_from_any_folder(tmp_path):
+    """The README's last two commands, from a folder that is not the checkout: the user's rows are
+    named yosinski2014 like the published ones, and are told apart by their source."""
+    mine = [dataclasses.replace(row, study="yosinski2014", source="transferbench") for row in small_rows()]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "mine.csv").write_text(to_csv(mine))
+    run = subprocess.run([sys.executable, "-m", "transferbench", "plot", "results/mine.csv", "--reference", "yosinski2014",
+                          "--out", "figures"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "figures" / "yosinski2014-fig2.png").is_file()
+    assert "lingering boost, yosinski2014, each AnB+ against its own" in run.stdout
+    assert "  1-7             3  +0.010" in run.stdout  # the user's three AnB+, not the published ten

@@ -50,14 +50,15 @@ def test_idx_reader_and_split_side(fashion_root):
 def test_cifar100_pickle(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
-    data = np.arange(6 * 3072, dtype=np.int64).reshape(6, 3072) % 256
+    data = np.arange(100 * 3072, dtype=np.int64).reshape(100, 3072) % 256  # one image per class: every class has one
     for part in ("train", "test"):
         with open(folder / part, "wb") as handle:
-            pickle.dump({b"data": data.astype(np.uint8), b"fine_labels": [0, 1, 2, 3, 4, 5], b"coarse_labels": [0] * 6}, handle)
+            pickle.dump({b"data": data.astype(np.uint8), b"fine_labels": list(range(100)), b"coarse_labels": [0] * 100},
+                        handle)
     split = load_split(REPO / "splits" / "cifar100-random0.json")
     side_a = [c.index for c in split.sides["A"]]
     images = load_image_set("cifar100", tmp_path, True, split, "A")
-    kept = [i for i in range(6) if i in side_a]
+    kept = [i for i in range(100) if i in side_a]
     assert images.images.shape == (len(kept), 3, 32, 32)
     assert torch.equal(images.images[0], torch.from_numpy(data[kept[0]].astype(np.uint8).reshape(3, 32, 32)))
     (folder / "test").write_bytes(b"not a pickle")
@@ -268,3 +269,34 @@ def test_all_validation_images_corrupt_is_one_clear_error(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(UserError, match="no readable validation image"):
         run_job(spec, progress=False)
     assert not (tmp_path / "bad" / "result.json").exists()
+
+
+def _three_class_split(wnids):
+    from transferbench.tasks.classes import load_table
+    from transferbench.tasks.splits import Split
+
+    classes = load_table("imagenet1k").classes
+    return Split("tiny", "imagenet1k", "random", {}, None, {"A": "two classes", "B": "one class"},
+                 {"A": (classes[0], classes[1]), "B": (classes[2],)})
+
+
+def test_skipped_images_count_the_jobs_own_side_once(tmp_path):
+    from transferbench.tasks.classes import load_table
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    _jpeg_tree(tmp_path, wnids[:3], 2)
+    (tmp_path / "train" / wnids[0] / "zz_broken.JPEG").write_bytes(b"\xff\xd8 truncated")  # a side-A image
+    split = _three_class_split(wnids)
+    with pytest.warns(UserWarning, match="corrupt image"):
+        side_a = load_image_set("imagenet1k", tmp_path, True, split, "A", pack_dir=tmp_path / "pack", size=32)
+    side_b = load_image_set("imagenet1k", tmp_path, True, split, "B", pack_dir=tmp_path / "pack", size=32)
+    assert (side_a.skipped, len(side_a)) == (1, 4) and (side_b.skipped, len(side_b)) == (0, 2)
+
+
+def test_a_class_without_images_fails_at_start_naming_it(tmp_path):
+    from transferbench.tasks.classes import load_table
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    _jpeg_tree(tmp_path, [wnids[0], wnids[2]], 2)  # side A's second class has no folder
+    with pytest.raises(UserError, match=rf"1 classes of split tiny side A have no image: {wnids[1]}; check the dataset"):
+        load_image_set("imagenet1k", tmp_path, True, _three_class_split(wnids), "A")

@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--list", action="store_true", help="list the presets that ship with transferbench, and stop")
     plan.add_argument("--jobs-dir", type=Path, metavar="DIR", help="where jobs/<study>/ goes (default: ./jobs)")
     plan.add_argument("--data-root", metavar="DIR", help="the dataset folder (overrides [study] data_root)")
+    plan.add_argument("--val-list", metavar="FILE", help="ImageNet: the Caffe-style list of a flat val/ folder "
+                                                         "(overrides [study] val_list)")
+    plan.add_argument("--pack-dir", metavar="DIR", help="ImageNet: where the uint8 pack goes (overrides [study] pack_dir)")
     plan.add_argument("--cancel-changed", action="store_true",
                       help="cancel the changed or removed jobs that are still queued or running (scancel, or SIGTERM "
                            "to a local worker) and wait for them to end; without it plan stops and writes nothing")
@@ -346,8 +349,10 @@ def run_plan(args: argparse.Namespace) -> None:
     if args.config is None:
         raise UserError("give a study config (a path, or a preset's name; `transferbench plan --list` lists them)")
     started = time.perf_counter()
-    plan = build_plan(args.config, args.jobs_dir, {"data_root": args.data_root} if args.data_root else None,
-                      args.settings)
+    # Paths on the command line are relative to where it runs (those in the config, to the config's folder).
+    overrides = {name: str(Path(getattr(args, name)).expanduser().resolve())
+                 for name in ("data_root", "val_list", "pack_dir") if getattr(args, name)}
+    plan = build_plan(args.config, args.jobs_dir, overrides or None, args.settings)
     write_plan(plan, cancel_changed=args.cancel_changed)
     print(plan.summary(), end="")
     print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
@@ -452,7 +457,10 @@ def run_plot(args: argparse.Namespace) -> None:
                         "or `--reference yosinski2014` for the published results")
     rows = [row for path in paths for row in read_csv(path)]
     if reference is not None:
-        rows = [row for row in rows if row.study != args.reference]
+        # The published rows are told from a user's own by their source, not by the study's name: a
+        # user who planned the yosinski2014 preset has rows named yosinski2014 too.
+        published = {(row.study, row.source) for row in reference}
+        rows = [row for row in rows if (row.study, row.source) not in published]
     written = plot_all(rows, args.out, reference, args.metric)
     print(f"wrote {len(written)} files to {args.out} in {time.perf_counter() - started:.1f} s:")
     for path in written:

@@ -60,6 +60,15 @@ class ModelConfig:
         _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         _require(self.init in INITS, f"init {self.init!r} is not one of {', '.join(INITS)}")
 
+    def parameter_count(self) -> int:
+        """Learned parameters of the plain network (weights and biases of conv1..fc8)."""
+        c1, c2, c3, c4, c5 = self.conv_widths
+        kernel, pooled = (11, 6) if self.arch == "caffenet" else (5, 3)
+        shapes = [(self.in_channels * kernel * kernel, c1), (c1 // 2 * 25, c2), (c2 * 9, c3), (c3 // 2 * 9, c4),
+                  (c4 // 2 * 9, c5), (c5 * pooled * pooled, self.fc_width), (self.fc_width, self.fc_width),
+                  (self.fc_width, self.num_classes)]
+        return sum(fan_in * out + out for fan_in, out in shapes)
+
     @staticmethod
     def small(num_classes: int, in_channels: int = 3, conv_widths=(32, 64, 96, 96, 64), fc_width: int = 256) -> "ModelConfig":
         return ModelConfig("small", num_classes, in_channels, tuple(conv_widths), fc_width, 0.5, "kaiming")
@@ -91,6 +100,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     workers: int = 0  # ImageNet: decoding threads (0: one per core, at most 8)
     warmup: int = 0  # iterations over which the lr rises linearly from lr/warmup to lr (0: none, the paper's recipe)
+    keep_checkpoint: bool = False  # keep checkpoint.pt once the record and model.pt are written (it is 2x model.pt)
 
     def __post_init__(self) -> None:
         for name in ("lr", "input_scale", "lr_gamma"):
@@ -254,8 +264,9 @@ class JobSpec:
         for optional in ("growth", "forgetting_side"):  # absent when unset: older plans keep their config hashes
             if data[optional] is None:
                 del data[optional]
-        if not data["train"]["warmup"]:  # likewise for a recipe without warm-up
-            del data["train"]["warmup"]
+        for default_off in ("warmup", "keep_checkpoint"):  # likewise for settings added later, when off
+            if not data["train"][default_off]:
+                del data["train"][default_off]
         return data
 
     @staticmethod

@@ -76,10 +76,14 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     source_side = study.jobs[job.depends[0]].side if job.depends else None
     identity = JobIdentity(study.name, job.split, job.network, job.seed, source_side,
                            job.side if job.side not in (None, "all") else None)
+    if outcome(job) == ("done", None):
+        return key  # a finished job run again (a requeue after it ended): its result stands, nothing to train
     (job.out_dir / "error.json").unlink(missing_ok=True)
     try:
-        record = Trainer(job.spec, device, progress=sys.stderr.isatty(), identity=identity, health=study.health,
-                         source=source_identity(study, job)).run()
+        tty = sys.stderr.isatty()
+        record = Trainer(job.spec, device, progress=tty, identity=identity, health=study.health,
+                         source=source_identity(study, job),
+                         log=None if tty else lambda line: print(line, file=sys.stderr, flush=True)).run()
     except StopRequested as stop:
         if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
             task = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -462,6 +466,10 @@ def _submit(study: Study, runner: Executor, executor: str, retry_failed: bool, d
         _describe(submission, executor, echo, dry_run)
         return submission
     runner.check(study)
+    if any(study.jobs[key].spec.dataset == "imagenet1k" for key in chosen):  # the data may have moved since plan
+        from transferbench.study.plan import check_imagenet_data
+
+        check_imagenet_data({key: study.jobs[key] for key in chosen}, str(study.directory / "plan.json"))
     _warn_if_code_changes()
     blocked = [key for key in chosen if current[key][0] == "blocked"]
     if blocked:

@@ -96,8 +96,35 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
     planner = _Planner(config, study_dir, split_dirs, data_path)
     for number, block in enumerate(config.blocks, 1):
         planner.block(number, block)
+    if study.dataset == "imagenet1k" and study.data_root:  # without one, plan still lays out the grid; submit refuses
+        check_imagenet_data(planner.jobs, source, set(planner.splits_written))
     raw = config.raw if not overrides else {**config.raw, "study": {**config.raw.get("study", {}), **overrides}}
     return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written)
+
+
+def check_imagenet_data(jobs: dict[str, PlannedJob], source: str, generated: set[str] = frozenset()) -> None:
+    """Every class the jobs train or validate on has its folder, and the validation list its files
+    (transferbench.tasks.layout), before anything is queued. ``generated``: split files this plan
+    writes (the reduced ones, over every class)."""
+    from transferbench.tasks.classes import load_table
+    from transferbench.tasks.layout import check_imagenet
+    from transferbench.tasks.splits import load_split
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    needed: dict[tuple[str | None, str | None], set[int]] = {}
+    splits: dict[str, Any] = {}
+    for job in jobs.values():
+        spec = job.spec
+        classes = needed.setdefault((spec.data_root, spec.val_list), set())
+        if spec.split is None or spec.split in generated:
+            classes.update(range(len(wnids)))
+            continue
+        split = splits.setdefault(spec.split, load_split(spec.split))
+        sides = {spec.side, spec.forgetting_side} - {None} if spec.side is not None else set(split.sides)
+        for side in sides:
+            classes.update(split.label_map(side))
+    for (root, val_list), classes in needed.items():
+        check_imagenet(Path(root) if root else None, wnids, classes, Path(val_list) if val_list else None, source)
 
 
 @dataclass(frozen=True)
@@ -288,7 +315,23 @@ def summarise(jobs, study: str) -> str:
     lines += ["", f"  {'condition (all blocks)':{width + 17}s} {'jobs':>5s}"]
     lines += [f"  {kind:{width + 17}s} {count:5d}" for kind, count in sorted(per_category.items())]
     lines.append(f"  {'total':{width + 17}s} {len(jobs):5d}")
+    if any(job.spec.dataset == "imagenet1k" and not job.spec.data_root for job in jobs):
+        lines += ["", "  data: no ImageNet data_root: the grid is laid out, but `submit` refuses until you plan again "
+                      "with --data-root DIR (then every class folder and the val_list are checked here)"]
+    weights = sum(4 * job.spec.model.parameter_count() for job in jobs)  # float32 model.pt per finished network
+    largest = max((4 * job.spec.model.parameter_count() for job in jobs), default=0)
+    lines += ["", f"  disk: about {_size(weights)} of final weights (model.pt, up to {_size(largest)} each), and while "
+                  f"a job runs up to {_size(4 * largest)} more for its checkpoints (weights and momentum, the last two "
+                  "kept), removed when it is done unless train.keep_checkpoint"]
     return "\n".join(lines) + "\n"
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return ""
 
 
 def read_plan(study_dir: Path) -> PlanFile:

@@ -170,11 +170,19 @@ def decode_resized(path: Path, size: int = 256) -> torch.Tensor | None:
 
 # ---------------------------------------------------------------------------- selection
 
-def select_side(labels: torch.Tensor, split: Split | None, side: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the samples on ``side`` and their labels renumbered 0..k-1; reduced splits cap per class."""
+def select_side(labels: torch.Tensor, split: Split | None, side: str | None,
+                names: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the samples on ``side`` and their labels renumbered 0..k-1; reduced splits cap per
+    class. A class of the side without a single image fails, named (``names``: original index -> name)."""
     if split is None:
         return torch.arange(len(labels)), labels
     mapping = split.label_map(side)
+    found = set(labels.unique().tolist())
+    empty = [original for original in mapping if original not in found]
+    if empty and len(empty) < len(mapping):  # none at all: the message below says it better
+        named = [names[i] if names and i < len(names) else f"class {i}" for i in empty]
+        raise UserError(f"{len(empty)} classes of split {split.name} side {side} have no image: {', '.join(named[:5])}"
+                        f"{' ...' if len(empty) > 5 else ''}; check the dataset folder (a class folder missing or empty)")
     lookup = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
     for original, new in mapping.items():
         if original < len(lookup):
@@ -222,10 +230,12 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
         if pack_dir is not None:
             pack = pack_images(items, Path(pack_dir), "train" if train else "val", strict, workers, progress, size)
             valid = np.flatnonzero(pack.valid)
-            keep, new_labels = select_side(torch.tensor([items[i][1] for i in valid]), split, side)
+            keep, new_labels = select_side(torch.tensor([items[i][1] for i in valid]), split, side, wnids)
+            on_side = set(split.label_map(side)) if split is not None else None
+            skipped = sum(1 for i in np.flatnonzero(~pack.valid) if on_side is None or items[i][1] in on_side)
             return ImageSet(None, new_labels, packed=pack.images, rows=valid[keep.numpy()],
-                            mean=pack.mean if train else None, skipped=pack.skipped)
-        keep, new_labels = select_side(torch.tensor([label for _, label in items]), split, side)
+                            mean=pack.mean if train else None, skipped=skipped)  # this side's corrupt files, not the pack's
+        keep, new_labels = select_side(torch.tensor([label for _, label in items]), split, side, wnids)
         return ImageSet(None, new_labels, [items[i][0] for i in keep.tolist()])
     else:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_FORMATS)}")

@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -247,8 +247,9 @@ class Trainer:
 
     def __init__(self, spec: JobSpec, device: str = "cpu", progress: bool = True, identity: JobIdentity | None = None,
                  commit: str | None = None, health: HealthSettings | None = None,
-                 source: dict[str, Any] | None = None) -> None:
+                 source: dict[str, Any] | None = None, log: Callable[[str], Any] | None = None) -> None:
         self.spec, self.config, self.progress = spec, spec.train, progress
+        self.log = log or (lambda _line: None)  # a line per start, evaluation and end (for log files, not terminals)
         # The base this job must copy from, as the plan names it: {"key", "config_hash", "attempt"}.
         self.expected_source = source
         self.health_settings = health or HealthSettings()
@@ -432,6 +433,9 @@ class Trainer:
 
             progress_bar = tqdm(total=self.iterations, initial=state["iteration"], desc=self.spec.key, unit="it", leave=False)
         failure = None
+        self.log(f"{self.spec.key}: {'resuming at' if state['iteration'] else 'starting at'} iteration {state['iteration']} of "
+                 f"{self.iterations} on {self.device} ({len(self.train_set)} training and {len(self.val_set)} validation "
+                 f"images, spec {self.spec.config_hash()})")
         started = time.perf_counter()
         wall_before = state["wall_time"]
         prefetcher = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if self.train_batches.reads_files else None
@@ -457,6 +461,9 @@ class Trainer:
                         break
                 if evaluate_now:
                     state["evaluations"].append({"iteration": state["iteration"], **self.evaluate()})
+                    last = state["evaluations"][-1]
+                    self.log(f"{self.spec.key}: iteration {state['iteration']}/{self.iterations}: top-1 {last['top1']:.4f}, "
+                             f"validation loss {last['loss']:.4f}")
                 if checkpoint_now:
                     state["wall_time"] = wall_before + time.perf_counter() - started
                     self.checkpoint()
@@ -475,6 +482,12 @@ class Trainer:
             atomic_write_bytes(self.out_dir / "model.pt", _torch_bytes({
                 "model": self.model.state_dict(), "config_hash": self.spec.config_hash(), "attempt": len(self.attempts) + 1}))
         atomic_write_text(self.out_dir / "result.json", record.to_text())
+        self.log(f"{self.spec.key}: {record.status}" + (f" ({failure})" if failure else
+                 f": top-1 {record.top1_final:.4f} (mean of 10 best {record.top1_mean_best10:.4f}), health "
+                 f"{record.health['state']}, {state['wall_time']:.0f} s"))
+        if not failure and not config.keep_checkpoint:  # the record and the weights are safe: the checkpoints are spent
+            for path in (self.checkpoint_path, self.previous_checkpoint_path):
+                path.unlink(missing_ok=True)
         return record
 
     def _flush_losses(self, pending: list[tuple[int, torch.Tensor]], progress_bar) -> str | None:
