@@ -232,3 +232,62 @@ def test_two_submits_at_the_same_instant_queue_every_job_once(cluster, tmp_path)
     assert {state for state, _ in current.values()} == {"done"}, current
     logs = list((study_dir / "slurm").glob("*_log.out"))
     assert len(logs) == 3, logs  # each job ran once
+
+
+def test_the_imagenet_pack_is_the_first_job_of_the_graph(cluster, tmp_path):
+    """A study with a pack_dir: submit queues one pack job and the networks wait for it (afterok),
+    so no network decodes ImageNet itself."""
+    from PIL import Image
+
+    from transferbench.study.plan import build_plan, write_plan
+    from transferbench.tasks.classes import load_table
+
+    root = tmp_path / "ILSVRC2012"
+    for part in ("train", "val"):
+        for index, wnid in enumerate(c.wnid for c in load_table("imagenet1k").classes):
+            (root / part / wnid).mkdir(parents=True)
+            Image.new("RGB", (40, 30), (index % 256, 80, 160)).save(root / part / wnid / f"{wnid}_0.JPEG")
+    config = tmp_path / "inet.toml"
+    config.write_text(f"""
+[study]
+name = "inet"
+dataset = "imagenet1k"
+data_root = "{root}"
+pack_dir = "{tmp_path / 'pack'}"
+
+[model]
+arch = "small"
+num_classes = 1000
+conv_widths = [4, 4, 4, 4, 4]
+fc_width = 8
+init = "kaiming"
+
+[train]
+batch_size = 8
+iterations = 2
+eval_every = 2
+checkpoint_every = 2
+resize = 32
+crop = 28
+
+[slurm]
+cpus = 1
+time_min = 10
+device = "cpu"
+
+[[block]]
+splits = ["all"]
+networks = ["base"]
+""")
+    plan = build_plan(config, tmp_path / "jobs")
+    write_plan(plan, echo=lambda *_: None)
+    messages = []
+    submitted = submit(plan.study_dir, "slurm", echo=messages.append)
+    assert submitted.sbatch_calls == 2 and any("builds the ImageNet pack first" in m for m in messages)
+    current = wait_until(plan.study_dir, settled)
+    assert {state for state, _ in current.values()} == {"done"}, current
+    packs = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "pack").glob("*.npy") if ".mean" not in p.name)
+    assert packs == ["train", "val"]  # built once each, by the pack job
+    record = json.loads((plan.study_dir / "runs" / "all" / "base" / "seed0" / "result.json").read_text())
+    built = max(p.stat().st_mtime for p in (tmp_path / "pack").glob("*.npy"))
+    assert record["status"] == "done" and record["started_at"] >= built - 1  # it started after the pack was whole

@@ -300,3 +300,67 @@ def test_a_class_without_images_fails_at_start_naming_it(tmp_path):
     _jpeg_tree(tmp_path, [wnids[0], wnids[2]], 2)  # side A's second class has no folder
     with pytest.raises(UserError, match=rf"1 classes of split tiny side A have no image: {wnids[1]}; check the dataset"):
         load_image_set("imagenet1k", tmp_path, True, _three_class_split(wnids), "A")
+
+
+def _pack_in_a_process(root, barrier, queue):
+    from transferbench.tasks.classes import load_table
+    from transferbench.worker import data
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    items = data.imagenet_items(root, True, wnids)
+    barrier.wait()
+    pack = data.pack_images(items, root / "pack", "train", size=32)
+    queue.put((bool(data.LAST_PACK_STATS), pack.images.shape[0]))
+
+
+def test_two_jobs_started_together_build_one_pack(tmp_path):
+    import multiprocessing
+
+    from transferbench.tasks.classes import load_table
+
+    _jpeg_tree(tmp_path, [c.wnid for c in load_table("imagenet1k").classes][:3], 40)
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_pack_in_a_process, args=(tmp_path, barrier, queue)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    results = sorted(queue.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=30)
+    assert results == [(False, 120), (True, 120)]  # one built it, the other waited and used it
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "pack").iterdir()) == ["json", "lock", "mean.npy", "npy"]
+
+
+def test_a_killed_pack_build_resumes_and_gives_the_same_pack(tmp_path, monkeypatch):
+    from transferbench.tasks.classes import load_table
+    from transferbench.worker import data
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    _jpeg_tree(tmp_path, wnids[:3], 4)
+    items = data.imagenet_items(tmp_path, True, wnids)
+    whole = data.pack_images(items, tmp_path / "whole", "train", size=32)
+    monkeypatch.setattr(data, "PACK_CHUNK", 4)
+    monkeypatch.setattr(data, "PACK_SAVE_EVERY_S", 0.0)
+    real_load, calls = data.ImageFileReader.load, []
+
+    def dies_on_the_third_chunk(self, indices):
+        calls.append(indices[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # kill -INT mid-build
+        return real_load(self, indices)
+
+    monkeypatch.setattr(data.ImageFileReader, "load", dies_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        data.pack_images(items, tmp_path / "pack", "train", size=32)
+    assert not list((tmp_path / "pack").glob("train-*[0-9a-f].npy"))  # no pack that looks complete
+    assert list((tmp_path / "pack").glob("*.partial.npy")) and list((tmp_path / "pack").glob("*.progress.npz"))
+    def records(self, indices):
+        calls.append(indices[0])
+        return real_load(self, indices)
+
+    monkeypatch.setattr(data.ImageFileReader, "load", records)
+    calls.clear()
+    resumed = data.pack_images(items, tmp_path / "pack", "train", size=32)
+    assert calls == [8]  # it went on from the last saved chunk, not from the start
+    assert np.array_equal(resumed.images, whole.images) and torch.equal(resumed.mean, whole.mean)
+    assert not list((tmp_path / "pack").glob("*.partial.npy"))

@@ -19,6 +19,7 @@ Subcommands:
   splits   make the class splits that define every task (random, stratified, natman, reduced)
   demo     the whole study on built-in synthetic data in minutes: plan, train, collect, plot
   plan     expand a study config (configs/*.toml) into every job and its dependencies
+  pack     build a study's ImageNet pack ahead (submit builds it as the study's first job)
   submit   run a planned study on Slurm (arrays, afterok), on this machine, or in process
   status   what is planned, queued, running, done, failed (and why) in a study
   collect  gather a study's result records into results/<study>.csv
@@ -27,7 +28,7 @@ Subcommands:
   train    train one network of the study from a job spec (JSON) and write its result record
   bench    throughput and memory of the networks and the data path, next to a reference loop
 
-The whole study:  transferbench plan configs/yosinski2014.toml && transferbench submit jobs/yosinski2014
+The whole study:  transferbench plan yosinski2014 && transferbench submit jobs/yosinski2014
 """
 
 BENCH_DESCRIPTION = """\
@@ -226,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
                       help="override one value of the demo's config, as for plan (repeatable): e.g. --set "
                            "train.iterations=40 --set study.seeds=[0] for a quick look")
+
+    pack = commands.add_parser("pack", help="build a study's ImageNet pack by hand (submit does it first anyway)",
+                               formatter_class=formatter,
+                               description="Decode the ImageNet images a planned study reads into its pack_dir once "
+                                           "(uint8, 256x256, with the training set's mean image), train and val. submit "
+                                           "builds it as the study's first job; run this to build it ahead, e.g. on a "
+                                           "node with many cores. Safe to run twice at once (the second waits for the "
+                                           "first) and resumable if killed.")
+    pack.add_argument("study", type=Path, metavar="jobs/STUDY")
 
     plan = commands.add_parser("plan", help="expand a study config into every job", description=PLAN_DESCRIPTION,
                                formatter_class=formatter)
@@ -568,15 +578,15 @@ def run_bench(args: argparse.Namespace) -> None:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written (tables, aligned lists), except that a paragraph written as one
-    long line is wrapped to the terminal like any other help text."""
+    """Descriptions as written (tables, aligned lists, commands set off by two spaces), except that
+    a paragraph written as one long line of prose is wrapped to the terminal like any other help text."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         import textwrap
 
         paragraphs = []
         for paragraph in text.split("\n\n"):
-            if "\n" not in paragraph.strip() and len(paragraph) > width:
+            if "\n" not in paragraph.strip() and "  " not in paragraph.strip() and len(paragraph) > width:
                 paragraph = textwrap.fill(paragraph.strip(), width, initial_indent=indent, subsequent_indent=indent)
             paragraphs.append(paragraph)
         return super()._fill_text("\n\n".join(paragraphs), width, indent)
@@ -606,6 +616,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_plan(args)
         elif args.command == "submit":
             return run_submit(args)
+        elif args.command == "pack":
+            from transferbench.study.executors import build_packs
+
+            count = build_packs(str(args.study))
+            print(f"{count} packs ready" if count else f"{args.study} has no ImageNet job with a pack_dir: nothing to pack")
         elif args.command == "status":
             return run_status(args)
         elif args.command == "collect":

@@ -111,7 +111,7 @@ class ResultRecord:
     images_seen: int
     train_images: int
     val_images: int
-    skipped_images: int
+    skipped_images: int  # corrupt files of its side, each once (with a pack: all; without: those drawn)
     wall_time_s: float
     resumed_at: list[int]  # iterations this run was resumed from a checkpoint
     started_at: float | None  # epoch seconds of the first start (kept across resumes)

@@ -102,6 +102,32 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     return key
 
 
+def packs_needed(study: Study, keys: list[str]) -> list[tuple[str, str | None, str, int]]:
+    """(data_root, val_list, pack_dir, size) of every ImageNet pack the jobs ``keys`` read."""
+    found = {(job.spec.data_root, job.spec.val_list, job.spec.pack_dir, job.spec.train.resize)
+             for job in (study.jobs[key] for key in keys)
+             if job.spec.dataset == "imagenet1k" and job.spec.pack_dir and job.spec.data_root}
+    return sorted(found, key=str)
+
+
+def build_packs(study_dir: str, keys: list[str] | None = None, progress: bool | None = None) -> int:
+    """Build the ImageNet packs of a study (train and val), each once: what `transferbench pack`
+    runs, and the first Slurm job of a study with a pack_dir. Returns how many packs it checked."""
+    from transferbench.tasks.classes import load_table
+    from transferbench.worker.data import imagenet_items, pack_images
+
+    study = Study.open(Path(study_dir))
+    progress = sys.stderr.isatty() if progress is None else progress
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    needed = packs_needed(study, list(study.jobs) if keys is None else keys)
+    for root, val_list, pack_dir, size in needed:
+        for train in (True, False):
+            items = imagenet_items(Path(root), train, wnids, Path(val_list) if val_list and not train else None)
+            pack_images(items, Path(pack_dir), "train" if train else "val", study.jobs[next(iter(study.jobs))].spec.strict,
+                        progress=progress, size=size)
+    return 2 * len(needed)
+
+
 # ---------------------------------------------------------------------------- choosing what to run
 
 @dataclass
@@ -293,6 +319,9 @@ class LocalExecutor(Executor):
             raise UserError(f"--workers {workers} but this machine has {gpus} GPUs; each worker gets one GPU")
         jobs = study.jobs
         chosen = flatten(groups)
+        if packs_needed(study, chosen):  # once, here, rather than in the first workers at the same time
+            self.echo("building the ImageNet pack (once; every job then reads it) ...")
+            build_packs(str(study.directory), chosen)
         waiting = list(chosen)
         running: dict[str, tuple[subprocess.Popen, int]] = {}
         free_slots = list(range(workers))
@@ -375,9 +404,17 @@ class SlurmExecutor(Executor):
                           "every node shares", stacklevel=2)
         params = slurm_parameters(study.slurm, overrides)
         calls = 0
+        pack_job = None
+        chosen = flatten(groups)
+        if packs_needed(study, chosen):  # the pack is a step of the graph: built once, before any base starts
+            executor = submitit.SlurmExecutor(folder=folder)
+            executor.update_parameters(**{**params, "job_name": "transferbench-pack"})
+            pack_job = str(executor.submit(build_packs, str(study.directory), chosen, False).job_id)
+            calls += 1
+            self.echo(f"Slurm job {pack_job} builds the ImageNet pack first (or finds it built); every job waits for it")
         for waits, keys in groups:
             executor = submitit.SlurmExecutor(folder=folder)
-            dependency = ":".join(manifest[dep].job_id for dep in waits)
+            dependency = ":".join([*(manifest[dep].job_id for dep in waits), *([pack_job] if pack_job else [])])
             executor.update_parameters(**params, dependency=f"afterok:{dependency}" if dependency else None)
             try:
                 with executor.batch():

@@ -23,6 +23,8 @@ import json
 import os
 import pickle
 import struct
+import sys
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -251,8 +253,13 @@ class ImageFileReader:
     """Decodes ImageNet items with a pool of threads; corrupt files are counted and skipped (fatal when strict)."""
 
     def __init__(self, files: list[Path], strict: bool, workers: int = 0, size: int = 256) -> None:
-        self.files, self.strict, self.skipped, self.size = files, strict, 0, size
+        self.files, self.strict, self.size = files, strict, size
+        self.corrupt: set[int] = set()  # each corrupt file once, however often a batch draws it
         self.pool = ThreadPoolExecutor(workers or _default_workers(), thread_name_prefix="decode")
+
+    @property
+    def skipped(self) -> int:
+        return len(self.corrupt)
 
     def load(self, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
         images, kept = [], []
@@ -261,8 +268,9 @@ class ImageFileReader:
             if image is None:
                 if self.strict:
                     raise UserError(f"corrupt image {self.files[index]}; remove it or run without --strict to skip it")
-                self.skipped += 1
-                warnings.warn(f"skipping corrupt image {self.files[index]}", stacklevel=2)
+                if index not in self.corrupt:
+                    self.corrupt.add(index)
+                    warnings.warn(f"skipping corrupt image {self.files[index]}", stacklevel=2)
                 continue
             images.append(image)
             kept.append(index)
@@ -281,55 +289,120 @@ class Pack:
     skipped: int
 
 
+def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path: Path, part: str, strict: bool,
+                workers: int, progress: bool, size: int) -> None:
+    """The build behind ``pack_images`` (the caller holds the lock), resuming a killed one."""
+    partial, saved = base.with_suffix(".partial.npy"), base.with_suffix(".progress.npz")
+    shape = (len(items), 3, size, size)
+    done, total, corrupt = 0, np.zeros((3, size, size), dtype=np.float64), []
+    if partial.is_file() and saved.is_file():
+        try:
+            state = np.load(saved)
+            done, total, corrupt = int(state["done"]), state["total"].astype(np.float64), state["corrupt"].tolist()
+            array = np.lib.format.open_memmap(partial, mode="r+")
+            if array.shape != shape:
+                raise ValueError(f"shape {array.shape}")
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"transferbench: warning: the unfinished pack {partial} cannot be resumed ({exc}); starting it again",
+                  file=sys.stderr)
+            done, total, corrupt = 0, np.zeros((3, size, size), dtype=np.float64), []
+            array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    else:
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    reader = ImageFileReader([p for p, _ in items], strict, workers, size)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), initial=done, desc=f"packing {part}", unit="img")
+
+    def save(count: int) -> None:
+        array.flush()
+        buffer = io.BytesIO()
+        np.savez(buffer, done=count, total=total, corrupt=np.asarray(corrupt, dtype=np.int64))
+        atomic_write_bytes(saved, buffer.getvalue())
+
+    chunk = PACK_CHUNK
+    starts = list(range(done, len(items), chunk))
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="pack-ahead")  # decodes chunk k+1 while chunk k is stored
+    main_s = wait_s = 0.0
+    last_save = time.monotonic()
+    try:
+        upcoming = ahead.submit(reader.load, list(range(starts[0], min(starts[0] + chunk, len(items))))) if starts else None
+        for number, start in enumerate(starts):
+            indices = list(range(start, min(start + chunk, len(items))))
+            waited = time.perf_counter()
+            batch, kept = upcoming.result()
+            wait_s += time.perf_counter() - waited
+            if number + 1 < len(starts):
+                following = starts[number + 1]
+                upcoming = ahead.submit(reader.load, list(range(following, min(following + chunk, len(items)))))
+            busy = time.perf_counter()
+            if kept:
+                pixels = batch.numpy()
+                array[kept] = pixels
+                total += pixels.sum(axis=0, dtype=np.uint32)  # exact for up to 16 million images per chunk
+            corrupt += sorted(set(indices) - set(kept))
+            main_s += time.perf_counter() - busy
+            if bar is not None:
+                bar.update(len(indices))
+            if time.monotonic() - last_save > PACK_SAVE_EVERY_S:
+                save(indices[-1] + 1)
+                last_save = time.monotonic()
+        array.flush()
+        del array
+        valid_count = len(items) - len(corrupt)
+        mean = (total / max(1, valid_count)).astype(np.float32)
+        buffer = io.BytesIO()
+        np.save(buffer, mean)
+        atomic_write_bytes(mean_path, buffer.getvalue())
+        atomic_write_text(meta_path, json.dumps({"items": len(items), "size": size, "corrupt": corrupt}) + "\n")
+        os.replace(partial, images_path)  # last: a pack that exists is whole
+        saved.unlink(missing_ok=True)
+    finally:
+        ahead.shutdown(cancel_futures=True)
+        if bar is not None:
+            bar.close()
+        LAST_PACK_STATS.update(main_s=main_s, wait_s=wait_s)
+
+
+LAST_PACK_STATS: dict[str, float] = {}  # seconds of the last build: main thread copying/summing, waiting for decoding
+PACK_SAVE_EVERY_S = 30.0  # a killed build resumes from its last save, at most this many seconds of decoding behind
+PACK_CHUNK = 256  # images decoded ahead as one unit
+
+
 def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict: bool = False, workers: int = 0,
                 progress: bool = False, size: int = 256) -> Pack:
     """Decode ``items`` once into ``pack_dir/<part>-<hash>.npy`` (uint8) and memory-map it.
 
     The hash covers the file names, labels and size, so a changed dataset gets a new pack and
-    every job that reads the same folder shares one. Writing goes to a temporary name that is
-    renamed at the end: a killed packer leaves no pack that looks complete.
+    every job that reads the same folder shares one. One builder at a time: an flock on
+    ``<pack>.lock`` makes a second job (or `transferbench pack`) wait and then use the first
+    one's pack instead of decoding ImageNet again. The build writes ``<pack>.partial.npy`` and
+    saves its progress every ``PACK_SAVE_EVERY_S`` seconds, so a killed build resumes; it is
+    renamed into place only when whole. Decoding (a pool of threads) runs one chunk ahead of the
+    main thread, which copies each chunk into the pack and adds it to the mean.
     """
     digest = hashlib.sha256(json.dumps([[str(p), c] for p, c in items] + [size]).encode()).hexdigest()[:16]
     ensure_writable_dir(pack_dir)
     base = pack_dir / f"{part}-{digest}"
     images_path, mean_path, meta_path = base.with_suffix(".npy"), base.with_suffix(".mean.npy"), base.with_suffix(".json")
-    if not (images_path.is_file() and mean_path.is_file() and meta_path.is_file()):
-        reader = ImageFileReader([p for p, _ in items], strict, workers, size)
-        temporary = images_path.with_name(f".{images_path.name}.{os.getpid()}.tmp")
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(items), 3, size, size))
-        valid = np.zeros(len(items), dtype=bool)
-        total = np.zeros((3, size, size), dtype=np.float64)
-        bar = None
-        if progress:
-            from tqdm import tqdm
 
-            bar = tqdm(total=len(items), desc=f"packing {part}", unit="img")
-        try:
-            chunk = 256
-            for start in range(0, len(items), chunk):
-                indices = list(range(start, min(start + chunk, len(items))))
-                batch, kept = reader.load(indices)
-                if kept:
-                    array[kept] = batch.numpy()
-                    valid[kept] = True
-                    total += batch.double().sum(0).numpy()
-                if bar is not None:
-                    bar.update(len(indices))
-            array.flush()
-            del array
-            os.replace(temporary, images_path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        mean = (total / max(1, int(valid.sum()))).astype(np.float32)
-        buffer = io.BytesIO()
-        np.save(buffer, mean)
-        atomic_write_bytes(mean_path, buffer.getvalue())
-        atomic_write_text(meta_path, json.dumps({"items": len(items), "size": size,
-                                                 "corrupt": np.flatnonzero(~valid).tolist()}) + "\n")
+    def complete() -> bool:
+        return images_path.is_file() and mean_path.is_file() and meta_path.is_file()
+
+    if not complete():
+        import fcntl
+
+        with open(base.with_suffix(".lock"), "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if progress:
+                    print(f"transferbench: waiting for another job that is building the pack {images_path}", file=sys.stderr)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if not complete():  # the other builder may have finished it while we waited
+                _build_pack(items, base, images_path, mean_path, meta_path, part, strict, workers, progress, size)
     meta = json.loads(meta_path.read_text())
     valid = np.ones(meta["items"], dtype=bool)
     valid[meta["corrupt"]] = False
