@@ -102,9 +102,9 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     return key
 
 
-def packs_needed(study: Study, keys: list[str]) -> list[tuple[str, str | None, str, int]]:
-    """(data_root, val_list, pack_dir, size) of every ImageNet pack the jobs ``keys`` read."""
-    found = {(job.spec.data_root, job.spec.val_list, job.spec.pack_dir, job.spec.train.resize)
+def packs_needed(study: Study, keys: list[str]) -> list[tuple[str, str | None, str, int, bool]]:
+    """(data_root, val_list, pack_dir, size, strict) of every ImageNet pack the jobs ``keys`` read."""
+    found = {(job.spec.data_root, job.spec.val_list, job.spec.pack_dir, job.spec.train.resize, job.spec.strict)
              for job in (study.jobs[key] for key in keys)
              if job.spec.dataset == "imagenet1k" and job.spec.pack_dir and job.spec.data_root}
     return sorted(found, key=str)
@@ -120,11 +120,10 @@ def build_packs(study_dir: str, keys: list[str] | None = None, progress: bool | 
     progress = sys.stderr.isatty() if progress is None else progress
     wnids = [c.wnid for c in load_table("imagenet1k").classes]
     needed = packs_needed(study, list(study.jobs) if keys is None else keys)
-    for root, val_list, pack_dir, size in needed:
+    for root, val_list, pack_dir, size, strict in needed:
         for train in (True, False):
             items = imagenet_items(Path(root), train, wnids, Path(val_list) if val_list and not train else None)
-            pack_images(items, Path(pack_dir), "train" if train else "val", study.jobs[next(iter(study.jobs))].spec.strict,
-                        progress=progress, size=size)
+            pack_images(items, Path(pack_dir), "train" if train else "val", strict, progress=progress, size=size)
     return 2 * len(needed)
 
 
