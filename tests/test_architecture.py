@@ -22,6 +22,7 @@ ALLOWED = {
     "study": {"schema", "tasks", "worker"},  # the executors start the worker (run_task), never the other way
     "worker": {"schema", "tasks"},
     "analysis": {"schema", "study"},  # collect reads the study's records; nothing of the worker
+    "probe": {"schema", "tasks", "study", "worker", "analysis"},  # forward passes of trained networks
 }
 LEAVES = {"errors", "fileio", "provenance", "shipped", "__init__"}
 

@@ -26,6 +26,7 @@ Subcommands:
   import-caffe  read the authors' Caffe logs into the same CSV schema (results/yosinski2014.csv)
   plot     the paper's figures and the lingering-boost table from results CSVs
   train    train one network of the study from a job spec (JSON) and write its result record
+  probe    per-layer probes (linear probe, CKA, LogME, LEEP) beside the measured transfer curve
   bench    throughput and memory of the networks and the data path, next to a reference loop
 
 The whole study:  transferbench plan yosinski2014 && transferbench submit jobs/yosinski2014
@@ -311,6 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "transferbench); with no CSV of your own, draw it")
     plot.add_argument("--metric", default="top1_mean_best10", choices=("top1_mean_best10", "top1_final"),
                       help="per-network value (default: the paper's mean of the 10 best evaluations)")
+
+    probe = commands.add_parser("probe", help="per-layer probes (linear probe, CKA, LogME, LEEP) beside the measured curve",
+                                formatter_class=formatter,
+                                description="For every split and seed of a study whose baseA and baseB finished healthy: "
+                                            "per layer 1..7, on side B's images, the top-1 of a fixed linear probe on "
+                                            "baseA's features, their LogME, and the linear CKA of baseA's and baseB's "
+                                            "features; LEEP of baseA's classifier. Forward passes only. Writes "
+                                            "<study>-probes.csv and <study>-probes.png (each probe beside the measured AnB "
+                                            "curve, with Kendall's tau between them). The recipe: transferbench/probe/run.py.")
+    probe.add_argument("study", type=Path, metavar="jobs/STUDY")
+    probe.add_argument("--out", type=Path, default=Path("results/figures"), metavar="DIR",
+                       help="where the CSV and figure go (default: results/figures)")
+    probe.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
     bench = commands.add_parser("bench", help="throughput and memory of the networks and the data path, vs a reference loop",
                                 formatter_class=formatter, description=BENCH_DESCRIPTION)
@@ -616,6 +630,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_plan(args)
         elif args.command == "submit":
             return run_submit(args)
+        elif args.command == "probe":
+            import numpy as np
+
+            from transferbench.probe.run import LAYER_MEASURES, probe_study
+
+            result = probe_study(args.study, args.out, args.device)
+            print(f"probed in {result['seconds']:.0f} s ({100 * result['seconds'] / max(1.0, result['training_seconds']):.1f}% "
+                  f"of the {result['training_seconds']:.0f} s its networks took to train): {result['csv']}, {result['figure']}")
+            for measure in LAYER_MEASURES:
+                a = result["agreement"][measure]
+                print(f"  {measure:6s} Kendall tau with the measured AnB curve: {a['tau']:+.2f} "
+                      f"[{a['low']:+.2f}, {a['high']:+.2f}] over {a['pairs']} splits/seeds" if a["pairs"] else
+                      f"  {measure:6s} no measured AnB curve of 3 or more layers to compare with")
+            leeps = [row["value"] for row in result["table"] if row["measure"] == "leep"]
+            print(f"  leep   of baseA's classifier on side B: {np.mean(leeps):+.3f} (mean over {len(leeps)} splits/seeds; "
+                  "one number per network, so no curve)")
         elif args.command == "pack":
             from transferbench.study.executors import build_packs
 

@@ -1,0 +1,87 @@
+"""The per-layer probes on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transferbench.probe.measures import leep, linear_cka, logme, ridge_probe
+
+
+def test_linear_cka_is_one_for_itself_and_invariant_to_rotation_and_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12))
+    rotation, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, 3.5 * x @ rotation) == pytest.approx(1.0)
+    assert linear_cka(x, x + 7.0) == pytest.approx(1.0)  # centring
+    assert linear_cka(x, rng.normal(size=(200, 12))) < 0.2  # unrelated representations
+
+
+def blobs(n=300, classes=3, separation=4.0, dims=5, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centres = rng.normal(size=(classes, dims)) * separation
+    return centres[labels] + rng.normal(size=(n, dims)), labels
+
+
+def test_logme_prefers_features_that_explain_the_labels():
+    informative, labels = blobs(separation=4.0)
+    weak, _ = blobs(separation=0.3)
+    noise = np.random.default_rng(1).normal(size=informative.shape)
+    assert logme(informative, labels) > logme(weak, labels) > logme(noise, labels) - 0.05
+
+
+def test_leep_prefers_a_source_classifier_that_tells_the_target_classes_apart():
+    labels = np.arange(300) % 3
+    aligned = np.full((300, 5), 0.02)
+    aligned[np.arange(300), labels] = 0.92  # source class k fires on target class k
+    uniform = np.full((300, 5), 0.2)
+    assert leep(aligned, labels) > leep(uniform, labels)
+    assert leep(uniform, labels) == pytest.approx(np.log(1 / 3))  # knows nothing: the target prior
+
+
+def test_the_linear_probe_separates_separable_data():
+    x, y = blobs(n=600, separation=5.0)
+    assert ridge_probe(x[:400], y[:400], x[400:], y[400:]) > 0.97
+    noise = np.random.default_rng(2).normal(size=x.shape)
+    assert ridge_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.5
+
+
+def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured_curve(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from tests import conftest
+    from transferbench.study.executors import submit
+
+    from tests.test_health import STALL_STUDY  # the small network that learns the miniature data (tests/test_health.py)
+
+    original, conftest.TINY_STUDY = conftest.TINY_STUDY, STALL_STUDY
+    try:
+        study_dir = conftest.tiny_study(tmp_path, "probed", ["baseB", "AnB"], [1, 3, 5], iterations=200, every=10,
+                                        lr=0.005, data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200))
+    finally:
+        conftest.TINY_STUDY = original
+    submit(study_dir, "debug", echo=lambda *_: None)
+    run = subprocess.run([sys.executable, "-m", "transferbench", "probe", str(study_dir), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "probed-probes.csv").open()))
+    assert len(rows) == 7 * 3 + 1 and {r["measure"] for r in rows} == {"probe", "logme", "cka", "leep"}
+    assert (tmp_path / "out" / "probed-probes.png").is_file()
+    assert "probe " in run.stdout and "leep   of baseA's classifier on side B" in run.stdout
+
+
+def test_agreement_is_kendalls_tau_per_split_with_an_interval_over_them():
+    from transferbench.probe.run import _agreement
+
+    table, measured = [], {}
+    for seed, flip in ((0, 1), (1, 1), (2, -1)):
+        for n in range(1, 8):
+            table.append({"split": "random0", "seed": seed, "layer": n, "measure": "probe", "value": flip * n})
+            measured[("random0", seed, n)] = 0.9 - 0.01 * n  # falls with n
+    result = _agreement(table, measured)["probe"]
+    assert result["pairs"] == 3 and result["tau"] == pytest.approx((-1 - 1 + 1) / 3)
+    assert result["low"] == pytest.approx(-1.0) and result["high"] <= 1.0

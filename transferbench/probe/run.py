@@ -1,0 +1,202 @@
+"""`transferbench probe jobs/STUDY`: per layer 1..7, cheap predictions of how well base A's
+features transfer to side B, beside the measured AnB curve of the same split and seed.
+
+For every split and seed whose baseA and baseB finished healthy, on side B's images:
+
+| measure  | from                                                    | predicts           |
+|----------|---------------------------------------------------------|--------------------|
+| probe    | the fixed linear probe (``measures.ridge_probe``) on baseA's layer-n features | AnB top-1 |
+| logme    | LogME of baseA's layer-n features for side B's labels   | AnB top-1          |
+| cka      | linear CKA of baseA's and baseB's layer-n features      | how general layer n is |
+| leep     | LEEP of baseA's classifier on side B (layer 8 only: it needs a source head) | the whole transfer |
+
+Features: each learned layer's output after its ReLU (and pooling and LRN where the network
+has them); conv maps are averaged over space to one value per channel (conv5's pooled map is
+kept as the network flattens it). At most ``TRAIN_IMAGES`` training images (a seeded choice)
+and ``VAL_IMAGES`` validation images, centre-cropped as the network is evaluated.
+Forward passes only.
+
+The agreement of each per-layer measure with the measured AnB curve is Kendall's tau over
+the layers both have, per split and seed, with a 95% bootstrap interval over those pairs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferbench.analysis.results import collect_rows, table_csv
+from transferbench.analysis.stats import bootstrap_ci
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from transferbench.probe.measures import leep, linear_cka, logme, ridge_probe
+from transferbench.schema.spec import LAYER_NAMES
+from transferbench.study.status import Study
+from transferbench.tasks.splits import load_split
+from transferbench.worker.data import load_image_set
+from transferbench.worker.grow import build_model
+from transferbench.worker.train import Batches
+
+TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
+LAYER_MEASURES = ("probe", "logme", "cka")
+
+
+def _features(model, batches: Batches, count: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per layer 1..7 the (pooled) features, the labels, and the network's class probabilities."""
+    order = torch.randperm(len(batches.set), generator=torch.Generator().manual_seed(seed))[:count].sort().values.tolist()
+    layers: list[list[np.ndarray]] = [[] for _ in range(7)]
+    labels, probabilities = [], []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), BATCH):
+            x, y = batches.prepare(order[start:start + BATCH], None)
+            for number, name in enumerate(LAYER_NAMES):
+                x = model._layer_block(name, x)
+                if number < 7:
+                    layers[number].append((x.mean((2, 3)) if x.dim() == 4 else x).float().cpu().numpy())
+            probabilities.append(torch.softmax(x.float(), 1).cpu().numpy())
+            labels.append(y.cpu().numpy())
+    return [np.concatenate(parts) for parts in layers], np.concatenate(labels), np.concatenate(probabilities)
+
+
+def _load_model(job, device):
+    model = build_model(job.spec.model, job.spec.growth)
+    state = torch.load(job.out_dir / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("model", state))
+    return model.to(device)
+
+
+def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> dict[str, Any]:
+    """Probe every healthy (baseA, baseB) pair of the study; write the CSV and figure; return them."""
+    study = Study.open(study_dir)
+    rows, _ = collect_rows(study.directory)
+    usable = {r.key for r in rows if r.usable}
+    pairs = defaultdict(dict)
+    for key, job in study.jobs.items():
+        if job.spec.condition.kind == "base" and job.spec.growth is None and key in usable and job.side in ("A", "B"):
+            pairs[(job.split, job.seed)][job.side] = job
+    pairs = {k: v for k, v in pairs.items() if set(v) == {"A", "B"}}
+    if not pairs:
+        raise UserError(f"{study_dir}: no split and seed with a healthy baseA and baseB to probe; train the bases first")
+    started = time.perf_counter()
+    table: list[dict[str, Any]] = []
+    for (split_name, seed), bases in sorted(pairs.items()):
+        spec = bases["B"].spec
+        split = load_split(spec.split)
+        common = dict(strict=spec.strict, pack_dir=Path(spec.pack_dir) if spec.pack_dir else None,
+                      workers=spec.train.workers, size=spec.train.resize)
+        root = Path(spec.data_root) if spec.data_root else None
+        train_set = load_image_set(spec.dataset, root, True, split, "B", **common)
+        val_set = load_image_set(spec.dataset, root, False, split, "B", Path(spec.val_list) if spec.val_list else None,
+                                 **common)
+        train_batches = Batches(train_set, spec.train, torch.device(device), False)
+        val_batches = Batches(val_set, spec.train, torch.device(device), False, mean=train_batches.mean)
+        model_a, model_b = _load_model(bases["A"], device), _load_model(bases["B"], device)
+        a_train, y_train, a_probabilities = _features(model_a, train_batches, TRAIN_IMAGES, seed)
+        a_val, y_val, _ = _features(model_a, val_batches, VAL_IMAGES, seed)
+        b_val, _, _ = _features(model_b, val_batches, VAL_IMAGES, seed)
+        for n in range(1, 8):
+            values = {"probe": ridge_probe(a_train[n - 1], y_train, a_val[n - 1], y_val),
+                      "logme": logme(a_train[n - 1], y_train), "cka": linear_cka(a_val[n - 1], b_val[n - 1])}
+            table += [{"study": study.name, "split": split_name, "seed": seed, "layer": n, "measure": measure,
+                       "value": value} for measure, value in values.items()]
+        table.append({"study": study.name, "split": split_name, "seed": seed, "layer": 8, "measure": "leep",
+                      "value": leep(a_probabilities, y_train)})
+        echo(f"probed {split_name} seed {seed}")
+    seconds = time.perf_counter() - started
+    measured = {(r.split, r.seed, int(r.n)): r.top1_mean_best10 for r in rows
+                if r.usable and r.condition == "transfer" and not int(r.fine_tune) and not r.growth
+                and r.top1_mean_best10 is not None and r.target_side == "B"}
+    agreement = _agreement(table, measured)
+    ensure_writable_dir(out)
+    atomic_write_text(out / f"{study.name}-probes.csv", table_csv(table))
+    figure = _figure(study.name, table, measured, agreement, out)
+    return {"table": table, "agreement": agreement, "seconds": seconds, "csv": out / f"{study.name}-probes.csv",
+            "figure": figure, "training_seconds": _wall(study)}
+
+
+def _wall(study: Study) -> float:
+    """Training seconds of the study's networks, from their records."""
+    from transferbench.study.status import read_record
+
+    total = 0.0
+    for job in study.jobs.values():
+        try:
+            record = read_record(job)
+        except UserError:
+            continue
+        total += record.wall_time_s if record is not None else 0.0
+    return total
+
+
+def _agreement(table: list[dict[str, Any]], measured: dict[tuple, float]) -> dict[str, dict[str, float]]:
+    """Kendall's tau of each per-layer measure with the measured AnB curve, per split and seed,
+    and the mean with its 95% bootstrap interval over them."""
+    from scipy import stats
+
+    curves: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for row in table:
+        if row["measure"] in LAYER_MEASURES:
+            curves[(row["measure"], row["split"], row["seed"])][row["layer"]] = row["value"]
+    out = {}
+    for measure in LAYER_MEASURES:
+        taus = []
+        for (name, split, seed), curve in curves.items():
+            layers = [n for n in sorted(curve) if (split, seed, n) in measured]
+            if name == measure and len(layers) >= 3:
+                tau = stats.kendalltau([curve[n] for n in layers], [measured[(split, seed, n)] for n in layers]).statistic
+                if not np.isnan(tau):
+                    taus.append(float(tau))
+        low, high = bootstrap_ci(taus)
+        out[measure] = {"tau": float(np.mean(taus)) if taus else float("nan"), "low": low, "high": high, "pairs": len(taus)}
+    return out
+
+
+def _figure(study: str, table, measured, agreement, out: Path) -> Path:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = {"probe": "linear probe top-1 on baseA's layer n", "logme": "LogME of baseA's layer n",
+              "cka": "linear CKA, baseA vs baseB, layer n"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    anb: dict[int, list[float]] = defaultdict(list)
+    for (_split, _seed, n), value in measured.items():
+        anb[n].append(value)
+    for ax, measure in zip(axes, LAYER_MEASURES):
+        by_layer: dict[int, list[float]] = defaultdict(list)
+        for row in table:
+            if row["measure"] == measure:
+                by_layer[row["layer"]].append(row["value"])
+        layers = sorted(by_layer)
+        ax.plot(layers, [np.mean(by_layer[n]) for n in layers], marker="o", color="#1f77b4", label=measure)
+        ax.set_xlabel("layer n")
+        ax.set_ylabel(measure, color="#1f77b4")
+        ax.set_xticks(range(1, 8))
+        ax.grid(alpha=0.3)
+        twin = ax.twinx()
+        if anb:
+            ns = sorted(anb)
+            twin.plot(ns, [np.mean(anb[n]) for n in ns], marker="D", color="#d62728", label="measured AnB")
+            twin.set_ylabel("measured AnB top-1 (mean)", color="#d62728")
+        result = agreement[measure]
+        tau = (f"Kendall tau {result['tau']:+.2f}" + (f" [{result['low']:+.2f}, {result['high']:+.2f}]"
+                                                      if not np.isnan(result["low"]) else "")
+               + f" over {result['pairs']} splits/seeds") if result["pairs"] else "no measured AnB curve to compare"
+        ax.set_title(f"{titles[measure]}\n{tau}", fontsize=9)
+    fig.suptitle(f"{study}: per-layer probes (blue) beside the measured transfer (red)", fontsize=10)
+    fig.tight_layout()
+    path = out / f"{study}-probes.png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    plt.close(fig)
+    return path
