@@ -316,8 +316,8 @@ def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path
 
         bar = tqdm(total=len(items), initial=done, desc=f"packing {part}", unit="img")
 
-    def save(count: int) -> None:
-        array.flush()
+    def save(count: int, pixels: np.ndarray) -> None:
+        pixels.flush()
         buffer = io.BytesIO()
         np.savez(buffer, done=count, total=total, corrupt=np.asarray(corrupt, dtype=np.int64))
         atomic_write_bytes(saved, buffer.getvalue())
@@ -347,7 +347,7 @@ def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path
             if bar is not None:
                 bar.update(len(indices))
             if time.monotonic() - last_save > PACK_SAVE_EVERY_S:
-                save(indices[-1] + 1)
+                save(indices[-1] + 1, array)
                 last_save = time.monotonic()
         array.flush()
         del array
