@@ -60,7 +60,7 @@ def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured
 
     original, conftest.TINY_STUDY = conftest.TINY_STUDY, STALL_STUDY
     try:
-        study_dir = conftest.tiny_study(tmp_path, "probed", ["baseB", "AnB"], [1, 3, 5], iterations=200, every=10,
+        study_dir = conftest.tiny_study(tmp_path, "probed", ["baseB", "AnB", "AnB+"], [1, 3, 5], iterations=200, every=10,
                                         lr=0.005, data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200))
     finally:
         conftest.TINY_STUDY = original
@@ -69,7 +69,10 @@ def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "probed-probes.csv").open()))
-    assert len(rows) == 7 * 3 + 1 and {r["measure"] for r in rows} == {"probe", "logme", "cka", "leep"}
+    per_base = [r for r in rows if r["measure"] != "cka_anb_plus"]
+    assert len(per_base) == 7 * 3 + 1 and {r["measure"] for r in per_base} == {"probe", "logme", "cka", "leep"}
+    tuned = {r["layer"] for r in rows if r["measure"] == "cka_anb_plus"}  # the healthy fine-tuned AnB+
+    assert tuned and tuned <= {"1", "3", "5"}
     assert (tmp_path / "out" / "probed-probes.png").is_file()
     assert "probe " in run.stdout and "leep   of baseA's classifier on side B" in run.stdout
 

@@ -8,6 +8,7 @@ For every split and seed whose baseA and baseB finished healthy, on side B's ima
 | probe    | the fixed linear probe (``measures.ridge_probe``) on baseA's layer-n features | AnB top-1 |
 | logme    | LogME of baseA's layer-n features for side B's labels   | AnB top-1          |
 | cka      | linear CKA of baseA's and baseB's layer-n features      | how general layer n is |
+| cka_anb_plus | linear CKA of a fine-tuned AnB+'s and baseB's layer-n features (where the study has AnB+) | (described, not a predictor) |
 | leep     | LEEP of baseA's classifier on side B (layer 8 only: it needs a source head) | the whole transfer |
 
 Features: each learned layer's output after its ReLU (and pooling and LRN where the network
@@ -107,6 +108,16 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
                        "value": value} for measure, value in values.items()]
         table.append({"study": study.name, "split": split_name, "seed": seed, "layer": 8, "measure": "leep",
                       "value": leep(a_probabilities, y_train)})
+        # Where the study fine-tuned AnB+: how close its copied layer n came to baseB's. (A frozen AnB's
+        # layer n is baseA's, so its CKA with baseB is the `cka` row itself.)
+        for job in study.jobs.values():
+            condition = job.spec.condition
+            if (job.split, job.seed, job.side) == (split_name, seed, "B") and condition.kind == "transfer" \
+                    and condition.fine_tune and job.spec.growth is None and job.key in usable:
+                tuned_val, _, _ = _features(_load_model(job, device), val_batches, VAL_IMAGES, seed)
+                n = condition.n_transferred
+                table.append({"study": study.name, "split": split_name, "seed": seed, "layer": n,
+                              "measure": "cka_anb_plus", "value": linear_cka(tuned_val[n - 1], b_val[n - 1])})
         echo(f"probed {split_name} seed {seed}")
     seconds = time.perf_counter() - started
     measured = {(r.split, r.seed, int(r.n)): r.top1_mean_best10 for r in rows
@@ -178,6 +189,16 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
                 by_layer[row["layer"]].append(row["value"])
         layers = sorted(by_layer)
         ax.plot(layers, [np.mean(by_layer[n]) for n in layers], marker="o", color="#1f77b4", label=measure)
+        if measure == "cka":
+            trained: dict[int, list[float]] = defaultdict(list)
+            for row in table:
+                if row["measure"] == "cka_anb_plus":
+                    trained[row["layer"]].append(row["value"])
+            if trained:
+                ns = sorted(trained)
+                ax.plot(ns, [np.mean(trained[n]) for n in ns], marker="s", ls="--", color="#17becf",
+                        label="fine-tuned AnB+ vs baseB")
+                ax.legend(fontsize=7, loc="lower left")
         ax.set_xlabel("layer n")
         ax.set_ylabel(measure, color="#1f77b4")
         ax.set_xticks(range(1, 8))
