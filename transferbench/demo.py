@@ -78,7 +78,7 @@ def _against_selffer_plus(rows, meaning: str) -> str:
 def reading(rows) -> list[str]:
     """A few sentences on what the numbers show, in the paper's terms: each effect is claimed only
     where the 95% interval of its paired differences shows it with the paper's sign."""
-    from transferbench.analysis.stats import Pairs, effects
+    from transferbench.analysis.stats import Pairs, bootstrap_ci, effects
 
     lines = []
     left = [r for r in rows if not r.usable]
@@ -117,15 +117,14 @@ def reading(rows) -> list[str]:
         versus_learned = [r.top1_mean_best10 - b for r in members if (b := pairs.value("selffer", r, n)) is not None]
         if not versus_base:
             continue
-        from transferbench.analysis.stats import bootstrap_ci
-
         low, high = bootstrap_ci(versus_base)
         sentence = f"random frozen layers 1..{n} (R{n}): {np.mean(versus_base):+.3f} {_interval(low, high)} vs their own base"
         if versus_learned:
             l_low, l_high = bootstrap_ci(versus_learned)
             sentence += f", {np.mean(versus_learned):+.3f} {_interval(l_low, l_high)} vs learned frozen layers (B{n}B)"
             low, high = l_low, l_high
-        lines.append(sentence + (": learned features beat random ones" if high < 0 else
+        lines.append(sentence + (": one network each: more seeds would tell" if np.isnan(high) else
+                                 ": learned features beat random ones" if high < 0 else
                                  ": not seen that learned features beat random ones (the interval includes no difference)"))
     return lines + _developmental_lines(rows)
 
