@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from transferbench.analysis.results import health_lines, table_csv
-from transferbench.analysis.stats import (EFFECTS, Pairs, _group_of, _means, bar_entries, boost_table, bootstrap_ci,
+from transferbench.analysis.stats import (EFFECTS, Pairs, _group_of, _means, _random, bar_entries, boost_table, bootstrap_ci,
                                           developmental_table, effects, format_boost, format_developmental, group_values,
                                           is_developmental, paired_entries, pooled_boost_table, reference_network,
                                           versus_selffer_plus)
@@ -94,10 +94,10 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> lis
         fig, top = plt.subplots(1, 1, figsize=(10.5, 4.8))
         missing.append("fig2: lower panel not drawn: no network has its own base (the base of its split, seed and side)")
     offsets = {"base": 0, "selffer": -0.15, "selffer+": -0.05, "transfer": 0.05, "transfer+": 0.15}
-    members = defaultdict(list)
-    for row in rows:
+    members = defaultdict(list)  # every network of the random splits, usable or not: those left out are drawn hollow
+    for row in _random(rows):
         group = _group_of(row)
-        if group and row.value(metric) is not None and (str(row.split).startswith(("random", "stratified"))):
+        if group and row.value(metric) is not None:
             members[group].append(row)
     any_left = False
     for name in STYLES:

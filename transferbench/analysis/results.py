@@ -100,13 +100,15 @@ def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) 
     return rows
 
 
-def collect_rows(study_dir: Path) -> tuple[list[Row], list[str]]:
+def collect_rows(study_dir: Path, records: dict | None = None) -> tuple[list[Row], list[str]]:
     """Rows of the finished jobs of a study (each from its record alone, its health judged with
-    the study's thresholds), and the keys that have none yet."""
+    the study's thresholds), and the keys that have none yet. The records read (each once) go
+    into ``records`` when given."""
     from transferbench.study.status import Study, judge_study, read_record
 
     study = Study.open(study_dir)
-    records, missing = {}, []
+    records = {} if records is None else records
+    missing = []
     for key, job in study.jobs.items():
         try:
             record = read_record(job)  # once per job: status's "done" is exactly a readable record with status done

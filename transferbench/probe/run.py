@@ -75,7 +75,8 @@ def _load_model(job, device):
 def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> dict[str, Any]:
     """Probe every healthy (baseA, baseB) pair of the study; write the CSV and figure; return them."""
     study = Study.open(study_dir)
-    rows, _ = collect_rows(study.directory)
+    records: dict[str, Any] = {}
+    rows, _ = collect_rows(study.directory, records)
     usable = {r.key for r in rows if r.usable}
     pairs = defaultdict(dict)
     for key, job in study.jobs.items():
@@ -128,21 +129,7 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
     atomic_write_text(out / f"{study.name}-probes.csv", table_csv(table))
     figure = _figure(study.name, table, measured, agreement, out)
     return {"table": table, "agreement": agreement, "seconds": seconds, "csv": out / f"{study.name}-probes.csv",
-            "figure": figure, "training_seconds": _wall(study)}
-
-
-def _wall(study: Study) -> float:
-    """Training seconds of the study's networks, from their records."""
-    from transferbench.study.status import read_record
-
-    total = 0.0
-    for job in study.jobs.values():
-        try:
-            record = read_record(job)
-        except UserError:
-            continue
-        total += record.wall_time_s if record is not None else 0.0
-    return total
+            "figure": figure, "training_seconds": sum(record.wall_time_s for record in records.values())}
 
 
 def _agreement(table: list[dict[str, Any]], measured: dict[tuple, float]) -> dict[str, dict[str, float]]:

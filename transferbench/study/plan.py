@@ -35,6 +35,7 @@ from transferbench.schema.notation import Pattern, parse_network, parse_pattern
 from transferbench.schema.plan import PlanFile, PlannedJob
 from transferbench.schema.spec import Condition, Growth, JobSpec, ModelConfig, TrainConfig
 from transferbench.shipped import find_config, shipped_dir
+from transferbench.study.status import Study, order_jobs, states
 
 
 
@@ -373,7 +374,7 @@ def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
                "changed": sorted(k for k in set(new_hashes) & set(old_hashes) if new_hashes[k] != old_hashes[k])}
     # A job that copies from a changed or removed one is changed too, even if its own spec is not.
     stale = set(changes["changed"]) | set(changes["removed"])
-    for key in _dependency_order(plan.jobs):
+    for key in order_jobs(plan.jobs):
         if key in old_hashes and key not in stale and any(dep in stale for dep in plan.jobs[key].depends):
             stale.add(key)
     changes["changed"] = sorted(stale - set(changes["removed"]))
@@ -409,18 +410,10 @@ def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
 def _forget_submissions(study_dir: Path, old_plan: PlanFile, keys: set[str]) -> None:
     """Drop the manifest entries of changed and removed jobs: they were submissions of the old
     specs, and the new ones start as planned."""
-    from transferbench.study.status import Study
-
     study = Study(study_dir, old_plan)
     manifest = study.manifest()
     if any(key in manifest for key in keys):
         study.save_manifest({key: entry for key, entry in manifest.items() if key not in keys})
-
-
-def _dependency_order(jobs: dict[str, PlannedJob]) -> list[str]:
-    from transferbench.study.status import order_jobs
-
-    return order_jobs(jobs)
 
 
 def _stop_live_jobs(study_dir: Path, keys: list[str], cancel: bool, echo) -> None:
@@ -430,8 +423,6 @@ def _stop_live_jobs(study_dir: Path, keys: list[str], cancel: bool, echo) -> Non
     import signal
     import subprocess
     import time
-
-    from transferbench.study.status import Study, states
 
     study = Study.open(study_dir)
     wanted = [key for key in keys if key in study.jobs]
