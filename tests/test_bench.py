@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from transferbench.bench import BenchConfig, run_bench
 from transferbench.errors import UserError
@@ -23,3 +24,46 @@ def test_bench_measures_every_row_and_writes_json(tmp_path):
         run_bench(config, images=tmp_path)
     with pytest.raises(UserError, match="fewer than one batch"):
         run_bench(BenchConfig("cpu", batch_size=64, iterations=1, warmup=0, images=8, archs=()))
+
+
+def test_flop_counter_counts_a_known_product():
+    from transferbench.bench import _flops
+
+    layer, x = torch.nn.Linear(10, 20, bias=False), torch.randn(4, 10)
+    assert _flops(lambda: layer(x)) == 2 * 4 * 10 * 20
+
+
+def test_resident_pack_and_jpeg_pack_give_the_pack_path_s_batches(tmp_path):
+    """The pack held on the device gives exactly the memory-mapped pack's batches; the compact
+    JPEG pack (decoded here on the CPU; nvJPEG on CUDA) gives them up to JPEG's loss."""
+    from transferbench.bench import compact_jpegs, nvjpeg_batches, our_batches, write_jpegs
+    from transferbench.worker.data import pack_images
+
+    config, device = BenchConfig("cpu", batch_size=4, workers=1), torch.device("cpu")
+    files = write_jpegs(tmp_path / "jpegs", 6, echo=lambda _: None)
+    pack = pack_images([(path, 0) for path in files], tmp_path / "pack", "bench")
+    for _ in range(2):  # the second batch wraps around the six images
+        mapped, resident = our_batches(None, config, device, 227, pack), our_batches(None, config, device, 227, pack, resident=True)
+        jpeg = nvjpeg_batches(compact_jpegs(pack), pack.mean, config, device, 227)
+        for (x, y), (x2, y2), (x3, y3) in zip([next(mapped), next(mapped)], [next(resident), next(resident)],
+                                              [next(jpeg), next(jpeg)]):
+            assert torch.equal(x, x2) and torch.equal(y, y2) and torch.equal(y, y3)
+            assert x.shape == x3.shape == (4, 3, 227, 227)
+            assert 0 < (x - x3).abs().mean() < 4  # q90 JPEG of pixels in 0..255
+
+
+def test_matrix_adds_every_precision_and_a_failing_variant_is_reported(monkeypatch):
+    import torch as real_torch
+
+    def no_compiler(model):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(real_torch, "compile", no_compiler)
+    config = BenchConfig("cpu", batch_size=2, iterations=1, warmup=0, images=4, workers=1, archs=("caffenet",), matrix=True)
+    messages = []
+    rows = run_bench(config, echo=messages.append)
+    model = [row for row in rows if row.group == "model"]
+    assert len(model) == 5 * 4  # the configured one (fp32, NCHW) and three more precisions/layouts
+    assert {row.note for row in model} == {"fp32, NCHW", "fp32, channels_last", "bf16, NCHW", "bf16, channels_last"}
+    assert all(row.tflops and row.tflops > 0 for row in model)
+    assert sum("failed: RuntimeError: no compiler here" in m for m in messages) == 2  # compiled train and eval

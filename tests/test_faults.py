@@ -185,3 +185,26 @@ def test_a_finished_job_keeps_no_checkpoint_unless_asked_and_plan_says_the_disk_
     kept = conftest.tiny_study(tmp_path / "kept", "kept", ["baseA"], [1], extra="train = {keep_checkpoint = true}")
     submit(kept, "debug", echo=lambda *_: None)
     assert (Study.open(kept).jobs["random0/baseA/seed0"].out_dir / "checkpoint.pt").is_file()
+
+
+def test_more_local_workers_than_gpus_share_them_and_every_worker_gets_its_share_of_cores(tmp_path, monkeypatch):
+    from transferbench.study import executors
+
+    study = Study.open(conftest.tiny_study(tmp_path, "share", ["baseA"], [1]))
+    key = next(iter(study.jobs))
+    started = []
+
+    class Recorded:
+        pid = 1
+
+        def __init__(self, command, stdout, stderr, env):
+            started.append(env)
+
+    monkeypatch.setattr(executors.subprocess, "Popen", Recorded)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 16)
+    manifest = {}
+    for slot in range(3):
+        executors.LocalExecutor._start(study, key, slot, 2, 4, manifest)
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in started] == ["0", "1", "0"]
+    assert {env["OMP_NUM_THREADS"] for env in started} == {"4"}

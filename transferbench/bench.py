@@ -15,12 +15,20 @@ Rows (every figure is measured in this run; nothing is looked up):
   to the device, bf16 autocast and channels_last on CUDA) and the reference loop (fp32, NCHW,
   that DataLoader), and their ratio.
 
+On CUDA there are more rows: ``ceiling`` (a bf16 8192^3 matrix product: the device's
+practical peak, against which each model row's FLOP utilisation is given), the uint8 pack
+held in GPU memory, and a compact JPEG pack (each image stored once at 256x256) decoded in
+batches on the GPU by nvJPEG (``torchvision.io.decode_jpeg(device="cuda")``). ``--matrix``
+adds CaffeNet's model rows in fp32 / bf16 x NCHW / channels_last, and compiled.
+Each model row's FLOPs are counted by ``torch.utils.flop_counter`` on one step of the row.
+
 The JPEGs are written by the benchmark (random smooth images at ImageNet's typical
 500x375) unless ``--images`` gives a folder of real ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -50,6 +58,8 @@ class BenchRow:
     batch_size: int
     iterations: int
     note: str = ""
+    tflops: float | None = None  # achieved, from the counted FLOPs per image (model and train rows)
+    utilisation: float | None = None  # tflops / the measured ceiling (CUDA)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     archs: tuple[str, ...] = ("caffenet", "small")
+    matrix: bool = False  # CaffeNet's model rows in every precision and layout too
 
     @staticmethod
     def defaults(device: str) -> "BenchConfig":
@@ -97,6 +108,34 @@ def _timed(step: Callable[[], None], config: BenchConfig, device: torch.device, 
         step()
     _sync(device)
     return count * config.iterations / (time.perf_counter() - started)
+
+
+def _flops(step: Callable[[], None]) -> float:
+    """FLOPs of one call of ``step``, counted by PyTorch's operator-level counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def measure_ceiling(device: torch.device, size: int = 8192, repeats: int = 10) -> float:
+    """TFLOP/s of a bf16 ``size``^3 matrix product on random data: the device's practical peak."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e12
+
+
+MODES = ("train", "frozen3", "frozen5", "frozen7", "eval")
+# (amp, channels_last, compile) of --matrix; torch.compile only for full training and evaluation
+VARIANTS = ((False, False, False), (False, True, False), (True, False, False), (True, True, False), (True, True, True))
 
 
 def model_config(arch: str) -> tuple[ModelConfig, int]:
@@ -136,10 +175,15 @@ def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device)
     if mode == "eval":
         model.eval()
     _peak_start(device)
-    rate = _timed(eval_step if mode == "eval" else train_step, config, device, config.batch_size)
+    step = eval_step if mode == "eval" else train_step
+    rate = _timed(step, config, device, config.batch_size)
+    peak = _peak(device)
+    if config.compile:  # the counter sees the eager operators: count them on the same model uncompiled
+        step_model = model
+    flops = _flops(step) / config.batch_size
     label = {"train": "full training", "eval": "evaluation"}.get(mode, f"frozen layers 1..{prefix}")
-    return BenchRow("model", f"{arch} {size}px {label}", rate, _peak(device), config.batch_size, config.iterations,
-                    _precision(config))
+    return BenchRow("model", f"{arch} {size}px {label}", rate, peak, config.batch_size, config.iterations,
+                    _precision(config), flops * rate / 1e12)
 
 
 def _precision(config: BenchConfig) -> str:
@@ -213,16 +257,22 @@ def reference_batches(files: list[Path], config: BenchConfig, device: torch.devi
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def our_batches(files: list[Path] | None, config: BenchConfig, device: torch.device, crop: int, pack=None):
-    """The worker's data path: uint8 decoded by threads (or read from a pack), one batch fetched
-    ahead in a thread, mean/crop/mirror on the device."""
+def our_batches(files: list[Path] | None, config: BenchConfig, device: torch.device, crop: int, pack=None,
+                resident: bool = False):
+    """The worker's data path: uint8 decoded by threads (or read from a pack, or gathered from the
+    pack held in device memory when ``resident``), one batch fetched ahead in a thread,
+    mean/crop/mirror on the device."""
     from transferbench.worker.data import ImageSet
     from transferbench.worker.train import Batches, TrainConfig
 
     count = len(files) if files is not None else len(pack.images)
     labels = torch.arange(count) % 10
-    image_set = (ImageSet(None, labels, files=files) if pack is None else
-                 ImageSet(None, labels, packed=pack.images, rows=np.arange(count), mean=pack.mean))
+    if pack is None:
+        image_set = ImageSet(None, labels, files=files)
+    elif resident:
+        image_set = ImageSet(torch.from_numpy(np.array(pack.images)).to(device), labels, mean=pack.mean)
+    else:
+        image_set = ImageSet(None, labels, packed=pack.images, rows=np.arange(count), mean=pack.mean)
     train = TrainConfig(crop=crop, workers=_workers(config), channels_last=config.channels_last)
     batches = Batches(image_set, train, device, True)
     generator = torch.Generator().manual_seed(0)
@@ -239,6 +289,32 @@ def our_batches(files: list[Path] | None, config: BenchConfig, device: torch.dev
             position += 1
             upcoming = prefetcher.submit(fetch, position)
             yield batches.to_device(fetched)
+
+
+def compact_jpegs(pack, quality: int = 90) -> list[torch.Tensor]:
+    """Each packed 256x256 image encoded once as a JPEG (about a tenth of the pack's bytes)."""
+    from torchvision.io import encode_jpeg
+
+    return [encode_jpeg(torch.from_numpy(np.array(image)), quality=quality) for image in pack.images]
+
+
+def nvjpeg_batches(jpegs: list[torch.Tensor], mean: torch.Tensor, config: BenchConfig, device: torch.device, crop: int):
+    """Batches decoded on the GPU (nvJPEG, one batched call), then the worker's mean/crop/mirror there."""
+    from torchvision.io import decode_jpeg
+
+    from transferbench.worker.data import ImageSet
+    from transferbench.worker.train import Batches, TrainConfig
+
+    labels = torch.arange(len(jpegs)) % 10
+    batches = Batches(ImageSet(None, labels, mean=mean), TrainConfig(crop=crop, channels_last=config.channels_last),
+                      device, True)
+    generator = torch.Generator().manual_seed(0)
+    position = 0
+    while True:
+        indices = [(position * config.batch_size + i) % len(jpegs) for i in range(config.batch_size)]
+        images = torch.stack(decode_jpeg([jpegs[i] for i in indices], device=device))
+        yield batches.to_device((images, labels[indices], *batches.draw(images.shape, generator)))
+        position += 1
 
 
 def bench_data(name: str, stream, config: BenchConfig, device: torch.device) -> BenchRow:
@@ -266,8 +342,10 @@ def bench_train(name: str, stream, config: BenchConfig, device: torch.device, ou
 
     _peak_start(device)
     rate = _timed(step, config, device, config.batch_size)
-    return BenchRow("train", name, rate, _peak(device), config.batch_size, config.iterations,
-                    _precision(config) if ours else "fp32, NCHW (reference)")
+    peak = _peak(device)
+    flops = _flops(step) / config.batch_size
+    return BenchRow("train", name, rate, peak, config.batch_size, config.iterations,
+                    _precision(config) if ours else "fp32, NCHW (reference)", flops * rate / 1e12)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -286,16 +364,37 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
     echo(f"transferbench bench on {hardware}; torch {torch.__version__}; batch {config.batch_size}, "
          f"{config.iterations} timed iterations after {config.warmup} warm-up")
     rows: list[BenchRow] = []
+    ceiling = measure_ceiling(device) if device.type == "cuda" else None
 
     def report(row: BenchRow) -> None:
+        if ceiling and row.tflops is not None:
+            row.utilisation = row.tflops / ceiling
         rows.append(row)
         memory = f"{row.peak_memory_mb:9.0f} MB" if row.peak_memory_mb is not None else f"{'-':>12s}"
-        echo(f"  {row.group:5s} {row.name:52s} {row.images_per_s:10.1f} img/s {memory}  {row.note}")
+        flops = f"{row.tflops:8.2f}" if row.tflops is not None else f"{'-':>8s}"
+        share = f"{row.utilisation:6.1%}" if row.utilisation is not None else f"{'':6s}"
+        echo(f"  {row.group:5s} {row.name:56s} {row.images_per_s:10.1f} img/s {memory} {flops} {share}  {row.note}")
 
-    echo(f"  {'group':5s} {'what':52s} {'throughput':>16s} {'peak memory':>12s}")
+    def model_row(arch: str, mode: str, variant: BenchConfig) -> None:
+        try:
+            report(bench_model(arch, mode, variant, device))
+        except Exception as exc:  # noqa: BLE001 -- one failing variant (a compiler error, say) must not lose the others
+            echo(f"  model {arch} {mode} ({_precision(variant)}) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+    echo(f"  {'group':5s} {'what':56s} {'throughput':>16s} {'peak memory':>12s} {'TFLOP/s':>8s} {'of peak':>6s}")
+    if ceiling:
+        rows.append(BenchRow("ceiling", "bf16 8192^3 matrix product", 0.0, None, 0, 10, "TFLOP/s in tflops", ceiling, 1.0))
+        echo(f"  ceiling: a bf16 8192^3 matrix product runs at {ceiling:.0f} TFLOP/s (utilisation is against it)")
     for arch in config.archs:
-        for mode in ("train", "frozen3", "frozen5", "frozen7", "eval"):
-            report(bench_model(arch, mode, config, device))
+        for mode in MODES:
+            model_row(arch, mode, config)
+    if config.matrix and "caffenet" in config.archs:
+        for amp, channels_last, compiled in VARIANTS:
+            variant = dataclasses.replace(config, amp=amp, channels_last=channels_last, compile=compiled)
+            if variant == config:
+                continue
+            for mode in (("train", "eval") if compiled else MODES):
+                model_row("caffenet", mode, variant)
     with tempfile.TemporaryDirectory(prefix="transferbench-bench-") as scratch:
         files = find_jpegs(images, config.images) if images else write_jpegs(Path(scratch) / "jpegs", config.images, echo=echo)
         from transferbench.worker.data import pack_images
@@ -305,6 +404,13 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
                           config, device))
         report(bench_data("transferbench: uint8 pack + device augment", our_batches(None, config, device, 227, pack),
                           config, device))
+        if device.type == "cuda":
+            jpegs = compact_jpegs(pack)
+            megabytes = sum(len(j) for j in jpegs) / len(jpegs) / 1e3
+            report(bench_data("transferbench: uint8 pack in GPU memory + device augment",
+                              our_batches(None, config, device, 227, pack, resident=True), config, device))
+            report(bench_data(f"JPEG pack ({megabytes:.0f} kB/img) + nvJPEG batch decode + augment",
+                              nvjpeg_batches(jpegs, pack.mean, config, device, 227), config, device))
         reference = reference_batches(files, config, device, 227)
         report(bench_data("reference: DataLoader + PIL transforms", reference, config, device))
         ours = bench_train("transferbench: caffenet 227px, JPEG files", our_batches(files, config, device, 227), config,
@@ -312,10 +418,17 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
         report(ours)
         report(bench_train("transferbench: caffenet 227px, uint8 pack", our_batches(None, config, device, 227, pack),
                            config, device, ours=True))
+        if device.type == "cuda":
+            report(bench_train("transferbench: caffenet 227px, pack in GPU memory",
+                               our_batches(None, config, device, 227, pack, resident=True), config, device, ours=True))
+            report(bench_train("transferbench: caffenet 227px, JPEG pack + nvJPEG",
+                               nvjpeg_batches(jpegs, pack.mean, config, device, 227), config, device, ours=True))
         theirs = bench_train("reference: caffenet 227px, DataLoader", reference, config, device, ours=False)
         report(theirs)
         del reference
     echo(f"  training CaffeNet from JPEG files: transferbench / reference = {ours.images_per_s / theirs.images_per_s:.2f}x")
+    best = max((row for row in rows if row.group == "train" and row is not theirs), key=lambda row: row.images_per_s)
+    echo(f"  fastest: {best.name}: {best.images_per_s:.0f} img/s, {best.images_per_s / theirs.images_per_s:.2f}x the reference")
     if device.type == "cpu":
         echo(f"  (CPU: peak memory is not tracked per row; process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     if out is not None:

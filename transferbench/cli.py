@@ -77,7 +77,8 @@ Run the jobs of a planned study that are not done, queued or running.
                     wait for (afterok on that base's array task), requeued on timeout or
                     preemption and resumed from their checkpoint.  Resources come from the
                     config's [slurm] table; the flags below override them.
-  --executor local  this machine: the dependency graph with --workers processes (one GPU each)
+  --executor local  this machine: the dependency graph with --workers processes (default one per GPU;
+                    more than the GPUs share them)
   --executor debug  in this process, one job after another (tests, debugging)
 
 Failed jobs are left alone unless --retry-failed; --dry-run prints what would be submitted and
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="synthetic (built in) or fashion-mnist (Debian's dataset-fashion-mnist or --data-root)")
     demo.add_argument("--out", type=Path, default=Path("transferbench-demo"), metavar="DIR",
                       help="where the jobs, results and figures go (default: ./transferbench-demo)")
-    demo.add_argument("--workers", type=int, help="networks trained at once (default: 2 on CPU, one per GPU)")
+    demo.add_argument("--workers", type=int, help="networks trained at once (default: 2 on CPU; on GPUs up to 8, sharing them)")
     demo.add_argument("--data-root", metavar="DIR", help="Fashion-MNIST folder (default: Debian's install)")
     demo.add_argument("--first-seed", type=int, default=0, metavar="S",
                       help="train every network with seeds S, S+1, S+2 (default 0): another draw of the same study")
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "retry; the key keeps its seed), and the finished networks that copy from them; earlier "
                              "attempts are kept in attempt<k>/ and listed in the new record")
     submit.add_argument("--dry-run", action="store_true", help="print what would be submitted and why, submit nothing")
-    submit.add_argument("--workers", type=int, help="local executor: jobs at once (default: one per GPU, or 1)")
+    submit.add_argument("--workers", type=int, help="local executor: jobs at once (default: one per GPU, or 1; more than the GPUs share them)")
     for flag, kind, text in (("partition", str, "Slurm partition"), ("account", str, "Slurm account"), ("qos", str, "Slurm QOS"),
                              ("gpus", int, "GPUs per job"), ("cpus", int, "CPUs per job"), ("mem-gb", int, "memory per job, GB"),
                              ("time-min", int, "time limit per job, minutes"),
@@ -341,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="channels_last layout in transferbench's rows (default: on with CUDA)")
     bench.add_argument("--compile", action="store_true", help="torch.compile transferbench's models")
+    bench.add_argument("--matrix", action="store_true", help="also CaffeNet's model rows in fp32 and bf16, NCHW and "
+                       "channels_last, and compiled (the compiled rows take a minute or two to compile)")
     bench.add_argument("--arch", nargs="+", choices=("caffenet", "small"), default=["caffenet", "small"],
                        help="networks of the model rows (default: both)")
     bench.add_argument("--out", type=Path, metavar="FILE.json", help="also write the figures here")
@@ -587,7 +590,8 @@ def run_bench(args: argparse.Namespace) -> None:
     config = BenchConfig.defaults(device)
     changes = {"batch_size": args.batch_size, "iterations": args.iterations, "warmup": args.warmup, "images": args.count,
                "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile or None,
-               "workers": args.workers or None, "archs": tuple(args.arch)}
+               "workers": args.workers or None, "archs": tuple(args.arch),
+               "matrix": args.matrix or None}
     bench(dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None}), args.images, args.out)
 
 

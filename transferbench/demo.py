@@ -169,7 +169,8 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
         gpus = torch.cuda.device_count()
     except Exception:  # noqa: BLE001
         gpus = 0
-    workers = workers or (gpus if gpus else max(1, min(2, os.cpu_count() or 1)))
+    # The demo's networks are small: on a GPU one leaves it mostly idle, so several share each GPU.
+    workers = workers or (max(gpus, min(8, os.cpu_count() or 1)) if gpus else max(1, min(2, os.cpu_count() or 1)))
     submit(plan.study_dir, "local", workers=workers, echo=echo)
     table, totals = status_table(plan.study_dir)
     if totals["failed"] or totals["blocked"]:

@@ -299,7 +299,10 @@ class DebugExecutor(Executor):
 
 @dataclass
 class LocalExecutor(Executor):
-    """This machine: the dependency graph with ``workers`` processes, one GPU each when there are GPUs."""
+    """This machine: the dependency graph with ``workers`` processes (default: one per GPU). With
+    more workers than GPUs, worker i uses GPU i mod GPUs: small networks (the demo's) leave a
+    GPU mostly idle, and several of them share one well. Each worker gets an equal share of
+    the CPU cores for its threads."""
 
     name: ClassVar[str] = "local"
     workers: int | None = None
@@ -314,8 +317,6 @@ class LocalExecutor(Executor):
         except Exception:  # noqa: BLE001 - a broken CUDA install means CPU
             gpus = 0
         workers = self.workers or max(1, gpus)
-        if gpus and workers > gpus:
-            raise UserError(f"--workers {workers} but this machine has {gpus} GPUs; each worker gets one GPU")
         jobs = study.jobs
         chosen = flatten(groups)
         if packs_needed(study, chosen):  # once, here, rather than in the first workers at the same time
@@ -366,9 +367,9 @@ class LocalExecutor(Executor):
                manifest: dict[str, ManifestEntry]) -> subprocess.Popen:
         env = dict(os.environ)
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot)
-        else:  # share the cores instead of every worker using all of them
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        # share the cores instead of every worker using all of them (on a GPU too: idle threads spin)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         out_dir = study.jobs[key].out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         log = open(out_dir / "log.txt", "ab")  # noqa: SIM115 - closed when the process ends

@@ -98,8 +98,12 @@ class Batches:
     def fetch(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
         """The CPU half of a batch: uint8 images, labels and the crop/mirror draws."""
         images, labels = self.raw(indices)
+        return (images, labels, *self.draw(images.shape, generator))
+
+    def draw(self, shape: torch.Size, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """The crop offsets and mirror flags of a batch of ``shape`` (the central crop, unmirrored, when evaluating)."""
         crop, pad = self.config.crop, self.config.pad
-        count, _, height, width = images.shape
+        count, _, height, width = shape
         height, width = height + 2 * pad, width + 2 * pad
         crop = min(crop, height, width)
         if self.train and generator is not None:
@@ -110,12 +114,12 @@ class Batches:
             tops = torch.full((count,), (height - crop) // 2)
             lefts = torch.full((count,), (width - crop) // 2)
             flips = torch.zeros(count, dtype=torch.bool)
-        return images, labels, tops, lefts, flips, torch.tensor(crop)
+        return tops, lefts, flips, torch.tensor(crop)
 
     def to_device(self, fetched: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The device half: copy the bytes, subtract the mean, pad, crop and mirror."""
+        """The device half: copy the bytes (unless they are there already), subtract the mean, pad, crop and mirror."""
         images, labels, tops, lefts, flips, crop = fetched
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and images.device.type == "cpu":
             images, labels = images.pin_memory(), labels.pin_memory()
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
