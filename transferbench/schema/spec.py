@@ -277,6 +277,17 @@ class JobSpec:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def stream(self) -> str | None:
+        """What fixes this job's training stream: jobs with the same stream read the same images
+        in the same order with the same crops (the seed fixes order and draws), so one fused
+        process can train them together. None for a job that trains alone (a grown network,
+        a compiled model)."""
+        if self.growth is not None or self.train.compile:
+            return None
+        data = self.to_dict()
+        return json.dumps([data[name] for name in ("dataset", "split", "side", "data_root", "val_list", "strict", "pack_dir",
+                                                   "model", "train")], sort_keys=True, separators=(",", ":"))
+
 
 def load_spec(path: Path) -> JobSpec:
     """A job spec from its JSON file (``transferbench train SPEC.json``)."""

@@ -66,11 +66,15 @@ class TransferNet(nn.Module):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
             nn.init.zeros_(layer.bias)
 
-    def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, frozen_prefix: int = 0, start: int = 0) -> torch.Tensor:
         """Logits for a batch. The first ``frozen_prefix`` layers run without autograd:
-        frozen layers cost no backward pass and keep no activations."""
+        frozen layers cost no backward pass and keep no activations. ``start`` > 0: ``images``
+        is the output of layer ``start`` (computed elsewhere, e.g. shared by a fused group) and
+        only the layers after it run."""
         x = images
         for number, name in enumerate(LAYER_NAMES, start=1):
+            if number <= start:
+                continue
             with torch.set_grad_enabled(torch.is_grad_enabled() and number > frozen_prefix):
                 x = self._layer_block(name, x)
         return x

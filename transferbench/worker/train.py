@@ -35,7 +35,7 @@ from transferbench.schema.spec import JobSpec, TrainConfig, load_spec  # noqa: F
 from transferbench.tasks.splits import load_split
 from transferbench.worker.data import ImageFileReader, ImageSet, load_image_set
 from transferbench.worker.grow import GrownNet, apply_growth, build_model, is_classifier
-from transferbench.worker.models import TransferNet
+from transferbench.worker.models import LAYER_NAMES, TransferNet
 from transferbench.worker.transfer import apply_condition
 
 # Signals that make the worker checkpoint and stop: preemption or requeue (TERM), a user's
@@ -198,10 +198,11 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
 
 
 def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-             frozen_prefix: int = 0, amp: bool = False) -> torch.Tensor:
-    """One training step (bf16 autocast when ``amp``); the loss stays on the device."""
+             frozen_prefix: int = 0, amp: bool = False, start: int = 0) -> torch.Tensor:
+    """One training step (bf16 autocast when ``amp``); the loss stays on the device. ``start`` > 0:
+    ``x`` is the output of layer ``start`` (see ``TransferNet.forward``)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model(x, frozen_prefix)
+        logits = model(x, frozen_prefix, start=start) if start else model(x, frozen_prefix)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -209,26 +210,95 @@ def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.
     return loss
 
 
-@torch.no_grad()
 def evaluate(model: TransferNet, batches: Batches, batch_size: int, amp: bool) -> dict[str, float]:
-    model.eval()
-    correct1 = correct5 = total = 0
-    loss_sum = 0.0
+    return evaluate_models([model], batches, batch_size, amp)[0]
+
+
+@torch.no_grad()
+def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int, amp: bool) -> list[dict[str, float]]:
+    """Top-1, top-5 and loss of each model on the validation set; each batch is read once for all."""
+    for model in models:
+        model.eval()
+    counts = [[0, 0, 0.0] for _ in models]  # correct top-1, correct top-5, summed loss
+    total = 0
     for start in range(0, len(batches.set), batch_size):
         x, y = batches.prepare(list(range(start, min(start + batch_size, len(batches.set)))), None)
         if len(y) == 0:
             continue
-        with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += int((top[:, 0] == y).sum())
-        correct5 += int((top == y[:, None]).any(1).sum())
+        for model, count in zip(models, counts):
+            with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            count[2] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            count[0] += int((top[:, 0] == y).sum())
+            count[1] += int((top == y[:, None]).any(1).sum())
         total += len(y)
-    model.train()
+    for model in models:
+        model.train()
     if total == 0:
         raise UserError("no readable validation image: every one was corrupt or the side has none; check the data")
-    return {"top1": correct1 / total, "top5": correct5 / total, "loss": loss_sum / total}
+    return [{"top1": c1 / total, "top5": c5 / total, "loss": loss / total} for c1, c5, loss in counts]
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def prefix_chains(members: list[tuple[TransferNet, int]]) -> list[tuple[int, ...]]:
+    """For each (model, frozen prefix n), the frozen layers 1..n it shares with the others, as a
+    path in a tree of layers: two models share node k of their paths when their layers 1..k hold
+    the very same weights (compared exactly), so the activations after layer k are the same for
+    both. Give n = 0 for a model that must not share (a grown network, a compiled model)."""
+    nodes: list[tuple[int | None, str, list[torch.Tensor]]] = []  # (parent node, layer, its parameters)
+    chains = []
+    for model, frozen_prefix in members:
+        chain: list[int] = []
+        if frozen_prefix:
+            parent = None
+            for name in LAYER_NAMES[:frozen_prefix]:
+                params = [p.detach() for p in model.layers[name].parameters()]
+                found = next((i for i, (up, layer, theirs) in enumerate(nodes) if up == parent and layer == name
+                              and all(torch.equal(a, b) for a, b in zip(theirs, params))), None)
+                if found is None:
+                    nodes.append((parent, name, params))
+                    found = len(nodes) - 1
+                chain.append(found)
+                parent = found
+        chains.append(tuple(chain))
+    return chains
+
+
+class SharedPrefix:
+    """The frozen layers of one training batch, each computed once for every trainer that shares
+    it, with the random state after each layer (dropout in a frozen fc6 or fc7 draws from it), so
+    that every trainer continues exactly as if it had computed its prefix itself."""
+
+    def __init__(self, x: torch.Tensor, amp: bool) -> None:
+        self.x, self.amp = x, amp
+        self.cache: dict[int, tuple[torch.Tensor, tuple]] = {}
+
+    @torch.no_grad()
+    def output(self, model: TransferNet, chain: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The output of layer len(chain) for ``model``; the random state is left as after it.
+        Call right after seeding the iteration's random state."""
+        known = len(chain)
+        while known and chain[known - 1] not in self.cache:
+            known -= 1
+        x = self.x
+        if known:
+            x, state = self.cache[chain[known - 1]]
+            _set_rng_state(device, state)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
+            for depth in range(known, len(chain)):
+                x = model._layer_block(LAYER_NAMES[depth], x)
+                self.cache[chain[depth]] = (x, _rng_state(device))
+        return x
 
 
 class StopRequested(Exception):
@@ -251,7 +321,10 @@ class Trainer:
 
     def __init__(self, spec: JobSpec, device: str = "cpu", progress: bool = True, identity: JobIdentity | None = None,
                  commit: str | None = None, health: HealthSettings | None = None,
-                 source: dict[str, Any] | None = None, log: Callable[[str], Any] | None = None) -> None:
+                 source: dict[str, Any] | None = None, log: Callable[[str], Any] | None = None,
+                 shared: "Trainer | None" = None) -> None:
+        """``shared``: a trainer of the same stream (``JobSpec.stream``) whose images and batches
+        this one reuses instead of loading them again (a fused group)."""
         self.spec, self.config, self.progress = spec, spec.train, progress
         self.log = log or (lambda _line: None)  # a line per start, evaluation and end (for log files, not terminals)
         # The base this job must copy from, as the plan names it: {"key", "config_hash", "attempt"}.
@@ -269,8 +342,10 @@ class Trainer:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but no CUDA device is available; use --device cpu")
-        self._load_data()
-        self._build_model()
+        if shared is not None and shared.spec.stream() != spec.stream():
+            raise ValueError(f"{spec.key} cannot share the images of {shared.spec.key}: their training streams differ")
+        self._load_data(shared)
+        self._build_model(shared)
         self.iterations = (self.config.iterations if self.config.epochs is None
                            else math.ceil(self.config.epochs * len(self.train_set) / self.config.batch_size))
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
@@ -281,16 +356,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ build
 
-    def _load_data(self) -> None:
+    def _load_data(self, shared: "Trainer | None") -> None:
         spec, config = self.spec, self.config
         split = load_split(spec.split) if spec.split else None
         root = Path(spec.data_root) if spec.data_root else None
         val_list = Path(spec.val_list) if spec.val_list else None
         pack_dir = Path(spec.pack_dir) if spec.pack_dir else None
         common = dict(strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=self.progress, size=config.resize)
-        self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
         val_split = split if split and split.method != "reduced" else None
-        self.val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list, **common)
+        if shared is not None:
+            self.train_set, self.val_set = shared.train_set, shared.val_set
+        else:
+            self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
+            self.val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list,
+                                          **common)
         if split is not None:
             num_classes, what = len(split.label_map(spec.side)), f"side {spec.side} of split {split.name}"
         else:
@@ -307,7 +386,7 @@ class Trainer:
                 load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None, **common)
                 for train in (True, False))
 
-    def _build_model(self) -> None:
+    def _build_model(self, shared: "Trainer | None") -> None:
         spec, config = self.spec, self.config
         torch.manual_seed(config.seed)
         model = build_model(spec.model, spec.growth)
@@ -332,8 +411,11 @@ class Trainer:
         self.model = model
         self.step_model = torch.compile(model) if config.compile else model
         self.optimizer = build_optimizer(model, config)
-        self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict)
-        self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
+        if shared is not None:
+            self.train_batches, self.val_batches = shared.train_batches, shared.val_batches
+        else:
+            self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict)
+            self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
 
     def _check_source(self, state: dict[str, Any]) -> None:
         """A result must rest on the base its plan names: the base's weights carry its spec hash
@@ -396,11 +478,21 @@ class Trainer:
     def train_step(self, iteration: int, fetched: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One SGD step on the fetched batch; the loss stays on the device."""
         x, y = self.train_batches.to_device(fetched)
+        return self.step_on(iteration, x, y, SharedPrefix(x, self.config.amp), ())
+
+    def step_on(self, iteration: int, x: torch.Tensor, y: torch.Tensor, prefix: SharedPrefix,
+                chain: tuple[int, ...]) -> torch.Tensor:
+        """One SGD step on a batch already on the device. ``chain`` (see ``prefix_chains``): the
+        frozen layers 1..n to take from ``prefix``, computed there once for the whole group."""
         torch.manual_seed(self.config.seed * 1_000_003 + iteration)  # dropout of this iteration
         lr = learning_rate(self.config, iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
-        loss = sgd_step(self.step_model, self.optimizer, x, y, self.frozen_prefix, self.config.amp)
+        if chain:
+            features = prefix.output(self.model, chain, self.device)
+            loss = sgd_step(self.model, self.optimizer, features, y, self.frozen_prefix, self.config.amp, start=len(chain))
+        else:
+            loss = sgd_step(self.step_model, self.optimizer, x, y, self.frozen_prefix, self.config.amp)
         self.state["iteration"] = iteration + 1
         self.state["images_seen"] += len(y)
         return loss
@@ -423,64 +515,10 @@ class Trainer:
 
     def run(self) -> ResultRecord:
         """Train to the end (or to a stop signal); write and return the record."""
-        config, state = self.config, self.state
-        stop: dict[str, int | None] = {"signal": None}
+        return train_together([self])[0]
 
-        def on_signal(signum, _frame):
-            stop["signal"] = signum
-
-        previous = ({s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-                    if threading.current_thread() is threading.main_thread() else {})
-        progress_bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            progress_bar = tqdm(total=self.iterations, initial=state["iteration"], desc=self.spec.key, unit="it", leave=False)
-        failure = None
-        self.log(f"{self.spec.key}: {'resuming at' if state['iteration'] else 'starting at'} iteration {state['iteration']} of "
-                 f"{self.iterations} on {self.device} ({len(self.train_set)} training and {len(self.val_set)} validation "
-                 f"images, spec {self.spec.config_hash()})")
-        started = time.perf_counter()
-        wall_before = state["wall_time"]
-        prefetcher = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if self.train_batches.reads_files else None
-        pending: list[tuple[int, torch.Tensor]] = []  # (iteration, loss on the device), read in one sync
-        try:
-            self.model.train()
-            upcoming: Future | None = prefetcher.submit(self.fetch, state["iteration"]) if prefetcher else None
-            while state["iteration"] < self.iterations:
-                iteration = state["iteration"]
-                fetched = upcoming.result() if upcoming else self.fetch(iteration)
-                if prefetcher and iteration + 1 < self.iterations:
-                    upcoming = prefetcher.submit(self.fetch, iteration + 1)
-                loss = self.train_step(iteration, fetched)
-                pending.append((iteration + 1, loss.detach()))
-                if progress_bar is not None:
-                    progress_bar.update(1)
-                done = state["iteration"] == self.iterations
-                evaluate_now = state["iteration"] % config.eval_every == 0 or done
-                checkpoint_now = state["iteration"] % config.checkpoint_every == 0 or done or stop["signal"] is not None
-                if len(pending) >= LOSS_SYNC_EVERY or evaluate_now or checkpoint_now:
-                    failure = self._flush_losses(pending, progress_bar)
-                    if failure:
-                        break
-                if evaluate_now:
-                    state["evaluations"].append({"iteration": state["iteration"], **self.evaluate()})
-                    last = state["evaluations"][-1]
-                    self.log(f"{self.spec.key}: iteration {state['iteration']}/{self.iterations}: top-1 {last['top1']:.4f}, "
-                             f"validation loss {last['loss']:.4f}")
-                if checkpoint_now:
-                    state["wall_time"] = wall_before + time.perf_counter() - started
-                    self.checkpoint()
-                    if stop["signal"] is not None:
-                        raise StopRequested(f"signal {stop['signal']} at iteration {state['iteration']}", stop["signal"])
-        finally:
-            if prefetcher is not None:
-                prefetcher.shutdown(cancel_futures=True)
-            if progress_bar is not None:
-                progress_bar.close()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        state["wall_time"] = wall_before + time.perf_counter() - started
+    def finish(self, failure: str | None) -> ResultRecord:
+        """Write the record (and the weights, unless the run failed); the spent checkpoints go."""
         record = self.record(failure)
         if not failure:
             atomic_write_bytes(self.out_dir / "model.pt", _torch_bytes({
@@ -488,8 +526,8 @@ class Trainer:
         atomic_write_text(self.out_dir / "result.json", record.to_text())
         self.log(f"{self.spec.key}: {record.status}" + (f" ({failure})" if failure else
                  f": top-1 {record.top1_final:.4f} (mean of 10 best {record.top1_mean_best10:.4f}), health "
-                 f"{record.health['state']}, {state['wall_time']:.0f} s"))
-        if not failure and not config.keep_checkpoint:  # the record and the weights are safe: the checkpoints are spent
+                 f"{record.health['state']}, {self.state['wall_time']:.0f} s"))
+        if not failure and not self.config.keep_checkpoint:  # the record and the weights are safe: the checkpoints are spent
             for path in (self.checkpoint_path, self.previous_checkpoint_path):
                 path.unlink(missing_ok=True)
         return record
@@ -534,6 +572,116 @@ class Trainer:
             health=health.to_dict(), seed_used=self.config.seed if self.attempts else None, attempts=self.attempts,
             source=self.expected_source,
             **forgetting)
+
+
+def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
+    """Train networks of one stream (``JobSpec.stream``: same images, order, crops and recipe)
+    from one data stream, and write each one's record; one trainer is the plain single job.
+
+    Each batch is read, augmented and moved to the device once; the frozen layers that
+    trainers share (the same weights, e.g. base A's layers 1..n for every AnB) are computed
+    once per batch (``SharedPrefix``). Each trainer keeps its own parameters, optimizer,
+    dropout draws, evaluations, checkpoint and record, so every record is bit for bit what a
+    separate job would have written (but for its wall time, which is the group's). A trainer
+    whose loss diverges is finished as failed and leaves the group; the others go on. A stop
+    signal checkpoints every trainer and raises StopRequested.
+    """
+    lead = trainers[0]
+    config, device = lead.config, lead.device
+    if any(t.config != config or t.iterations != lead.iterations or t.train_batches is not lead.train_batches
+           for t in trainers[1:]):
+        raise ValueError("train_together needs trainers of one stream sharing the lead's batches (Trainer(shared=...))")
+    stop: dict[str, int | None] = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    previous = ({s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+                if threading.current_thread() is threading.main_thread() else {})
+    chains = dict(zip(map(id, trainers), prefix_chains(
+        [(t.model, t.frozen_prefix if t.spec.stream() is not None else 0) for t in trainers])))
+    active = [t for t in trainers if t.state["iteration"] < t.iterations]
+    records: dict[int, ResultRecord] = {}
+    first = min((t.state["iteration"] for t in active), default=lead.iterations)
+    progress_bar = None
+    if lead.progress:
+        from tqdm import tqdm
+
+        label = lead.spec.key + (f" +{len(trainers) - 1} fused" if len(trainers) > 1 else "")
+        progress_bar = tqdm(total=lead.iterations, initial=first, desc=label, unit="it", leave=False)
+    for trainer in trainers:
+        state = trainer.state
+        fused = f", fused with {len(trainers) - 1} more" if len(trainers) > 1 else ""
+        trainer.log(f"{trainer.spec.key}: {'resuming at' if state['iteration'] else 'starting at'} iteration "
+                    f"{state['iteration']} of {trainer.iterations} on {device} ({len(trainer.train_set)} training and "
+                    f"{len(trainer.val_set)} validation images, spec {trainer.spec.config_hash()}{fused})")
+    started = time.perf_counter()
+    wall_before = {id(t): t.state["wall_time"] for t in trainers}
+    pending: dict[int, list[tuple[int, torch.Tensor]]] = {id(t): [] for t in trainers}  # (iteration, loss on the device)
+
+    def finish(trainer: Trainer, failure: str | None) -> None:
+        trainer.state["wall_time"] = wall_before[id(trainer)] + time.perf_counter() - started
+        records[id(trainer)] = trainer.finish(failure)
+
+    prefetcher = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if lead.train_batches.reads_files else None
+    try:
+        for trainer in trainers:
+            trainer.model.train()
+        iteration = first
+        upcoming: Future | None = prefetcher.submit(lead.fetch, iteration) if prefetcher and active else None
+        while active:
+            fetched = upcoming.result() if upcoming else lead.fetch(iteration)
+            if prefetcher and iteration + 1 < lead.iterations:
+                upcoming = prefetcher.submit(lead.fetch, iteration + 1)
+            x, y = lead.train_batches.to_device(fetched)
+            prefix = SharedPrefix(x, config.amp)
+            # A trainer resumed from a later checkpoint than the others waits for the group to catch up.
+            stepping = [t for t in active if t.state["iteration"] == iteration]
+            losses = [(t, t.step_on(iteration, x, y, prefix, chains[id(t)])) for t in stepping]
+            del prefix
+            iteration += 1
+            if progress_bar is not None:
+                progress_bar.update(1)
+            done = iteration == lead.iterations
+            evaluate_now = iteration % config.eval_every == 0 or done
+            checkpoint_now = iteration % config.checkpoint_every == 0 or done or stop["signal"] is not None
+            for trainer, loss in losses:
+                pending[id(trainer)].append((iteration, loss.detach()))
+            failed = set()
+            for trainer, _ in losses:
+                if len(pending[id(trainer)]) >= LOSS_SYNC_EVERY or evaluate_now or checkpoint_now:
+                    failure = trainer._flush_losses(pending[id(trainer)], progress_bar)
+                    if failure:
+                        finish(trainer, failure)
+                        failed.add(id(trainer))
+            evaluated = [t for t, _ in losses if id(t) not in failed]
+            if evaluate_now and evaluated:
+                results = evaluate_models([t.model for t in evaluated], lead.val_batches, config.batch_size, config.amp)
+                for trainer, result in zip(evaluated, results):
+                    trainer.state["evaluations"].append({"iteration": iteration, **result})
+                    trainer.log(f"{trainer.spec.key}: iteration {iteration}/{trainer.iterations}: top-1 {result['top1']:.4f}, "
+                                f"validation loss {result['loss']:.4f}")
+            if checkpoint_now:
+                for trainer in evaluated:
+                    trainer.state["wall_time"] = wall_before[id(trainer)] + time.perf_counter() - started
+                    trainer.checkpoint()
+                if stop["signal"] is not None:
+                    raise StopRequested(f"signal {stop['signal']} at iteration {iteration}", stop["signal"])
+            active = [t for t in active if id(t) not in failed and t.state["iteration"] < t.iterations]
+            if done:
+                for trainer in evaluated:
+                    finish(trainer, None)
+    finally:
+        if prefetcher is not None:
+            prefetcher.shutdown(cancel_futures=True)
+        if progress_bar is not None:
+            progress_bar.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for trainer in trainers:  # already at the end when the run began (a checkpoint of the last iteration)
+        if id(trainer) not in records:
+            finish(trainer, None)
+    return [records[id(t)] for t in trainers]
 
 
 def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> ResultRecord:
