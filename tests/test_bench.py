@@ -15,7 +15,7 @@ def test_bench_measures_every_row_and_writes_json(tmp_path):
     config = BenchConfig("cpu", batch_size=4, iterations=1, warmup=1, images=12, workers=2, archs=("small",))
     messages = []
     rows = run_bench(config, out=tmp_path / "bench.json", echo=messages.append)
-    assert [row.group for row in rows] == ["model"] * 5 + ["data"] * 3 + ["train"] * 3
+    assert [row.group for row in rows] == ["model"] * 5 + ["data"] * 3 + ["train"] * 3  # fused: CaffeNet only
     assert all(row.images_per_s > 0 for row in rows)
     assert any("transferbench / reference =" in m for m in messages)
     written = json.loads((tmp_path / "bench.json").read_text())
@@ -26,11 +26,16 @@ def test_bench_measures_every_row_and_writes_json(tmp_path):
         run_bench(BenchConfig("cpu", batch_size=64, iterations=1, warmup=0, images=8, archs=()))
 
 
-def test_flop_counter_counts_a_known_product():
-    from transferbench.bench import _flops
+def test_multiply_adds_are_caffenet_s_and_fusing_the_seven_anb_saves_what_the_issue_predicts():
+    from transferbench.bench import fused_flops, layer_multiply_adds, training_flops
 
-    layer, x = torch.nn.Linear(10, 20, bias=False), torch.randn(4, 10)
-    assert _flops(lambda: layer(x)) == 2 * 4 * 10 * 20
+    macs = layer_multiply_adds("caffenet")
+    assert [round(m / 1e6, 1) for m in macs] == [105.4, 223.9, 149.5, 112.1, 74.8, 37.7, 16.8, 2.0]
+    assert round(sum(macs) / 1e9, 2) == 0.72  # CaffeNet's forward with a 500-way head
+    assert training_flops(macs, 0) == 2 * (3 * sum(macs) - macs[0])  # no gradient for the image
+    assert training_flops(macs, 7) == 2 * (sum(macs[:7]) + 2 * macs[7])
+    separate = sum(training_flops(macs, n) for n in range(1, 8))
+    assert round(fused_flops(macs, list(range(1, 8))) / separate, 2) == 0.61
 
 
 def test_resident_pack_and_jpeg_pack_give_the_pack_path_s_batches(tmp_path):
@@ -59,11 +64,14 @@ def test_matrix_adds_every_precision_and_a_failing_variant_is_reported(monkeypat
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(real_torch, "compile", no_compiler)
-    config = BenchConfig("cpu", batch_size=2, iterations=1, warmup=0, images=4, workers=1, archs=("caffenet",), matrix=True)
+    config = BenchConfig("cpu", batch_size=2, iterations=1, warmup=0, images=4, workers=1, archs=("caffenet",), matrix=True,
+                         groups=("model", "fused"))
     messages = []
     rows = run_bench(config, echo=messages.append)
     model = [row for row in rows if row.group == "model"]
     assert len(model) == 5 * 4  # the configured one (fp32, NCHW) and three more precisions/layouts
     assert {row.note for row in model} == {"fp32, NCHW", "fp32, channels_last", "bf16, NCHW", "bf16, channels_last"}
     assert all(row.tflops and row.tflops > 0 for row in model)
+    fused = [row for row in rows if row.group == "fused"]
+    assert len(fused) == 2 and "counted FLOPs 0.610" in fused[1].note and all(row.images_per_s > 0 for row in fused)
     assert sum("failed: RuntimeError: no compiler here" in m for m in messages) == 2  # compiled train and eval

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -101,3 +102,61 @@ def test_only_one_stream_can_be_fused(tmp_path, fashion_root):  # noqa: F811
         Trainer(tiny_spec(tmp_path, fashion_root, "b", "B", seed=1), progress=False, shared=lead)
     with pytest.raises(ValueError, match="one stream"):
         train_together([lead, Trainer(tiny_spec(tmp_path, fashion_root, "c", "B"), progress=False)])
+
+
+# ---------------------------------------------------------------------------- planning and executors
+
+def test_the_paper_grid_fuses_by_stream_and_depth_and_splits_groups_by_memory(tmp_path):
+    from tests.conftest import REPO
+    from transferbench.study.fuse import depths, fuse_jobs
+    from transferbench.study.plan import build_plan
+    from transferbench.study.status import order_jobs
+
+    jobs = build_plan(REPO / "configs" / "yosinski2014.toml", tmp_path).jobs
+    order = order_jobs(jobs)
+    units = fuse_jobs(jobs, order, 40.0)
+    assert sorted(key for unit in units for key in unit) == sorted(jobs)
+    depth, seen = depths(jobs), set()
+    for unit in units:
+        assert len({jobs[key].spec.stream() for key in unit}) == 1 and len({depth[key] for key in unit}) == 1
+        assert all(dep in seen for key in unit for dep in jobs[key].depends)  # its bases' units came first
+        assert sum(jobs[key].spec.memory_estimate() for key in unit) <= 40e9
+        seen |= set(unit)
+    assert len(units) == 35 and max(map(len, units)) == 14
+    # The seven AnB of a split and side stay together; a limit below two CaffeNets fuses nothing.
+    anb = next(unit for unit in units if "random0/A1B/seed0" in unit)
+    assert {f"random0/A{n}B/seed0" for n in range(1, 8)} <= set(anb)
+    assert all(len(unit) == 1 for unit in fuse_jobs(jobs, order, 5.0))
+
+
+def test_a_fused_study_runs_on_the_local_and_debug_executors_with_the_separate_study_s_results(tmp_path):
+    from tests.conftest import tiny_study
+    from transferbench.study.executors import submit
+    from transferbench.study.status import Study, status_table
+
+    separate = tiny_study(tmp_path / "separate", "g", ["AnB", "AnB+", "BnB", "RnB"], [2, 7])
+    fused = tiny_study(tmp_path / "fused", "g", ["AnB", "AnB+", "BnB", "RnB"], [2, 7])
+    plan = json.loads((fused / "plan.json").read_text())
+    plan["config"]["study"]["fuse"] = True  # as `plan --fuse` writes it
+    (fused / "plan.json").write_text(json.dumps(plan))
+    messages = []
+    ran = submit(fused, "local", workers=2, echo=messages.append)
+    assert ran.units < sum(len(keys) for _, keys in ran.arrays)
+    assert any("jobs as" in m and "fused groups" in m for m in messages)
+    submit(separate, "local", workers=2, echo=lambda *_: None)  # the same threads per worker: the same float order
+    study = Study.open(fused)
+    for key, job in study.jobs.items():
+        mine = json.loads((job.out_dir / "result.json").read_text())
+        theirs = json.loads((Study.open(separate).jobs[key].out_dir / "result.json").read_text())
+        assert mine["status"] == "done" and mine["evaluations"] == theirs["evaluations"], key
+        assert mine["train_loss"] == theirs["train_loss"]
+    table, totals = status_table(fused)
+    assert totals["done"] == len(study.jobs)
+    # the debug executor runs the groups too
+    debug = tiny_study(tmp_path / "debug", "g", ["AnB", "BnB"], [2, 7])
+    plan = json.loads((debug / "plan.json").read_text())
+    plan["config"]["study"]["fuse"] = True
+    (debug / "plan.json").write_text(json.dumps(plan))
+    done = submit(debug, "debug", echo=lambda *_: None)
+    assert done.units < len(Study.open(debug).jobs)
+    assert status_table(debug)[1]["done"] == len(Study.open(debug).jobs)

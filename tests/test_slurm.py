@@ -291,3 +291,22 @@ networks = ["base"]
     record = json.loads((plan.study_dir / "runs" / "all" / "base" / "seed0" / "result.json").read_text())
     built = max(p.stat().st_mtime for p in (tmp_path / "pack").glob("*.npy"))
     assert record["status"] == "done" and record["started_at"] >= built - 1  # it started after the pack was whole
+
+
+def test_a_fused_study_runs_its_groups_as_array_tasks(cluster, tmp_path):
+    study_dir = tiny_study(tmp_path, "fused", ["AnB", "BnB"], [1, 3])
+    plan = json.loads((study_dir / "plan.json").read_text())
+    plan["config"]["study"]["fuse"] = True  # as `plan --fuse` writes it
+    (study_dir / "plan.json").write_text(json.dumps(plan))
+    done = submit(study_dir, "slurm", echo=lambda *_: None)
+    # the two bases (one stream each), then the four networks trained on side B in one task
+    assert done.sbatch_calls == 2 and done.units == 3 and done.tasks == [2, 1]
+    current = wait_until(study_dir, settled)
+    assert {state for state, _ in current.values()} == {"done"}, current
+    manifest = Study.open(study_dir).manifest()
+    group = {manifest[f"random0/{net}/seed0"].job_id for net in ("A1B", "A3B", "B1B", "B3B")}
+    assert len(group) == 1  # one array task for the group; status still shows one line per network
+    assert status_table(study_dir)[1]["done"] == 6
+    spec = JobSpec.from_dict(Study.open(study_dir).jobs["random0/A3B/seed0"].spec.to_dict())
+    again = run_job(JobSpec.from_dict({**spec.to_dict(), "out_dir": str(tmp_path / "again")}), progress=False)
+    assert again.evaluations == result(study_dir, "random0/A3B/seed0")["evaluations"]

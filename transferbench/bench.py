@@ -20,7 +20,9 @@ practical peak, against which each model row's FLOP utilisation is given), the u
 held in GPU memory, and a compact JPEG pack (each image stored once at 256x256) decoded in
 batches on the GPU by nvJPEG (``torchvision.io.decode_jpeg(device="cuda")``). ``--matrix``
 adds CaffeNet's model rows in fp32 / bf16 x NCHW / channels_last, and compiled.
-Each model row's FLOPs are counted by ``torch.utils.flop_counter`` on one step of the row.
+Each model row's FLOPs are counted per layer from its shapes (``layer_multiply_adds``,
+``training_flops``): ``torch.utils.flop_counter`` over-counts the backward pass of a strided
+convolution (conv1), by about a fifth of CaffeNet's training step.
 
 The JPEGs are written by the benchmark (random smooth images at ImageNet's typical
 500x375) unless ``--images`` gives a folder of real ones.
@@ -49,6 +51,9 @@ from transferbench.worker.models import ModelConfig, TransferNet
 Echo = Callable[[str], None]
 
 
+GROUPS = ("model", "fused", "data", "train")
+
+
 @dataclass
 class BenchRow:
     group: str  # model | data | train
@@ -75,6 +80,7 @@ class BenchConfig:
     compile: bool = False
     archs: tuple[str, ...] = ("caffenet", "small")
     matrix: bool = False  # CaffeNet's model rows in every precision and layout too
+    groups: tuple[str, ...] = GROUPS  # which kinds of rows to measure
 
     @staticmethod
     def defaults(device: str) -> "BenchConfig":
@@ -110,13 +116,45 @@ def _timed(step: Callable[[], None], config: BenchConfig, device: torch.device, 
     return count * config.iterations / (time.perf_counter() - started)
 
 
-def _flops(step: Callable[[], None]) -> float:
-    """FLOPs of one call of ``step``, counted by PyTorch's operator-level counter."""
-    from torch.utils.flop_counter import FlopCounterMode
+def layer_multiply_adds(arch: str) -> list[float]:
+    """Forward multiply-adds per image of each learned layer (conv1..fc8), from the shapes a
+    forward pass produces: a convolution costs output elements x in-channels/groups x kernel area,
+    a fully connected layer in x out."""
+    from transferbench.worker.models import LAYER_NAMES
 
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return float(counter.get_total_flops())
+    model_cfg, size = model_config(arch)
+    model = TransferNet(model_cfg)
+    counts: dict[str, float] = {}
+
+    def hook(name):
+        def record(layer, inputs, output):
+            if isinstance(layer, torch.nn.Conv2d):
+                kernel = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+                counts[name] = output[0].numel() * kernel
+            else:
+                counts[name] = layer.in_features * layer.out_features
+        return record
+
+    for name in LAYER_NAMES:
+        model.layers[name].register_forward_hook(hook(name))
+    with torch.no_grad():
+        model(torch.zeros(1, model_cfg.in_channels, size, size))
+    return [float(counts[name]) for name in LAYER_NAMES]
+
+
+def training_flops(macs: list[float], frozen_prefix: int) -> float:
+    """FLOPs (2 per multiply-add) of one training image with layers 1..n frozen: the frozen layers
+    forward only; the trained ones forward and both backward passes, but no input gradient for
+    the first trained layer (nothing before it needs one)."""
+    trained = macs[frozen_prefix:]
+    return 2 * (sum(macs[:frozen_prefix]) + 3 * sum(trained) - trained[0])
+
+
+def fused_flops(macs: list[float], prefixes: list[int]) -> float:
+    """FLOPs of one image for a fused group of networks that freeze layers 1..n (n in
+    ``prefixes``) of one source: each frozen layer is computed once for all of them."""
+    shared = 2 * sum(macs[:max(prefixes)])
+    return shared + sum(training_flops(macs, n) - 2 * sum(macs[:n]) for n in prefixes)
 
 
 def measure_ceiling(device: torch.device, size: int = 8192, repeats: int = 10) -> float:
@@ -178,9 +216,8 @@ def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device)
     step = eval_step if mode == "eval" else train_step
     rate = _timed(step, config, device, config.batch_size)
     peak = _peak(device)
-    if config.compile:  # the counter sees the eager operators: count them on the same model uncompiled
-        step_model = model
-    flops = _flops(step) / config.batch_size
+    macs = layer_multiply_adds(arch)
+    flops = 2 * sum(macs) if mode == "eval" else training_flops(macs, prefix)
     label = {"train": "full training", "eval": "evaluation"}.get(mode, f"frozen layers 1..{prefix}")
     return BenchRow("model", f"{arch} {size}px {label}", rate, peak, config.batch_size, config.iterations,
                     _precision(config), flops * rate / 1e12)
@@ -189,6 +226,79 @@ def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device)
 def _precision(config: BenchConfig) -> str:
     return ", ".join(part for part in ("bf16" if config.amp else "fp32", "channels_last" if config.channels_last else "NCHW",
                                        "compiled" if config.compile else "") if part)
+
+
+# ---------------------------------------------------------------------------- fused training
+
+def fused_members(config: BenchConfig, device: torch.device) -> list:
+    """The seven AnB networks (n = 1..7) of one split at CaffeNet 227 px: each copies and freezes
+    layers 1..n of one base A (random weights stand in for a trained base)."""
+    from transferbench.schema.spec import Condition
+    from transferbench.worker.train import TrainConfig, build_optimizer
+    from transferbench.worker.transfer import apply_condition
+
+    model_cfg, _ = model_config("caffenet")
+    base = TransferNet(model_cfg).state_dict()
+    members = []
+    for n in range(1, 8):
+        model = TransferNet(model_cfg)
+        apply_condition(model, Condition("transfer", n), base)
+        model.to(device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        members.append((model, build_optimizer(model, TrainConfig()), n))
+    return members
+
+
+def bench_fused(config: BenchConfig, device: torch.device, stream=None) -> list[BenchRow]:
+    """The seven AnB networks trained one after another vs fused (one batch for all, base A's
+    frozen layers computed once per batch), the same batches and iterations; with ``stream``
+    each separate network also reads its own batches, as separate jobs do, and the fused group
+    reads each batch once. Returns the separate row, the fused row (its note: measured and
+    counted ratios)."""
+    from transferbench.worker.train import SharedPrefix, prefix_chains, sgd_step
+
+    members = fused_members(config, device)
+    chains = prefix_chains([(model, n) for model, _, n in members])
+    model_cfg, size = model_config("caffenet")
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    fixed = (torch.randn(config.batch_size, 3, size, size, device=device).contiguous(memory_format=memory_format),
+             torch.randint(0, model_cfg.num_classes, (config.batch_size,), device=device))
+
+    def batch():
+        if stream is None:
+            return fixed
+        x, y = next(stream)
+        return x, y % model_cfg.num_classes
+
+    def separate() -> None:
+        for model, optimizer, n in members:
+            x, y = batch()
+            sgd_step(model, optimizer, x, y, n, config.amp)
+
+    def fused() -> None:
+        x, y = batch()
+        prefix = SharedPrefix(x, config.amp)
+        for (model, optimizer, n), chain in zip(members, chains):
+            sgd_step(model, optimizer, prefix.output(model, chain, device), y, n, config.amp, start=len(chain))
+
+    count = config.batch_size * len(members)  # images trained on per step, counted once per network
+    macs = layer_multiply_adds("caffenet")
+    prefixes = [n for _, _, n in members]
+    counted = {"one after another": sum(training_flops(macs, n) for n in prefixes), "fused": fused_flops(macs, prefixes)}
+    rows = []
+    for name, step in (("one after another", separate), ("fused", fused)):
+        _peak_start(device)
+        rate = _timed(step, config, device, count)
+        rows.append((name, rate, _peak(device), counted[name] * config.batch_size))
+    (_, separate_rate, _, separate_flops), (_, fused_rate, _, fused_flops_step) = rows
+    what = "JPEG-free uint8 pack" if stream is not None else "device-resident batch"
+    return [BenchRow("fused", f"7 AnB (n=1..7) caffenet 227px, {name}, {what}", rate / len(members), peak, config.batch_size,
+                     config.iterations, _precision(config) + (f"; fused/separate time {separate_rate / fused_rate:.3f}, "
+                                                              f"counted FLOPs {fused_flops_step / separate_flops:.3f}"
+                                                              if name == "fused" else ""),
+                     flops * rate / count / 1e12)
+            for name, rate, peak, flops in rows]
 
 
 # ---------------------------------------------------------------------------- JPEGs and data paths
@@ -343,7 +453,7 @@ def bench_train(name: str, stream, config: BenchConfig, device: torch.device, ou
     _peak_start(device)
     rate = _timed(step, config, device, config.batch_size)
     peak = _peak(device)
-    flops = _flops(step) / config.batch_size
+    flops = training_flops(layer_multiply_adds("caffenet"), 0)
     return BenchRow("train", name, rate, peak, config.batch_size, config.iterations,
                     _precision(config) if ours else "fp32, NCHW (reference)", flops * rate / 1e12)
 
@@ -385,9 +495,12 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
     if ceiling:
         rows.append(BenchRow("ceiling", "bf16 8192^3 matrix product", 0.0, None, 0, 10, "TFLOP/s in tflops", ceiling, 1.0))
         echo(f"  ceiling: a bf16 8192^3 matrix product runs at {ceiling:.0f} TFLOP/s (utilisation is against it)")
-    for arch in config.archs:
+    for arch in config.archs if "model" in config.groups else ():
         for mode in MODES:
             model_row(arch, mode, config)
+    if "fused" in config.groups and "caffenet" in config.archs:
+        for row in bench_fused(config, device):
+            report(row)
     if config.matrix and "caffenet" in config.archs:
         for amp, channels_last, compiled in VARIANTS:
             variant = dataclasses.replace(config, amp=amp, channels_last=channels_last, compile=compiled)
@@ -396,39 +509,14 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
             for mode in (("train", "eval") if compiled else MODES):
                 model_row("caffenet", mode, variant)
     with tempfile.TemporaryDirectory(prefix="transferbench-bench-") as scratch:
-        files = find_jpegs(images, config.images) if images else write_jpegs(Path(scratch) / "jpegs", config.images, echo=echo)
-        from transferbench.worker.data import pack_images
+        if {"data", "train"} & set(config.groups) or ("fused" in config.groups and "caffenet" in config.archs
+                                                       and device.type == "cuda"):
+            files = find_jpegs(images, config.images) if images else write_jpegs(Path(scratch) / "jpegs", config.images,
+                                                                                  echo=echo)
+            from transferbench.worker.data import pack_images
 
-        pack = pack_images([(path, 0) for path in files], Path(scratch) / "pack", "bench", workers=_workers(config))
-        report(bench_data("transferbench: JPEG decode (threads) + device augment", our_batches(files, config, device, 227),
-                          config, device))
-        report(bench_data("transferbench: uint8 pack + device augment", our_batches(None, config, device, 227, pack),
-                          config, device))
-        if device.type == "cuda":
-            jpegs = compact_jpegs(pack)
-            megabytes = sum(len(j) for j in jpegs) / len(jpegs) / 1e3
-            report(bench_data("transferbench: uint8 pack in GPU memory + device augment",
-                              our_batches(None, config, device, 227, pack, resident=True), config, device))
-            report(bench_data(f"JPEG pack ({megabytes:.0f} kB/img) + nvJPEG batch decode + augment",
-                              nvjpeg_batches(jpegs, pack.mean, config, device, 227), config, device))
-        reference = reference_batches(files, config, device, 227)
-        report(bench_data("reference: DataLoader + PIL transforms", reference, config, device))
-        ours = bench_train("transferbench: caffenet 227px, JPEG files", our_batches(files, config, device, 227), config,
-                           device, ours=True)
-        report(ours)
-        report(bench_train("transferbench: caffenet 227px, uint8 pack", our_batches(None, config, device, 227, pack),
-                           config, device, ours=True))
-        if device.type == "cuda":
-            report(bench_train("transferbench: caffenet 227px, pack in GPU memory",
-                               our_batches(None, config, device, 227, pack, resident=True), config, device, ours=True))
-            report(bench_train("transferbench: caffenet 227px, JPEG pack + nvJPEG",
-                               nvjpeg_batches(jpegs, pack.mean, config, device, 227), config, device, ours=True))
-        theirs = bench_train("reference: caffenet 227px, DataLoader", reference, config, device, ours=False)
-        report(theirs)
-        del reference
-    echo(f"  training CaffeNet from JPEG files: transferbench / reference = {ours.images_per_s / theirs.images_per_s:.2f}x")
-    best = max((row for row in rows if row.group == "train" and row is not theirs), key=lambda row: row.images_per_s)
-    echo(f"  fastest: {best.name}: {best.images_per_s:.0f} img/s, {best.images_per_s / theirs.images_per_s:.2f}x the reference")
+            pack = pack_images([(path, 0) for path in files], Path(scratch) / "pack", "bench", workers=_workers(config))
+            _data_rows(config, device, files, pack, report, echo)
     if device.type == "cpu":
         echo(f"  (CPU: peak memory is not tracked per row; process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     if out is not None:
@@ -436,3 +524,50 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
                                            "rows": [asdict(row) for row in rows]}, indent=1) + "\n")
         echo(f"wrote {out}")
     return rows
+
+
+def _data_rows(config: BenchConfig, device: torch.device, files: list[Path], pack, report: Callable[[BenchRow], None],
+               echo: Echo) -> None:
+    """The data, train and (on CUDA) data-inclusive fused rows, over ``files`` and their pack."""
+    cuda = device.type == "cuda"
+    if cuda:
+        jpegs = compact_jpegs(pack)
+        kilobytes = sum(len(j) for j in jpegs) / len(jpegs) / 1e3
+    if "data" in config.groups:
+        report(bench_data("transferbench: JPEG decode (threads) + device augment", our_batches(files, config, device, 227),
+                          config, device))
+        report(bench_data("transferbench: uint8 pack + device augment", our_batches(None, config, device, 227, pack),
+                          config, device))
+        if cuda:
+            report(bench_data("transferbench: uint8 pack in GPU memory + device augment",
+                              our_batches(None, config, device, 227, pack, resident=True), config, device))
+            report(bench_data(f"JPEG pack ({kilobytes:.0f} kB/img) + nvJPEG batch decode + augment",
+                              nvjpeg_batches(jpegs, pack.mean, config, device, 227), config, device))
+    if "fused" in config.groups and "caffenet" in config.archs and cuda:  # on a CPU the model dwarfs the data path: the model-only rows say it all
+        for row in bench_fused(config, device, our_batches(None, config, device, 227, pack)):
+            report(row)
+    if "train" not in config.groups and "data" not in config.groups:
+        return
+    reference = reference_batches(files, config, device, 227)
+    if "data" in config.groups:
+        report(bench_data("reference: DataLoader + PIL transforms", reference, config, device))
+    if "train" not in config.groups:
+        return
+    ours = bench_train("transferbench: caffenet 227px, JPEG files", our_batches(files, config, device, 227), config,
+                       device, ours=True)
+    report(ours)
+    fastest = [ours, bench_train("transferbench: caffenet 227px, uint8 pack", our_batches(None, config, device, 227, pack),
+                                 config, device, ours=True)]
+    report(fastest[-1])
+    if cuda:
+        fastest.append(bench_train("transferbench: caffenet 227px, pack in GPU memory",
+                                   our_batches(None, config, device, 227, pack, resident=True), config, device, ours=True))
+        report(fastest[-1])
+        fastest.append(bench_train("transferbench: caffenet 227px, JPEG pack + nvJPEG",
+                                   nvjpeg_batches(jpegs, pack.mean, config, device, 227), config, device, ours=True))
+        report(fastest[-1])
+    theirs = bench_train("reference: caffenet 227px, DataLoader", reference, config, device, ours=False)
+    report(theirs)
+    echo(f"  training CaffeNet from JPEG files: transferbench / reference = {ours.images_per_s / theirs.images_per_s:.2f}x")
+    best = max(fastest, key=lambda row: row.images_per_s)
+    echo(f"  fastest: {best.name}: {best.images_per_s:.0f} img/s, {best.images_per_s / theirs.images_per_s:.2f}x the reference")

@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--cancel-changed", action="store_true",
                       help="cancel the changed or removed jobs that are still queued or running (scancel, or SIGTERM "
                            "to a local worker) and wait for them to end; without it plan stops and writes nothing")
+    plan.add_argument("--fuse", action="store_true", help="train the networks that share a data stream (same split, "
+                      "side, seed and recipe) together, one process per group (the same as --set study.fuse=true)")
     plan.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
                       help="override one config value, checked like the file's own (repeatable): e.g. --set "
                            "train.lr=0.001, --set study.seeds=[0,1], --set block.2.n=[1,7]; values are read as TOML")
@@ -342,15 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="channels_last layout in transferbench's rows (default: on with CUDA)")
     bench.add_argument("--compile", action="store_true", help="torch.compile transferbench's models")
+    bench.add_argument("--rows", nargs="+", choices=("model", "fused", "data", "train"), metavar="GROUP",
+                       help="measure only these groups of rows: model, fused (the seven AnB networks fused vs one after "
+                            "another), data, train (default: all)")
     bench.add_argument("--matrix", action="store_true", help="also CaffeNet's model rows in fp32 and bf16, NCHW and "
                        "channels_last, and compiled (the compiled rows take a minute or two to compile)")
     bench.add_argument("--arch", nargs="+", choices=("caffenet", "small"), default=["caffenet", "small"],
                        help="networks of the model rows (default: both)")
     bench.add_argument("--out", type=Path, metavar="FILE.json", help="also write the figures here")
 
-    task = commands.add_parser("task")  # one job of a study, what the local executor starts: no help, so not listed
+    task = commands.add_parser("task")  # one job (or fused group) of a study, what the local executor starts: not listed
     task.add_argument("study", type=Path)
-    task.add_argument("key")
+    task.add_argument("keys", nargs="+")
 
     train = commands.add_parser("train", help="train one network from a job spec", description=TRAIN_DESCRIPTION,
                                 formatter_class=formatter)
@@ -379,7 +384,7 @@ def run_plan(args: argparse.Namespace) -> None:
     # Paths on the command line are relative to where it runs (those in the config, to the config's folder).
     overrides = {name: str(Path(getattr(args, name)).expanduser().resolve())
                  for name in ("data_root", "val_list", "pack_dir") if getattr(args, name)}
-    plan = build_plan(args.config, args.jobs_dir, overrides or None, args.settings)
+    plan = build_plan(args.config, args.jobs_dir, overrides or None, args.settings + (["study.fuse=true"] if args.fuse else []))
     write_plan(plan, cancel_changed=args.cancel_changed)
     print(plan.summary(), end="")
     print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
@@ -411,11 +416,11 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_task(args: argparse.Namespace) -> int:
-    from transferbench.study.executors import TaskFailed, run_task
+    from transferbench.study.executors import TaskFailed, run_unit
     from transferbench.worker.train import StopRequested
 
     try:
-        run_task(str(args.study), args.key)
+        run_unit(str(args.study), args.keys)
     except StopRequested as stop:
         print(f"transferbench: stopped by {stop}; checkpoint written", file=sys.stderr)
         return 143
@@ -591,7 +596,7 @@ def run_bench(args: argparse.Namespace) -> None:
     changes = {"batch_size": args.batch_size, "iterations": args.iterations, "warmup": args.warmup, "images": args.count,
                "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile or None,
                "workers": args.workers or None, "archs": tuple(args.arch),
-               "matrix": args.matrix or None}
+               "matrix": args.matrix or None, "groups": tuple(args.rows) if args.rows else None}
     bench(dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None}), args.images, args.out)
 
 

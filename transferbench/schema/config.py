@@ -40,8 +40,12 @@ class StudySettings:
     split_dir: str | None = None  # folder of split files (default: ./splits, then the checkout's)
     jobs_dir: str | None = None  # where jobs/<name> goes (default: ./jobs)
     description: str | None = None  # free text
+    fuse: bool = False  # train the networks that share a data stream together, one process per group (study/fuse.py)
+    fuse_memory_gb: float = 40.0  # a fused group's estimated device memory stays under this; larger groups are split
 
     def __post_init__(self) -> None:
+        if self.fuse_memory_gb <= 0:
+            raise UserError(f"fuse_memory_gb must be > 0, got {self.fuse_memory_gb}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise UserError(f"name must be a folder name (letters, digits, - _ .), got {self.name!r}")
         if self.dataset not in DATASET_CLASSES:

@@ -35,10 +35,11 @@ from transferbench.schema.config import SlurmSettings
 from transferbench.schema.plan import ManifestEntry
 from transferbench.schema.health import Health
 from transferbench.schema.record import ATTEMPTS_FILE, JobIdentity, ResultRecord, read_attempts
+from transferbench.study.fuse import Unit, units_of
 from transferbench.study.lock import study_lock
 from transferbench.study.status import Study, judge_study, order_jobs, outcome, states
 
-Groups = list[tuple[tuple[str, ...], list[str]]]  # (the bases a group waits for, its job keys)
+Groups = list[tuple[tuple[str, ...], list[Unit]]]  # (the bases an array waits for, its units: one process each)
 
 
 class TaskFailed(Exception):
@@ -73,9 +74,7 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
         import torch
 
         device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    source_side = study.jobs[job.depends[0]].side if job.depends else None
-    identity = JobIdentity(study.name, job.split, job.network, job.seed, source_side,
-                           job.side if job.side not in (None, "all") else None)
+    identity = _identity(study, job)
     if outcome(job) == ("done", None):
         return key  # a finished job run again (a requeue after it ended): its result stands, nothing to train
     (job.out_dir / "error.json").unlink(missing_ok=True)
@@ -85,21 +84,94 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
                          source=source_identity(study, job),
                          log=None if tty else lambda line: print(line, file=sys.stderr, flush=True)).run()
     except StopRequested as stop:
-        if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
-            task = os.environ.get("SLURM_ARRAY_TASK_ID")
-            slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}" if task else os.environ["SLURM_JOB_ID"]
-            subprocess.run(["scontrol", "requeue", slurm_id], check=False)
+        _requeue_after_warning(stop)
         raise
     except BaseException as exc:
-        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        atomic_write_text(job.out_dir / "error.json", json.dumps({
-            "key": key, "config_hash": job.config_hash, "reason": reason,
-            "traceback": traceback.format_exc()[-4000:], "host": os.uname().nodename,
-            "slurm_job": os.environ.get("SLURM_JOB_ID"), "time": time.time()}, indent=1) + "\n")
+        _write_error(job, exc)
         raise
     if record.status != "done":
         raise TaskFailed(f"{key}: {record.reason}")
     return key
+
+
+def _identity(study: Study, job) -> JobIdentity:
+    source_side = study.jobs[job.depends[0]].side if job.depends else None
+    return JobIdentity(study.name, job.split, job.network, job.seed, source_side, job.side if job.side not in (None, "all") else None)
+
+
+def _requeue_after_warning(stop) -> None:
+    """After Slurm's warning before the time limit (SIGUSR2) the job requeues itself."""
+    if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}" if task else os.environ["SLURM_JOB_ID"]
+        subprocess.run(["scontrol", "requeue", slurm_id], check=False)
+
+
+def _write_error(job, exc: BaseException) -> None:
+    """error.json (atomically): the failure and its reason on disk even where Slurm accounting is off."""
+    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    atomic_write_text(job.out_dir / "error.json", json.dumps({
+        "key": job.key, "config_hash": job.config_hash, "reason": reason,
+        "traceback": traceback.format_exc()[-4000:], "host": os.uname().nodename,
+        "slurm_job": os.environ.get("SLURM_JOB_ID"), "time": time.time()}, indent=1) + "\n")
+
+
+def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None) -> Unit:
+    """Run one unit: a single job (``run_task``), or a fused group (``study/fuse.py``) trained in
+    this process from one data stream (``worker.train.train_together``). Members already done
+    are left alone; a member that cannot start (its base missing, say) gets its error.json and
+    the others train. Every member writes its own record. Raises TaskFailed when no member
+    finished, so that a Slurm task fails only when nothing of it can be used."""
+    from transferbench.worker.train import StopRequested, Trainer, train_together
+
+    keys = tuple(keys)
+    if len(keys) == 1:
+        return (run_task(study_dir, keys[0], device),)
+    study = Study.open(Path(study_dir))
+    unknown = [key for key in keys if key not in study.jobs]
+    if unknown:
+        raise UserError(f"{unknown[0]} is not a job of {study_dir}")
+    if device is None:
+        import torch
+
+        device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tty = sys.stderr.isatty()
+    log = None if tty else (lambda line: print(line, file=sys.stderr, flush=True))
+    trainers: list[Trainer] = []
+    failed: list[str] = []
+    for key in keys:
+        job = study.jobs[key]
+        if outcome(job) == ("done", None):
+            continue
+        (job.out_dir / "error.json").unlink(missing_ok=True)
+        try:
+            trainers.append(Trainer(job.spec, device, progress=tty, identity=_identity(study, job), health=study.health,
+                                    source=source_identity(study, job), log=log,
+                                    shared=next((t for t in trainers if t.spec.stream() == job.spec.stream()), None)))
+        except Exception as exc:  # noqa: BLE001 - this member cannot start; the others can
+            _write_error(job, exc)
+            failed.append(f"{key}: {exc}")
+    by_config: dict[Any, list[Trainer]] = {}  # a retried stalled member trains with another seed: its own stream
+    for trainer in trainers:
+        by_config.setdefault(trainer.config, []).append(trainer)
+    done = 0
+    for group in by_config.values():
+        try:
+            records = train_together(group)
+        except StopRequested as stop:
+            _requeue_after_warning(stop)
+            raise
+        except BaseException as exc:
+            for trainer in group:
+                _write_error(study.jobs[trainer.spec.key], exc)
+            raise
+        done += sum(record.status == "done" for record in records)
+        failed += [f"{record.key}: {record.reason}" for record in records if record.status != "done"]
+    if failed and not done:
+        raise TaskFailed("; ".join(failed))
+    for line in failed:
+        print(f"transferbench: {line} (the rest of the fused group finished)", file=sys.stderr)
+    return keys
 
 
 def packs_needed(study: Study, keys: list[str]) -> list[tuple[str, str | None, str, int, bool]]:
@@ -136,6 +208,8 @@ class Submission:
     arrays: list[tuple[str, list[str]]]  # (dependency description, keys) per sbatch call
     skipped: dict[str, str]  # key -> why it is not submitted
     sbatch_calls: int = 0
+    units: int = 0  # processes (array tasks) the jobs run in: fewer than the jobs when fused
+    tasks: list[int] = field(default_factory=list)  # array tasks per sbatch call
 
 
 def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed: bool) -> tuple[list[str], dict[str, str]]:
@@ -209,14 +283,15 @@ def archive_attempt(study: Study, key: str, why: str, record: ResultRecord, heal
     return folder
 
 
-def group_arrays(study: Study, chosen: list[str], current: dict[str, tuple[str, str]]) -> Groups:
-    """Group jobs by the base jobs they must wait for (those not done yet); one array per group."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for key in chosen:
-        waits = tuple(dep for dep in study.jobs[key].depends if current[dep][0] != "done")
-        groups.setdefault(waits, []).append(key)
-    # arrays without waits first, then in the order of their bases
-    return sorted(groups.items(), key=lambda item: (len(item[0]) > 0, chosen.index(item[1][0])))
+def group_arrays(study: Study, units: list[Unit], current: dict[str, tuple[str, str]]) -> Groups:
+    """Group units (jobs, or fused groups) by the base jobs they must wait for (those not done
+    yet); one array per group."""
+    groups: dict[tuple[str, ...], list[Unit]] = {}
+    for unit in units:
+        waits = tuple(dict.fromkeys(dep for key in unit for dep in study.jobs[key].depends if current[dep][0] != "done"))
+        groups.setdefault(waits, []).append(unit)
+    # arrays without waits first, then in the order of their units
+    return sorted(groups.items(), key=lambda item: (len(item[0]) > 0, units.index(item[1][0])))
 
 
 def slurm_parameters(settings: SlurmSettings, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -253,7 +328,7 @@ def sbatch_script(study: Study, tasks: int, dependency: str | None = None, folde
 
 def flatten(groups: Groups) -> list[str]:
     """The keys of all groups in dependency order (a group comes after the groups of its bases)."""
-    return [key for _, keys in groups for key in keys]
+    return [key for _, units in groups for unit in units for key in unit]
 
 
 @dataclass
@@ -283,17 +358,20 @@ class DebugExecutor(Executor):
 
     def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
         failed: set[str] = set()
-        for key in flatten(groups):
-            manifest[key] = ManifestEntry("debug", attempts(manifest, key) + 1)
-            study.save_manifest(manifest)
-            if any(dep in failed for dep in study.jobs[key].depends):
-                failed.add(key)
-                continue
-            try:
-                run_task(str(study.directory), key, device="cpu")
-            except (TaskFailed, UserError) as exc:
-                self.echo(f"{key} failed: {exc}")
-                failed.add(key)
+        for _, units in groups:
+            for unit in units:
+                for key in unit:
+                    manifest[key] = ManifestEntry("debug", attempts(manifest, key) + 1)
+                study.save_manifest(manifest)
+                failed |= {key for key in unit if any(dep in failed for dep in study.jobs[key].depends)}
+                runnable = [key for key in unit if key not in failed]
+                if not runnable:
+                    continue
+                try:
+                    run_unit(str(study.directory), runnable, device="cpu")
+                except (TaskFailed, UserError) as exc:
+                    self.echo(f"{', '.join(runnable)} failed: {exc}")
+                failed |= {key for key in runnable if outcome(study.jobs[key]) != ("done", None)}
         return 0
 
 
@@ -322,35 +400,41 @@ class LocalExecutor(Executor):
         if packs_needed(study, chosen):  # once, here, rather than in the first workers at the same time
             self.echo("building the ImageNet pack (once; every job then reads it) ...")
             build_packs(str(study.directory), chosen)
-        waiting = list(chosen)
-        running: dict[str, tuple[subprocess.Popen, int]] = {}
+        waiting = [unit for _, units in groups for unit in units]
+        running: dict[Unit, tuple[subprocess.Popen, int]] = {}
         free_slots = list(range(workers))
         failed: set[str] = set()
         bar = tqdm(total=len(chosen), desc=study.name, unit="job")
         try:
             while waiting or running:
-                for key in list(waiting):
-                    deps = jobs[key].depends
-                    if any(dep in failed for dep in deps):
-                        waiting.remove(key)
-                        failed.add(key)
-                        self.echo(f"{key}: not run, its base failed")
-                        bar.update(1)
-                    elif free_slots and all(outcome(jobs[dep]) == ("done", None) for dep in deps):
+                still_waiting = []
+                for unit in waiting:
+                    for key in unit:
+                        if any(dep in failed for dep in jobs[key].depends):
+                            failed.add(key)
+                            self.echo(f"{key}: not run, its base failed")
+                            bar.update(1)
+                    unit = tuple(key for key in unit if key not in failed)  # the rest of a fused group still runs
+                    if not unit:
+                        continue
+                    if free_slots and all(outcome(jobs[dep]) == ("done", None) for key in unit for dep in jobs[key].depends):
                         slot = free_slots.pop(0)
-                        waiting.remove(key)
-                        running[key] = (self._start(study, key, slot, gpus, workers, manifest), slot)
-                for key, (process, slot) in list(running.items()):
+                        running[unit] = (self._start(study, unit, slot, gpus, workers, manifest), slot)
+                    else:
+                        still_waiting.append(unit)
+                waiting = still_waiting
+                for unit, (process, slot) in list(running.items()):
                     if process.poll() is None:
                         continue
-                    del running[key]
+                    del running[unit]
                     free_slots.append(slot)
-                    bar.update(1)
-                    state = outcome(jobs[key])
-                    if state != ("done", None):
-                        failed.add(key)
-                        self.echo(f"{key} failed: {state[1] if state else 'exit code ' + str(process.returncode)} "
-                                  f"(log: {manifest[key].log})")
+                    bar.update(len(unit))
+                    for key in unit:
+                        state = outcome(jobs[key])
+                        if state != ("done", None):
+                            failed.add(key)
+                            self.echo(f"{key} failed: {state[1] if state else 'exit code ' + str(process.returncode)} "
+                                      f"(log: {manifest[key].log})")
                 time.sleep(0.2)
         except KeyboardInterrupt:
             for process, _ in running.values():
@@ -363,21 +447,23 @@ class LocalExecutor(Executor):
         return 0
 
     @staticmethod
-    def _start(study: Study, key: str, slot: int, gpus: int, workers: int,
+    def _start(study: Study, unit: Unit, slot: int, gpus: int, workers: int,
                manifest: dict[str, ManifestEntry]) -> subprocess.Popen:
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
         # share the cores instead of every worker using all of them (on a GPU too: idle threads spin)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-        out_dir = study.jobs[key].out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        log = open(out_dir / "log.txt", "ab")  # noqa: SIM115 - closed when the process ends
-        process = subprocess.Popen([sys.executable, "-m", "transferbench", "task", str(study.directory), key],
+        for key in unit:
+            study.jobs[key].out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = study.jobs[unit[0]].out_dir / "log.txt"  # a fused group's log is its first member's
+        log = open(log_path, "ab")  # noqa: SIM115 - closed when the process ends
+        process = subprocess.Popen([sys.executable, "-m", "transferbench", "task", str(study.directory), *unit],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        manifest[key] = ManifestEntry("local", attempts(manifest, key) + 1, pid=process.pid,
-                                      log=str(out_dir / "log.txt"), submitted_at=time.time())
+        for key in unit:
+            manifest[key] = ManifestEntry("local", attempts(manifest, key) + 1, pid=process.pid, log=str(log_path),
+                                          submitted_at=time.time())
         study.save_manifest(manifest)
         return process
 
@@ -412,21 +498,25 @@ class SlurmExecutor(Executor):
             pack_job = str(executor.submit(build_packs, str(study.directory), chosen, False).job_id)
             calls += 1
             self.echo(f"Slurm job {pack_job} builds the ImageNet pack first (or finds it built); every job waits for it")
-        for waits, keys in groups:
+        for waits, units in groups:
             executor = submitit.SlurmExecutor(folder=folder)
-            dependency = ":".join([*(manifest[dep].job_id for dep in waits), *([pack_job] if pack_job else [])])
-            executor.update_parameters(**params, dependency=f"afterok:{dependency}" if dependency else None)
+            dependency = ":".join([*dict.fromkeys(manifest[dep].job_id for dep in waits), *([pack_job] if pack_job else [])])
+            # a fused group trains its members in one task: its time limit is the per-network one times the largest group
+            time_limit = params["time"] * max(len(unit) for unit in units)
+            executor.update_parameters(**{**params, "time": time_limit}, dependency=f"afterok:{dependency}" if dependency else None)
             try:
                 with executor.batch():
-                    handles = [executor.submit(run_task, str(study.directory), key) for key in keys]
+                    handles = [executor.submit(run_task, str(study.directory), unit[0]) if len(unit) == 1 else
+                               executor.submit(run_unit, str(study.directory), unit) for unit in units]
             except Exception as exc:  # submitit raises plain exceptions for sbatch errors
                 study.save_manifest(manifest)
                 raise UserError(f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}; "
                                 "check the [slurm] settings (partition, account, qos) and `sinfo`") from exc
             calls += 1
-            for key, handle in zip(keys, handles):
-                manifest[key] = ManifestEntry("slurm", attempts(manifest, key) + 1, job_id=str(handle.job_id),
-                                              log=str(handle.paths.stdout), submitted_at=time.time())
+            for unit, handle in zip(units, handles):
+                for key in unit:
+                    manifest[key] = ManifestEntry("slurm", attempts(manifest, key) + 1, job_id=str(handle.job_id),
+                                                  log=str(handle.paths.stdout), submitted_at=time.time())
             study.save_manifest(manifest)  # after every sbatch: an interrupted submit forgets nothing it submitted
         return calls
 
@@ -497,8 +587,10 @@ def _submit(study: Study, runner: Executor, executor: str, retry_failed: bool, d
         echo(f"warning: {len(unknown)} submitted jobs cannot be checked ({unknown[0].split(': ', 1)[-1]}); "
              "they are skipped below, and a real submit would stop")
     chosen, skipped = select_jobs(study, current, retry_failed)
-    groups = group_arrays(study, chosen, current)
-    submission = Submission([(", ".join(w) or "nothing", keys) for w, keys in groups], skipped)
+    units = units_of(study.jobs, chosen, study.settings.fuse, study.settings.fuse_memory_gb)
+    groups = group_arrays(study, units, current)
+    submission = Submission([(", ".join(w) or "nothing", [key for unit in array for key in unit]) for w, array in groups],
+                            skipped, units=len(units), tasks=[len(array) for _, array in groups])
     if dry_run or not chosen:
         _describe(submission, executor, echo, dry_run)
         return submission
@@ -529,13 +621,16 @@ def _describe(submission: Submission, executor: str, echo, dry_run: bool) -> Non
         echo(f"nothing to submit ({summary or 'no jobs'})")
         return
     verb = "would submit" if dry_run else ("submitted" if executor == "slurm" else "ran")
+    fused = f" as {submission.units} fused groups and lone jobs" if submission.units and submission.units < count else ""
     if executor == "slurm":
-        echo(f"{verb} {count} jobs in {len(submission.arrays)} Slurm arrays ({len(submission.arrays)} sbatch calls):")
-        for waits, keys in submission.arrays:
-            shown = ", ".join(keys[:3]) + (f", ... ({len(keys)} tasks)" if len(keys) > 3 else "")
+        echo(f"{verb} {count} jobs{fused} in {len(submission.arrays)} Slurm arrays ({len(submission.arrays)} sbatch calls):")
+        for (waits, keys), tasks in zip(submission.arrays, submission.tasks):
+            size = (f"{len(keys)} jobs in {tasks} task{'s' if tasks > 1 else ''}" if tasks < len(keys) else
+                    f"{len(keys)} tasks")
+            shown = ", ".join(keys[:3]) + (f", ... ({size})" if len(keys) > 3 else f" ({size})" if tasks < len(keys) else "")
             echo(f"  after {waits}: {shown}")
     else:
-        echo(f"{verb} {count} jobs with the {executor} executor")
+        echo(f"{verb} {count} jobs{fused} with the {executor} executor")
     if dry_run:
         for key, why in list(submission.skipped.items())[:20]:
             echo(f"  skip {key}: {why}")

@@ -56,7 +56,11 @@ class Plan:
         return self.file.jobs
 
     def summary(self) -> str:
-        return summarise(self.jobs.values(), self.study)
+        text = summarise(self.jobs.values(), self.study)
+        settings = self.file.config["study"]
+        if settings.get("fuse"):
+            text += fused_summary(self.jobs, float(settings.get("fuse_memory_gb", 40.0)))
+        return text
 
 
 def _split_path(name: str, dataset: str, split_dirs: list[Path], source: str) -> Path:
@@ -325,6 +329,20 @@ def summarise(jobs, study: str) -> str:
                   f"a job runs up to {_size(4 * largest)} more for its checkpoints (weights and momentum, the last two "
                   "kept), removed when it is done unless train.keep_checkpoint"]
     return "\n".join(lines) + "\n"
+
+
+def fused_summary(jobs: dict[str, PlannedJob], memory_gb: float) -> str:
+    from transferbench.study.fuse import fuse_jobs
+
+    units = fuse_jobs(jobs, order_jobs(jobs), memory_gb)
+    groups = [unit for unit in units if len(unit) > 1]
+    if not groups:
+        return "\n  fused: no two jobs share a data stream; every job trains alone\n"
+    largest = max(sum(jobs[key].spec.memory_estimate() for key in unit) for unit in groups)
+    sizes = sorted(len(unit) for unit in groups)
+    return (f"\n  fused: {len(jobs)} jobs train in {len(units)} processes: {len(groups)} fused groups of {sizes[0]}-{sizes[-1]} "
+            f"networks and {len(units) - len(groups)} alone; a group needs up to about {_size(largest)} of device memory "
+            f"(groups are split to stay under fuse_memory_gb = {memory_gb:g})\n")
 
 
 def _size(count: float) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
 from transferbench.schema.plan import ManifestEntry, PlanFile, PlannedJob
-from transferbench.schema.config import SlurmSettings
+from transferbench.schema.config import SlurmSettings, StudySettings
 from transferbench.schema.health import HEALTH_STATES, Health, HealthSettings, judge_record
 from transferbench.schema.loader import build
 from transferbench.schema.record import ResultRecord
@@ -52,6 +52,11 @@ class Study:
     @functools.cached_property
     def slurm(self) -> SlurmSettings:
         return build(SlurmSettings, self.plan.config.get("slurm", {}), "slurm", str(self.directory / "plan.json"))
+
+    @functools.cached_property
+    def settings(self) -> StudySettings:
+        """The study's [study] table, as planned."""
+        return build(StudySettings, self.plan.config["study"], "study", str(self.directory / "plan.json"))
 
     @functools.cached_property
     def health(self) -> HealthSettings:
