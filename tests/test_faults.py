@@ -205,6 +205,6 @@ def test_more_local_workers_than_gpus_share_them_and_every_worker_gets_its_share
     monkeypatch.setattr(executors.os, "cpu_count", lambda: 16)
     manifest = {}
     for slot in range(3):
-        executors.LocalExecutor._start(study, key, slot, 2, 4, manifest)
+        executors.LocalExecutor._start(study, (key,), slot, 2, 4, manifest)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in started] == ["0", "1", "0"]
     assert {env["OMP_NUM_THREADS"] for env in started} == {"4"}
