@@ -7,7 +7,9 @@ so that a missing one fails the run instead of silently skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,23 @@ def record_text(spec, status: str = "done") -> str:
         train_loss=[[1, 1.0]], iterations=1, images_seen=16, train_images=16, val_images=8, skipped_images=0,
         wall_time_s=1.0, resumed_at=[], started_at=0.0, finished_at=1.0, device="cpu", versions={}, git_commit=None,
         config_hash=spec.config_hash(), layers={}, identity=JobIdentity.from_key(spec)).to_text()
+
+
+@contextlib.contextmanager
+def stop_during(iteration: int):
+    """Training asks itself to stop (as SIGTERM would) while it runs ``iteration`` (0-based): it
+    checkpoints after that iteration and raises StopRequested."""
+    import transferbench.worker.train as train_module
+
+    original = train_module.learning_rate
+
+    def stopping(config, number):
+        if number == iteration:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(config, number)
+
+    train_module.learning_rate = stopping
+    try:
+        yield
+    finally:
+        train_module.learning_rate = original

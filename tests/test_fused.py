@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import pytest
 import torch
 
 import transferbench.worker.train as train_module
+from tests.conftest import stop_during
 from tests.test_worker import fashion_root, tiny_spec  # noqa: F401  (fashion_root: a fixture)
 from transferbench.schema.spec import Condition
 from transferbench.worker.train import Trainer, prefix_chains, run_job, train_together
@@ -60,19 +60,8 @@ def test_a_fused_group_trains_exactly_the_separate_networks_and_resumes_exactly(
 
     # Killed mid-run (a stop at iteration 6 checkpoints every member) and resumed: the same again.
     resumed_specs = _specs(tmp_path / "resumed", fashion_root, sources)
-    original = train_module.learning_rate
-
-    def stop_at_six(config, iteration):
-        if iteration == 5:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return original(config, iteration)
-
-    train_module.learning_rate = stop_at_six
-    try:
-        with pytest.raises(train_module.StopRequested):
-            train_together(_fused(resumed_specs))
-    finally:
-        train_module.learning_rate = original
+    with stop_during(5), pytest.raises(train_module.StopRequested):
+        train_together(_fused(resumed_specs))
     assert all(not os.path.exists(os.path.join(spec.out_dir, "result.json")) for spec in resumed_specs)
     resumed = train_together(_fused(resumed_specs))
     for alone, again, spec_alone, spec_again in zip(separate, resumed, _specs(tmp_path / "separate", fashion_root, sources),

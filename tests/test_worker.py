@@ -17,7 +17,7 @@ from transferbench.tasks.splits import load_split
 from transferbench.schema.spec import JobSpec, TrainConfig
 from transferbench.worker.train import Batches, run_job
 from transferbench.worker.transfer import Condition, apply_condition
-from tests.conftest import REPO, make_fashion_mnist
+from tests.conftest import REPO, make_fashion_mnist, stop_during
 
 TINY = ModelConfig("small", 5, 1, (4, 4, 6, 6, 4), 16, 0.5, "kaiming")
 
@@ -167,24 +167,8 @@ def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
     # Stop the run at iteration 6 by asking for a stop (as SIGTERM would) mid-way.
     import transferbench.worker.train as train_module
 
-    original = train_module.learning_rate
-    calls = {"n": 0}
-
-    def stop_at_six(config, iteration):
-        calls["n"] += 1
-        if iteration == 5:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return original(config, iteration)
-
-    train_module.learning_rate = stop_at_six
-    try:
-        with pytest.raises(train_module.StopRequested):
-            run_job(partial, progress=False)
-    finally:
-        train_module.learning_rate = original
+    with stop_during(5), pytest.raises(train_module.StopRequested):
+        run_job(partial, progress=False)
     assert not (tmp_path / "resumed" / "result.json").exists()
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
     resumed = run_job(partial, progress=False)
