@@ -56,7 +56,7 @@ def test_generated_sbatch_script_is_the_reference(tmp_path):
     write_plan(plan, echo=lambda *_: None)
     study = Study.open(plan.study_dir)
     current = states(study, need_live=False)
-    waits, keys = group_arrays(study, select_jobs(study, current, False)[0], current)[1]
+    waits, keys = group_arrays(study, [(key,) for key in select_jobs(study, current, False)[0]], current)[1]
     folder = tmp_path / "jobs" / "yosinski2014" / "slurm"
     script = sbatch_script(study, len(keys), "afterok:7_0", folder, f"python -u -m submitit.core._submit {folder}")
     assert waits == ("random0/baseA/seed0",) and len(keys) == 28
