@@ -40,8 +40,17 @@ What a GPU-hour buys, measured on this machine's device (cuda when visible, else
          already on the device
   data   decode + augment alone: transferbench's path from JPEG files and from a uint8 pack,
          and the reference (DataLoader, PIL, RandomResizedCrop, flip, ToTensor, Normalize)
+  fused  the seven AnB networks (n = 1..7) of one split at CaffeNet 227 px, one after another
+         and fused (one batch for all, the shared frozen layers computed once), with the
+         ratio the multiply-adds predict; on CUDA also with each network reading its batches
+  data   on CUDA also: the uint8 pack held in GPU memory, and a compact JPEG pack decoded
+         by nvJPEG
   train  CaffeNet at 227 px with each data path, and the reference loop of the PyTorch
          ImageNet example (fp32, NCHW), with the ratio of ours to it
+
+On CUDA each row also gives TFLOP/s (multiply-adds counted per layer) and its share of the
+device's ceiling, a bf16 matrix product measured first. --rows picks groups; --matrix adds
+CaffeNet in fp32/bf16, NCHW/channels_last and compiled.
 
 The JPEGs are generated (random 500x375 images) unless --images gives real ones.
 Results are printed; --out also writes them as JSON.  See benchmarks/RESULTS.md.

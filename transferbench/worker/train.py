@@ -314,9 +314,10 @@ class Trainer:
 
     ``Trainer(spec).run()`` builds the data, the model (copying and freezing as the
     condition says) and the optimizer, resumes from ``out_dir/checkpoint.pt`` when one
-    exists, then alternates ``train_step`` with ``evaluate`` and ``checkpoint`` until the
-    recipe's iterations are done, and writes ``model.pt`` and ``result.json``. A stop signal
-    (SIGTERM, SIGUSR1, SIGUSR2) makes it checkpoint and raise StopRequested: the requeue hook.
+    exists, then (``train_together``, alone or with the other networks of a fused group)
+    alternates training steps with evaluations and checkpoints until the recipe's iterations
+    are done, and writes ``model.pt`` and ``result.json``. A stop signal (SIGTERM, SIGUSR1,
+    SIGUSR2) makes it checkpoint and raise StopRequested: the requeue hook.
     """
 
     def __init__(self, spec: JobSpec, device: str = "cpu", progress: bool = True, identity: JobIdentity | None = None,
@@ -496,9 +497,6 @@ class Trainer:
         self.state["iteration"] = iteration + 1
         self.state["images_seen"] += len(y)
         return loss
-
-    def evaluate(self) -> dict[str, float]:
-        return evaluate(self.model, self.val_batches, self.config.batch_size, self.config.amp)
 
     def checkpoint(self) -> None:
         """Write model, optimizer and progress atomically: a killed job resumes from here. The one
