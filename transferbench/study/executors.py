@@ -64,25 +64,17 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     disk even where Slurm accounting is off. A timeout warning (SIGUSR2) or a preemption or
     requeue (SIGTERM) checkpoints the job; after a timeout warning the job requeues itself.
     """
-    from transferbench.worker.train import StopRequested, Trainer
+    from transferbench.worker.train import StopRequested
 
     study = Study.open(Path(study_dir))
     job = study.jobs.get(key)
     if job is None:
         raise UserError(f"{key} is not a job of {study_dir}")
-    if device is None:
-        import torch
-
-        device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    identity = _identity(study, job)
     if outcome(job) == ("done", None):
         return key  # a finished job run again (a requeue after it ended): its result stands, nothing to train
     (job.out_dir / "error.json").unlink(missing_ok=True)
     try:
-        tty = sys.stderr.isatty()
-        record = Trainer(job.spec, device, progress=tty, identity=identity, health=study.health,
-                         source=source_identity(study, job),
-                         log=None if tty else lambda line: print(line, file=sys.stderr, flush=True)).run()
+        record = _trainer(study, job, device).run()
     except StopRequested as stop:
         _requeue_after_warning(stop)
         raise
@@ -92,6 +84,22 @@ def run_task(study_dir: str, key: str, device: str | None = None) -> str:
     if record.status != "done":
         raise TaskFailed(f"{key}: {record.reason}")
     return key
+
+
+def _trainer(study: Study, job, device: str | None, shared=None):
+    """The worker's Trainer for a planned job: on the study's device (default: CUDA when
+    visible), with its identity, health thresholds and the base its plan names; a progress
+    bar on a terminal, else a log line per evaluation. ``shared``: see ``Trainer``."""
+    from transferbench.worker.train import Trainer
+
+    if device is None:
+        import torch
+
+        device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tty = sys.stderr.isatty()
+    return Trainer(job.spec, device, progress=tty, identity=_identity(study, job), health=study.health,
+                   source=source_identity(study, job), shared=shared,
+                   log=None if tty else lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _identity(study: Study, job) -> JobIdentity:
@@ -131,12 +139,6 @@ def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None) 
     unknown = [key for key in keys if key not in study.jobs]
     if unknown:
         raise UserError(f"{unknown[0]} is not a job of {study_dir}")
-    if device is None:
-        import torch
-
-        device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tty = sys.stderr.isatty()
-    log = None if tty else (lambda line: print(line, file=sys.stderr, flush=True))
     trainers: list[Trainer] = []
     failed: list[str] = []
     for key in keys:
@@ -145,9 +147,8 @@ def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None) 
             continue
         (job.out_dir / "error.json").unlink(missing_ok=True)
         try:
-            trainers.append(Trainer(job.spec, device, progress=tty, identity=_identity(study, job), health=study.health,
-                                    source=source_identity(study, job), log=log,
-                                    shared=next((t for t in trainers if t.spec.stream() == job.spec.stream()), None)))
+            trainers.append(_trainer(study, job, device,
+                                     shared=next((t for t in trainers if t.spec.stream() == job.spec.stream()), None)))
         except Exception as exc:  # noqa: BLE001 - this member cannot start; the others can
             _write_error(job, exc)
             failed.append(f"{key}: {exc}")

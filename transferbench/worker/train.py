@@ -476,11 +476,6 @@ class Trainer:
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + iteration + 7)
         return self.train_batches.fetch(batch_indices(len(self.train_set), config.batch_size, config.seed, iteration), generator)
 
-    def train_step(self, iteration: int, fetched: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """One SGD step on the fetched batch; the loss stays on the device."""
-        x, y = self.train_batches.to_device(fetched)
-        return self.step_on(iteration, x, y, SharedPrefix(x, self.config.amp), ())
-
     def step_on(self, iteration: int, x: torch.Tensor, y: torch.Tensor, prefix: SharedPrefix,
                 chain: tuple[int, ...]) -> torch.Tensor:
         """One SGD step on a batch already on the device. ``chain`` (see ``prefix_chains``): the
@@ -617,8 +612,11 @@ def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
     wall_before = {id(t): t.state["wall_time"] for t in trainers}
     pending: dict[int, list[tuple[int, torch.Tensor]]] = {id(t): [] for t in trainers}  # (iteration, loss on the device)
 
-    def finish(trainer: Trainer, failure: str | None) -> None:
+    def clock(trainer: Trainer) -> None:
         trainer.state["wall_time"] = wall_before[id(trainer)] + time.perf_counter() - started
+
+    def finish(trainer: Trainer, failure: str | None) -> None:
+        clock(trainer)
         records[id(trainer)] = trainer.finish(failure)
 
     prefetcher = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if lead.train_batches.reads_files else None
@@ -661,7 +659,7 @@ def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
                                 f"validation loss {result['loss']:.4f}")
             if checkpoint_now:
                 for trainer in evaluated:
-                    trainer.state["wall_time"] = wall_before[id(trainer)] + time.perf_counter() - started
+                    clock(trainer)
                     trainer.checkpoint()
                 if stop["signal"] is not None:
                     raise StopRequested(f"signal {stop['signal']} at iteration {iteration}", stop["signal"])
