@@ -217,7 +217,7 @@ def test_imagenet_pack_trains_like_the_decoded_files(tmp_path):
     with pytest.warns(UserWarning, match="corrupt image"):
         packed = load_image_set("imagenet1k", tmp_path, True, None, None, pack_dir=tmp_path / "pack", size=32)
     assert packed.skipped == 1 and len(packed) == 12 and packed.packed.shape == (13, 3, 32, 32)
-    files = load_image_set("imagenet1k", tmp_path, True, None, None)
+    files = load_image_set("imagenet1k", tmp_path, True, None, None, size=32)
     files.files = [f for f in files.files if "broken" not in f.name]
     files.labels = packed.labels
     from_pack = Batches(packed, config, torch.device("cpu"), False)

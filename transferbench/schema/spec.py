@@ -23,7 +23,7 @@ from transferbench.errors import UserError
 from transferbench.schema.loader import build
 
 LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-ARCHITECTURES = ("caffenet", "small")
+ARCHITECTURES = ("caffenet", "alexnet", "small")  # alexnet: torchvision's one-tower AlexNet (for its pretrained weights)
 INITS = ("paper", "kaiming")
 CONDITIONS = ("base", "selffer", "transfer", "random_init", "preserved")
 VARIANTS = ("DA", "WA", "DWA", "WWA")
@@ -60,12 +60,19 @@ class ModelConfig:
         _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         _require(self.init in INITS, f"init {self.init!r} is not one of {', '.join(INITS)}")
 
+    @property
+    def groups(self) -> int:
+        """Groups of conv2, conv4 and conv5: 2 in CaffeNet (the two GPUs of the original), 1 in
+        torchvision's one-tower AlexNet."""
+        return 1 if self.arch == "alexnet" else 2
+
     def parameter_count(self) -> int:
         """Learned parameters of the plain network (weights and biases of conv1..fc8)."""
         c1, c2, c3, c4, c5 = self.conv_widths
-        kernel, pooled = (11, 6) if self.arch == "caffenet" else (5, 3)
-        shapes = [(self.in_channels * kernel * kernel, c1), (c1 // 2 * 25, c2), (c2 * 9, c3), (c3 // 2 * 9, c4),
-                  (c4 // 2 * 9, c5), (c5 * pooled * pooled, self.fc_width), (self.fc_width, self.fc_width),
+        kernel, pooled = (5, 3) if self.arch == "small" else (11, 6)
+        g = self.groups
+        shapes = [(self.in_channels * kernel * kernel, c1), (c1 // g * 25, c2), (c2 * 9, c3), (c3 // g * 9, c4),
+                  (c4 // g * 9, c5), (c5 * pooled * pooled, self.fc_width), (self.fc_width, self.fc_width),
                   (self.fc_width, self.num_classes)]
         return sum(fan_in * out + out for fan_in, out in shapes)
 
@@ -73,8 +80,8 @@ class ModelConfig:
         """Values one image leaves in memory in a forward pass (each layer's output and its pooled
         and normalised maps): a rough measure for memory estimates."""
         c1, c2, c3, c4, c5 = self.conv_widths
-        s1, p1, p2 = (55, 27, 13) if self.arch == "caffenet" else (32, 15, 7)
-        pooled = 6 if self.arch == "caffenet" else 3
+        s1, p1, p2 = (32, 15, 7) if self.arch == "small" else (55, 27, 13)
+        pooled = 3 if self.arch == "small" else 6
         return (c1 * s1 * s1 + 2 * c1 * p1 * p1 + c2 * p1 * p1 + 2 * c2 * p2 * p2 + (c3 + c4 + c5) * p2 * p2
                 + c5 * pooled * pooled + 2 * self.fc_width + self.num_classes)
 
@@ -242,6 +249,67 @@ def check_growth(condition: Condition, growth: Growth) -> None:
                         f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
 
 
+LAYOUTS = ("cub200", "mit67", "sun397", "caltech101", "folder")  # datasets read in their genuine layouts (tasks/layouts.py)
+MEANS = ("source", "target")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Settings of a dataset read in its genuine on-disk layout (``transferbench.tasks.layouts``)."""
+
+    partition: int = 1  # SUN-397: which of the ten official partitions (Training_NN.txt / Testing_NN.txt)
+    train_per_class: int = 30  # Caltech-101: training images per class (customarily 15 or 30); the rest are for testing
+    background: bool = False  # Caltech-101: keep BACKGROUND_Google as a class (excluded by custom)
+    split_seed: int = 0  # Caltech-101: seed of the draw of each class's training images
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.partition <= 10, f"partition must be 1..10 (SUN-397's ten official partitions), got {self.partition}")
+        _require(self.train_per_class >= 1, f"train_per_class must be at least 1, got {self.train_per_class}")
+        _require(self.split_seed >= 0, f"split_seed must be >= 0, got {self.split_seed}")
+
+
+@dataclass(frozen=True)
+class InputAdapter:
+    """How a job feeds its images to a network that was trained on other data (a cross-dataset
+    transfer): each image is brought to the source network's input before the recipe's crop.
+    The source's crop and input scale are the job's ``train.crop`` and ``train.input_scale``."""
+
+    size: int  # images are resized to size x size: the source's input size (CaffeNet: 256, then the 227 crop)
+    channels: int  # the source's input channels: gray images are repeated to 3, colour ones reduced to 1 (luminance)
+    mean: str = "source"  # subtract the mean image stored with the source's weights ("source") or the target training set's ("target")
+    mean_file: str | None = None  # "source": the weights file that holds it (every job on the target subtracts the same)
+
+    def __post_init__(self) -> None:
+        _require(self.size >= 1, f"input size must be at least 1, got {self.size}")
+        _require(self.channels in (1, 3), f"input channels must be 1 or 3, got {self.channels}")
+        _require(self.mean in MEANS, f"input mean {self.mean!r} is not one of {', '.join(MEANS)}")
+        _require((self.mean == "source") == (self.mean_file is not None),
+                 "input mean 'source' names the weights file that holds it (mean_file), and only then")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The network a job copies from when it is not a job of its own plan: weights imported from a
+    file, or a job of another study. The weights must carry ``config_hash`` and ``attempt``."""
+
+    name: str  # "source:<name>" for an imported file ([source.<name>]), "<study>:<job key>" for another study's job
+    config_hash: str  # an imported file: the first 16 hex digits of its sha256; a job: its spec hash
+    attempt: int = 1  # a study job's attempt: a retrained network is another network
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """One side of one dataset, named as a job names its own data: where a cross-dataset job
+    measures its source network's accuracy before and after (forgetting)."""
+
+    dataset: str
+    split: str | None = None  # a split file, or None for all classes
+    side: str | None = None
+    data_root: str | None = None
+    val_list: str | None = None
+    data_options: DataOptions | None = None
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything one worker run needs. Written as JSON by the planner."""
@@ -261,16 +329,27 @@ class JobSpec:
     pack_dir: str | None = None  # ImageNet: decode once into a uint8 pack here, shared by every job
     growth: Growth | None = None  # a developmental network (transferbench.worker.grow); None: the plain network
     forgetting_side: str | None = None  # after training, the source network's accuracy on this side (its classifier kept aside)
+    data_options: DataOptions | None = None  # a dataset in its genuine layout (cub200, mit67, sun397, caltech101, folder)
+    input: InputAdapter | None = None  # cross-dataset: how the images are brought to the source network's input
+    source_ref: SourceRef | None = None  # cross-dataset: the imported weights or other study's job it copies from
+    forgetting_data: DataRef | None = None  # cross-dataset: the source's own data, for its accuracy before and after
 
     def __post_init__(self) -> None:
         if self.growth is not None:
             check_growth(self.condition, self.growth)
-        if self.forgetting_side is not None and not self.condition.needs_source:
+        if (self.forgetting_side is not None or self.forgetting_data is not None) and not self.condition.needs_source:
             raise UserError(f"{self.key}: forgetting is measured against a source network; a {self.condition.kind} job has none")
+        if self.forgetting_side is not None and self.forgetting_data is not None:
+            raise UserError(f"{self.key}: forgetting is measured on a side of the job's split or on the source's own data, not both")
+        if self.source_ref is not None and not self.condition.needs_source:
+            raise UserError(f"{self.key}: a {self.condition.kind} job copies nothing; it has no source")
+        if self.data_options is not None and self.dataset not in LAYOUTS:
+            raise UserError(f"{self.key}: data options are for datasets read in a layout ({', '.join(LAYOUTS)}), not {self.dataset}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for optional in ("growth", "forgetting_side"):  # absent when unset: older plans keep their config hashes
+        # absent when unset: older plans keep their config hashes
+        for optional in ("growth", "forgetting_side", "data_options", "input", "source_ref", "forgetting_data"):
             if data[optional] is None:
                 del data[optional]
         for default_off in ("warmup", "keep_checkpoint"):  # likewise for settings added later, when off
@@ -301,8 +380,9 @@ class JobSpec:
         if self.growth is not None or self.train.compile:
             return None
         data = self.to_dict()
-        return json.dumps([data[name] for name in ("dataset", "split", "side", "data_root", "val_list", "strict", "pack_dir",
-                                                   "model", "train")], sort_keys=True, separators=(",", ":"))
+        return json.dumps([data.get(name) for name in ("dataset", "split", "side", "data_root", "val_list", "strict", "pack_dir",
+                                                       "model", "train", "data_options", "input")],
+                          sort_keys=True, separators=(",", ":"))
 
 
 def load_spec(path: Path) -> JobSpec:

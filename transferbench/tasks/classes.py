@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 from transferbench.errors import UserError
 
@@ -118,6 +119,66 @@ def build_table(dataset: str, entries: list[tuple[str, str]], wordnet) -> ClassT
         path = tuple(s.name() for s in canonical_path(synset))
         classes.append(ClassInfo(index, class_wnid, synset.name(), name, path))
     return ClassTable(dataset, tuple(classes))
+
+
+def read_wordnet_map(path: Path | str, source: str | None = None, text: str | None = None) -> dict[str, str]:
+    """A class-name -> WordNet mapping: one ``<class name><TAB><synset name or wnid>`` per line
+    (``#`` starts a comment; ``-`` as the synset says the class has no WordNet synset)."""
+    source = source or str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"WordNet mapping {path} does not exist; give a file with '<class name><TAB><synset>' per line") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read WordNet mapping {path}: {exc}") from exc
+    mapping: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        name, tab, synset = line.partition("\t")
+        if not tab or not name or not synset.strip():
+            raise UserError(f"{source}:{number}: expected '<class name><TAB><synset>', got {line[:60]!r}")
+        if name in mapping:
+            raise UserError(f"{source}:{number}: class {name!r} is mapped twice")
+        mapping[name] = synset.strip()
+    return mapping
+
+
+def shipped_wordnet_map(dataset: str) -> dict[str, str] | None:
+    """The WordNet mapping that ships for a dataset read from its layout (``data/<dataset>_wordnet.tsv``), if any."""
+    resource = resources.files("transferbench").joinpath(f"data/{dataset}_wordnet.tsv")
+    if not resource.is_file():
+        return None
+    return read_wordnet_map(f"{dataset}_wordnet.tsv", text=resource.read_text(encoding="utf-8"))
+
+
+def layout_table(dataset: str, names: Sequence[str], mapping: dict[str, str] | None = None, wordnet=None) -> ClassTable:
+    """The class table of a dataset read from its layout: its class names in label order, each with
+    its WordNet synset and canonical path where ``mapping`` names one (needs ``wordnet``), else
+    without: such a class can be split at random but not by WordNet. Nothing is guessed."""
+    from transferbench.tasks.wordnet import canonical_path, synset_from_wnid, wnid
+
+    classes = []
+    for index, name in enumerate(names):
+        target = (mapping or {}).get(name, "-")
+        if target == "-" or wordnet is None:
+            classes.append(ClassInfo(index, "", "", name, ()))
+            continue
+        try:
+            synset = synset_from_wnid(wordnet, target) if target[:1] in "nvar" and target[1:].isdigit() else wordnet.synset(target)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"the WordNet mapping names {target!r} for class {name!r}, which is not a WordNet 3.0 synset") from exc
+        classes.append(ClassInfo(index, wnid(synset), synset.name(), name, tuple(s.name() for s in canonical_path(synset))))
+    return ClassTable(dataset, tuple(classes))
+
+
+def unmapped(table: ClassTable) -> list[str]:
+    """The classes of ``table`` without a WordNet synset."""
+    return [info.name for info in table.classes if not info.path]
 
 
 def read_synset_words(path: Path) -> list[tuple[str, str]]:

@@ -25,8 +25,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from transferbench.tasks.classes import ClassInfo, ClassTable, load_table
 from transferbench.errors import UserError
+from transferbench.schema.spec import LAYOUTS
+from transferbench.tasks.classes import ClassInfo, ClassTable, load_table
 
 SPLIT_FORMAT = "transferbench-split/1"
 METHODS = ("random", "stratified", "natman", "reduced")
@@ -112,11 +113,15 @@ def load_split(path: str | Path) -> Split:
     if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
         raise UserError(f"{path} is not a transferbench split file (expected \"format\": \"{SPLIT_FORMAT}\")")
     try:
-        table = load_table(data["dataset"])
+        shipped = data["dataset"] not in LAYOUTS
+        table = load_table(data["dataset"]) if shipped else None
         sides = {}
         for side, entries in data["sides"].items():
             classes = []
             for entry in entries:
+                if table is None:  # a dataset read from its layout: the classes are checked against the data by its readers
+                    classes.append(ClassInfo(int(entry["index"]), entry["wnid"], "", entry["name"], ()))
+                    continue
                 info = table.classes[entry["index"]] if 0 <= entry["index"] < len(table) else None
                 if info is None or info.wnid != entry["wnid"]:
                     raise UserError(f"{path}: class {entry} does not match the {table.dataset} class table")
@@ -132,6 +137,17 @@ def load_split(path: str | Path) -> Split:
     if split.content_hash() != data.get("content_hash"):
         raise UserError(f"{path}: content hash does not match its contents (edited by hand?); regenerate it with `transferbench splits`")
     return split
+
+
+def check_split_classes(split: Split, table: ClassTable, where: str) -> None:
+    """A split of a dataset read from its layout names classes by index and name: they must be the
+    dataset's (the class list on disk can change between making the split and using it)."""
+    for side, classes in split.sides.items():
+        for info in classes:
+            if not 0 <= info.index < len(table) or table.classes[info.index].name != info.name:
+                found = table.classes[info.index].name if 0 <= info.index < len(table) else "no such class"
+                raise UserError(f"{where}: split {split.name} side {side} names class {info.index} {info.name!r}, but the "
+                                f"{table.dataset} data has {found!r} there; make the split again from this data")
 
 
 # --------------------------------------------------------------------------------------

@@ -6,6 +6,13 @@
 * CIFAR-100: torchvision's ``ROOT/cifar-100-python/{train,test}`` pickles.
 * ImageNet ILSVRC-2012: ``ROOT/train/<wnid>/*.JPEG``; validation as ``ROOT/val/<wnid>/``
   folders or a flat folder with a Caffe-style label list (``<file> <class index>``).
+* CUB-200-2011, MIT Indoor-67, SUN-397, Caltech-101 and a folder per class, in their genuine
+  layouts with their official train/test lists (``transferbench.tasks.layout``), decoded
+  like ImageNet.
+
+A cross-dataset job brings every image to its source network's input (``adapt_images``, or
+the decoder's size and colour mode): resized to the source's size, gray repeated to three
+channels or colour reduced to one.
 
 Small datasets are held in memory as uint8 tensors. ImageNet images are resized to 256x256
 (the paper's preprocessing) and either decoded per batch by a pool of threads (PIL releases
@@ -32,13 +39,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from transferbench.schema.spec import LAYOUTS, DataOptions
 from transferbench.tasks.splits import Split
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DATASET_FORMATS = ("fashion-mnist", "cifar100", "imagenet1k", "synthetic")
+DATASET_FORMATS = ("fashion-mnist", "cifar100", "imagenet1k", "synthetic", *LAYOUTS)
 
 
 @dataclass
@@ -57,6 +66,8 @@ class ImageSet:
     rows: np.ndarray | None = None
     mean: torch.Tensor | None = None  # the training set's mean image, when the source provides one
     skipped: int = 0  # corrupt images counted and skipped (while packing)
+    size: int = 256  # files: decoded and resized to size x size
+    channels: int = 3  # files: decoded to 3 (RGB) or 1 (gray) channels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -157,17 +168,40 @@ def imagenet_items(root: Path, train: bool, wnids: list[str], val_list: Path | N
     return items
 
 
-def decode_resized(path: Path, size: int = 256) -> torch.Tensor | None:
-    """A JPEG as uint8 3 x size x size (the paper's 256x256 resize); None if it is corrupt."""
+def decode_resized(path: Path, size: int = 256, channels: int = 3) -> torch.Tensor | None:
+    """An image file as uint8 channels x size x size (the paper's 256x256 resize), in RGB or, with
+    one channel, gray (PIL's luminance, the same weights as ``adapt_images``); None if it is corrupt."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB").resize((size, size), Image.BILINEAR)
+            image = image.convert("RGB" if channels == 3 else "L").resize((size, size), Image.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
         return None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    tensor = torch.from_numpy(array.copy())
+    return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
+
+
+LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
+
+
+def adapt_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """uint8 N x C x H x W brought to N x ``channels`` x ``size`` x ``size``: gray repeated to three
+    channels or colour reduced to its luminance, then resized (bilinear, antialiased) and rounded
+    back to bytes. Unchanged when it already fits."""
+    if images.shape[1] != channels:
+        if images.shape[1] == 1 and channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        elif images.shape[1] == 3 and channels == 1:
+            weights = torch.tensor(LUMINANCE).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise UserError(f"cannot bring images of {images.shape[1]} channels to {channels}")
+    if images.shape[-2:] != (size, size):
+        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
 
 
 # ---------------------------------------------------------------------------- selection
@@ -208,10 +242,24 @@ def select_side(labels: torch.Tensor, split: Split | None, side: str | None,
 
 def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | None, side: str | None,
                    val_list: Path | None = None, strict: bool = False, pack_dir: Path | None = None,
-                   workers: int = 0, progress: bool = False, size: int = 256) -> ImageSet:
-    """The images of one split side, labels renumbered, in their dataset's genuine format."""
+                   workers: int = 0, progress: bool = False, size: int = 256, options: DataOptions | None = None,
+                   channels: int | None = None, adapt: bool = False) -> ImageSet:
+    """The images of one split side, labels renumbered, in their dataset's genuine format.
+
+    Files are decoded to ``size`` x ``size`` with ``channels`` channels (default 3). With ``adapt``
+    (a cross-dataset job), images held in memory are brought to the same size and channels."""
     if split is not None and split.dataset != dataset:
         raise UserError(f"split {split.name} is for {split.dataset}, not {dataset}; choose a split of {dataset}")
+    if dataset in LAYOUTS:
+        from transferbench.tasks.classes import layout_table
+        from transferbench.tasks.layout import read_layout
+        from transferbench.tasks.splits import check_split_classes
+
+        index = read_layout(dataset, root, options, check_files=False)
+        if split is not None:
+            check_split_classes(split, layout_table(dataset, index.classes), f"{dataset} at {root}")
+        return _file_set(index.items(train), split, side, list(index.classes), train, strict, pack_dir, workers, progress,
+                         size, channels or 3)
     if dataset == "fashion-mnist":
         images, labels = load_fashion_mnist(root, train)
     elif dataset == "synthetic":
@@ -229,20 +277,29 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
             raise UserError("ImageNet needs --data-root, the folder holding train/ and val/")
         wnids = [c.wnid for c in load_table("imagenet1k").classes]
         items = imagenet_items(root, train, wnids, val_list)
-        if pack_dir is not None:
-            pack = pack_images(items, Path(pack_dir), "train" if train else "val", strict, workers, progress, size)
-            valid = np.flatnonzero(pack.valid)
-            keep, new_labels = select_side(torch.tensor([items[i][1] for i in valid]), split, side, wnids)
-            on_side = set(split.label_map(side)) if split is not None else None
-            skipped = sum(1 for i in np.flatnonzero(~pack.valid) if on_side is None or items[i][1] in on_side)
-            return ImageSet(None, new_labels, packed=pack.images, rows=valid[keep.numpy()],
-                            mean=pack.mean if train else None, skipped=skipped)  # this side's corrupt files, not the pack's
-        keep, new_labels = select_side(torch.tensor([label for _, label in items]), split, side, wnids)
-        return ImageSet(None, new_labels, [items[i][0] for i in keep.tolist()])
+        return _file_set(items, split, side, wnids, train, strict, pack_dir, workers, progress, size, channels or 3)
     else:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_FORMATS)}")
     keep, new_labels = select_side(labels, split, side)
-    return ImageSet(images[keep], new_labels)
+    images = images[keep]
+    if adapt:
+        images = adapt_images(images, size, channels or images.shape[1])
+    return ImageSet(images, new_labels)
+
+
+def _file_set(items: list[tuple[Path, int]], split: Split | None, side: str | None, names: list[str], train: bool,
+              strict: bool, pack_dir: Path | None, workers: int, progress: bool, size: int, channels: int) -> ImageSet:
+    """The ImageSet of image files (ImageNet, the layouts): decoded per batch, or from a pack."""
+    if pack_dir is not None:
+        pack = pack_images(items, Path(pack_dir), "train" if train else "val", strict, workers, progress, size, channels)
+        valid = np.flatnonzero(pack.valid)
+        keep, new_labels = select_side(torch.tensor([items[i][1] for i in valid]), split, side, names)
+        on_side = set(split.label_map(side)) if split is not None else None
+        skipped = sum(1 for i in np.flatnonzero(~pack.valid) if on_side is None or items[i][1] in on_side)
+        return ImageSet(None, new_labels, packed=pack.images, rows=valid[keep.numpy()], mean=pack.mean if train else None,
+                        skipped=skipped, size=size, channels=channels)  # this side's corrupt files, not the pack's
+    keep, new_labels = select_side(torch.tensor([label for _, label in items]), split, side, names)
+    return ImageSet(None, new_labels, [items[i][0] for i in keep.tolist()], size=size, channels=channels)
 
 
 def _default_workers() -> int:
@@ -252,8 +309,8 @@ def _default_workers() -> int:
 class ImageFileReader:
     """Decodes ImageNet items with a pool of threads; corrupt files are counted and skipped (fatal when strict)."""
 
-    def __init__(self, files: list[Path], strict: bool, workers: int = 0, size: int = 256) -> None:
-        self.files, self.strict, self.size = files, strict, size
+    def __init__(self, files: list[Path], strict: bool, workers: int = 0, size: int = 256, channels: int = 3) -> None:
+        self.files, self.strict, self.size, self.channels = files, strict, size, channels
         self.corrupt: set[int] = set()  # each corrupt file once, however often a batch draws it
         self.pool = ThreadPoolExecutor(workers or _default_workers(), thread_name_prefix="decode")
 
@@ -263,7 +320,7 @@ class ImageFileReader:
 
     def load(self, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
         images, kept = [], []
-        decoded = self.pool.map(lambda i: decode_resized(self.files[i], self.size), indices)
+        decoded = self.pool.map(lambda i: decode_resized(self.files[i], self.size, self.channels), indices)
         for index, image in zip(indices, decoded):
             if image is None:
                 if self.strict:
@@ -275,7 +332,7 @@ class ImageFileReader:
             images.append(image)
             kept.append(index)
         if not images:
-            return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8), kept
+            return torch.empty(0, self.channels, self.size, self.size, dtype=torch.uint8), kept
         return torch.stack(images), kept
 
 
@@ -290,11 +347,11 @@ class Pack:
 
 
 def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path: Path, part: str, strict: bool,
-                workers: int, progress: bool, size: int) -> None:
+                workers: int, progress: bool, size: int, channels: int = 3) -> None:
     """The build behind ``pack_images`` (the caller holds the lock), resuming a killed one."""
     partial, saved = base.with_suffix(".partial.npy"), base.with_suffix(".progress.npz")
-    shape = (len(items), 3, size, size)
-    done, total, corrupt = 0, np.zeros((3, size, size), dtype=np.float64), []
+    shape = (len(items), channels, size, size)
+    done, total, corrupt = 0, np.zeros((channels, size, size), dtype=np.float64), []
     if partial.is_file() and saved.is_file():
         try:
             state = np.load(saved)
@@ -305,11 +362,11 @@ def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path
         except (OSError, ValueError, KeyError) as exc:
             print(f"transferbench: warning: the unfinished pack {partial} cannot be resumed ({exc}); starting it again",
                   file=sys.stderr)
-            done, total, corrupt = 0, np.zeros((3, size, size), dtype=np.float64), []
+            done, total, corrupt = 0, np.zeros((channels, size, size), dtype=np.float64), []
             array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     else:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
-    reader = ImageFileReader([p for p, _ in items], strict, workers, size)
+    reader = ImageFileReader([p for p, _ in items], strict, workers, size, channels)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -372,7 +429,7 @@ PACK_CHUNK = 256  # images decoded ahead as one unit
 
 
 def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict: bool = False, workers: int = 0,
-                progress: bool = False, size: int = 256) -> Pack:
+                progress: bool = False, size: int = 256, channels: int = 3) -> Pack:
     """Decode ``items`` once into ``pack_dir/<part>-<hash>.npy`` (uint8) and memory-map it.
 
     The hash covers the file names, labels and size, so a changed dataset gets a new pack and
@@ -383,7 +440,8 @@ def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict
     renamed into place only when whole. Decoding (a pool of threads) runs one chunk ahead of the
     main thread, which copies each chunk into the pack and adds it to the mean.
     """
-    digest = hashlib.sha256(json.dumps([[str(p), c] for p, c in items] + [size]).encode()).hexdigest()[:16]
+    key = [[str(p), c] for p, c in items] + [size] + ([channels] if channels != 3 else [])  # RGB packs keep their names
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     ensure_writable_dir(pack_dir)
     base = pack_dir / f"{part}-{digest}"
     images_path, mean_path, meta_path = base.with_suffix(".npy"), base.with_suffix(".mean.npy"), base.with_suffix(".json")
@@ -402,11 +460,12 @@ def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict
                     print(f"transferbench: waiting for another job that is building the pack {images_path}", file=sys.stderr)
                 fcntl.flock(lock, fcntl.LOCK_EX)
             if not complete():  # the other builder may have finished it while we waited
-                _build_pack(items, base, images_path, mean_path, meta_path, part, strict, workers, progress, size)
+                _build_pack(items, base, images_path, mean_path, meta_path, part, strict, workers, progress, size, channels)
     meta = json.loads(meta_path.read_text())
     valid = np.ones(meta["items"], dtype=bool)
     valid[meta["corrupt"]] = False
     images = np.load(images_path, mmap_mode="r")
-    if images.shape != (len(items), 3, size, size):
-        raise UserError(f"pack {images_path} has shape {images.shape}, expected {(len(items), 3, size, size)}; delete it to rebuild")
+    if images.shape != (len(items), channels, size, size):
+        raise UserError(f"pack {images_path} has shape {images.shape}, expected {(len(items), channels, size, size)}; "
+                        "delete it to rebuild")
     return Pack(images, valid, torch.from_numpy(np.load(mean_path)), int((~valid).sum()))

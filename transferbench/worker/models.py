@@ -1,4 +1,5 @@
-"""The 8-layer networks of the study: CaffeNet (227 px) and a small-image variant (28-64 px).
+"""The 8-layer networks of the study: CaffeNet (227 px), torchvision's AlexNet (224 px, to use its
+pretrained weights) and a small-image variant (28-64 px).
 
 Learned layers are numbered 1..8 as in the paper (conv1..conv5, fc6..fc8) and live in
 ``model.layers[name]``, so copying or freezing "layers 1..n" is a matter of names.
@@ -30,22 +31,27 @@ class TransferNet(nn.Module):
             raise ValueError(f"unknown arch {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         self.config = config
         c1, c2, c3, c4, c5 = config.conv_widths
+        groups = config.groups  # CaffeNet's two towers; torchvision's AlexNet has one
         if config.arch == "caffenet":
             conv1 = nn.Conv2d(config.in_channels, c1, 11, stride=4)
             self.input_size = 227
+        elif config.arch == "alexnet":
+            conv1 = nn.Conv2d(config.in_channels, c1, 11, stride=4, padding=2)
+            self.input_size = 224
         else:
             conv1 = nn.Conv2d(config.in_channels, c1, 5, padding=2)
             self.input_size = 32
         self.layers = nn.ModuleDict({
             "conv1": conv1,
-            "conv2": nn.Conv2d(c1, c2, 5, padding=2, groups=2),
+            "conv2": nn.Conv2d(c1, c2, 5, padding=2, groups=groups),
             "conv3": nn.Conv2d(c2, c3, 3, padding=1),
-            "conv4": nn.Conv2d(c3, c4, 3, padding=1, groups=2),
-            "conv5": nn.Conv2d(c4, c5, 3, padding=1, groups=2),
+            "conv4": nn.Conv2d(c3, c4, 3, padding=1, groups=groups),
+            "conv5": nn.Conv2d(c4, c5, 3, padding=1, groups=groups),
         })
-        # CaffeNet's 227 px input leaves 6x6 after pool5; the small variant pools to 3x3
+        # CaffeNet's 227 px input leaves 6x6 after pool5 (AlexNet's 224 px too, and it averages
+        # to 6x6 whatever the input, as torchvision's does); the small variant pools to 3x3
         # whatever its input size, so one model serves 28-64 px.
-        self.pooled = 6 if config.arch == "caffenet" else 3
+        self.pooled = 3 if config.arch == "small" else 6
         self.layers["fc6"] = nn.Linear(c5 * self.pooled * self.pooled, config.fc_width)
         self.layers["fc7"] = nn.Linear(config.fc_width, config.fc_width)
         self.layers["fc8"] = nn.Linear(config.fc_width, config.num_classes)
@@ -84,10 +90,16 @@ class TransferNet(nn.Module):
         layer = self.layers[name]
         if name.startswith("conv"):
             x = F.relu(layer(x), inplace=True)
+            arch = self.config.arch
             if name in ("conv1", "conv2"):
-                x = self.lrn(F.max_pool2d(x, 3, 2))
+                x = F.max_pool2d(x, 3, 2)
+                x = x if arch == "alexnet" else self.lrn(x)  # torchvision's AlexNet has no local response normalisation
             elif name == "conv5":
-                x = F.max_pool2d(x, 3, 2) if self.config.arch == "caffenet" else F.adaptive_max_pool2d(x, self.pooled)
+                if arch == "small":
+                    x = F.adaptive_max_pool2d(x, self.pooled)
+                else:
+                    x = F.max_pool2d(x, 3, 2)
+                    x = F.adaptive_avg_pool2d(x, self.pooled) if arch == "alexnet" else x
                 x = torch.flatten(x, 1)
             return x
         x = layer(x)

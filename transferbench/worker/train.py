@@ -33,7 +33,7 @@ from transferbench.schema.health import HealthSettings, judge
 from transferbench.schema.record import JobIdentity, ResultRecord, attempt_seed, mean_of_best, read_attempts
 from transferbench.schema.spec import JobSpec, TrainConfig, load_spec  # noqa: F401  (load_spec: `transferbench train`)
 from transferbench.tasks.splits import load_split
-from transferbench.worker.data import ImageFileReader, ImageSet, load_image_set
+from transferbench.worker.data import LUMINANCE, ImageFileReader, ImageSet, load_image_set
 from transferbench.worker.grow import GrownNet, apply_growth, build_model, is_classifier
 from transferbench.worker.models import LAYER_NAMES, TransferNet
 from transferbench.worker.transfer import apply_condition
@@ -63,12 +63,15 @@ class Batches:
     def __init__(self, images: ImageSet, config: TrainConfig, device: torch.device, train: bool,
                  strict: bool = False, mean: torch.Tensor | None = None) -> None:
         self.set, self.config, self.device, self.train = images, config, device, train
-        self.reader = ImageFileReader(images.files, strict, config.workers, config.resize) if images.files is not None else None
+        self.reader = ImageFileReader(images.files, strict, config.workers, images.size, images.channels) \
+            if images.files is not None else None
         if mean is None:
             if images.mean is not None:
                 mean = images.mean  # the pack's mean image
             elif images.images is not None:
                 mean = images.images.float().mean(0)  # the training set's mean image, as Caffe subtracts it
+            elif images.channels == 1:
+                mean = torch.tensor([sum(w * m for w, m in zip(LUMINANCE, IMAGENET_MEAN))]).view(1, 1, 1)
             else:
                 mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.mean = mean.float()
@@ -363,20 +366,21 @@ class Trainer:
         root = Path(spec.data_root) if spec.data_root else None
         val_list = Path(spec.val_list) if spec.val_list else None
         pack_dir = Path(spec.pack_dir) if spec.pack_dir else None
-        common = dict(strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=self.progress, size=config.resize)
+        adapter = spec.input  # a cross-dataset job: every image brought to the source network's input
+        common = dict(strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=self.progress,
+                      size=adapter.size if adapter else config.resize, channels=adapter.channels if adapter else None)
         val_split = split if split and split.method != "reduced" else None
         if shared is not None:
             self.train_set, self.val_set = shared.train_set, shared.val_set
         else:
-            self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
+            own = dict(common, options=spec.data_options, adapt=adapter is not None)
+            self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **own)
             self.val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list,
-                                          **common)
+                                          **own)
         if split is not None:
             num_classes, what = len(split.label_map(spec.side)), f"side {spec.side} of split {split.name}"
         else:
-            from transferbench.tasks.classes import load_table
-
-            num_classes, what = len(load_table(spec.dataset).classes), spec.dataset
+            num_classes, what = dataset_classes(spec.dataset, root, spec.data_options), spec.dataset
         if spec.model.num_classes != num_classes:
             raise UserError(f"model.num_classes is {spec.model.num_classes} but {what} has {num_classes} classes; set model.num_classes")
         self.forgetting_sets = None
@@ -386,6 +390,12 @@ class Trainer:
             self.forgetting_sets = tuple(
                 load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None, **common)
                 for train in (True, False))
+        elif spec.forgetting_data is not None:  # the source's own validation set, as the source saw it (its mean: _build_model)
+            data = spec.forgetting_data
+            self.forgetting_sets = (None, load_image_set(
+                data.dataset, Path(data.data_root) if data.data_root else None, False,
+                load_split(data.split) if data.split else None, data.side, Path(data.val_list) if data.val_list else None,
+                options=data.data_options, **dict(common, pack_dir=None)))
 
     def _build_model(self, shared: "Trainer | None") -> None:
         spec, config = self.spec, self.config
@@ -398,6 +408,7 @@ class Trainer:
             state = torch.load(spec.source_checkpoint, map_location="cpu", weights_only=True)
             self._check_source(state)
             self.source_state = state.get("model", state)
+        mean = self._input_mean()
         if spec.growth is not None:
             self.layers = apply_growth(model, self.source_state)
             self.frozen_prefix = 0  # frozen layers are requires_grad=False; autograd records nothing for them
@@ -415,8 +426,29 @@ class Trainer:
         if shared is not None:
             self.train_batches, self.val_batches = shared.train_batches, shared.val_batches
         else:
-            self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict)
+            self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict, mean=mean)
             self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
+
+    def _input_mean(self) -> torch.Tensor | None:
+        """A cross-dataset job subtracts its source network's mean image (None: the training set's own)."""
+        adapter = self.spec.input
+        if adapter is None or adapter.mean != "source":
+            return None
+        path = Path(adapter.mean_file)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise UserError(f"{path} (the source weights that hold the mean image) is missing; train or import the source "
+                            "first") from None
+        mean = saved.get("mean") if isinstance(saved, dict) else None
+        if mean is None:
+            raise UserError(f"{path} carries no mean image (written by an older transferbench); train the source again, or "
+                            "plan with input mean = \"target\"")
+        mean = mean.float()
+        if mean.shape[0] != adapter.channels or (mean.shape[1:] != (1, 1) and mean.shape[1:] != (adapter.size, adapter.size)):
+            raise UserError(f"the mean image in {path} has shape {tuple(mean.shape)}; the source's input is "
+                            f"{adapter.channels} x {adapter.size} x {adapter.size}")
+        return mean
 
     def _check_source(self, state: dict[str, Any]) -> None:
         """A result must rest on the base its plan names: the base's weights carry its spec hash
@@ -513,9 +545,10 @@ class Trainer:
     def finish(self, failure: str | None) -> ResultRecord:
         """Write the record (and the weights, unless the run failed); the spent checkpoints go."""
         record = self.record(failure)
-        if not failure:
+        if not failure:  # with the mean image it subtracted, so that a job of another study can transfer from it
             atomic_write_bytes(self.out_dir / "model.pt", _torch_bytes({
-                "model": self.model.state_dict(), "config_hash": self.spec.config_hash(), "attempt": len(self.attempts) + 1}))
+                "model": self.model.state_dict(), "config_hash": self.spec.config_hash(), "attempt": len(self.attempts) + 1,
+                "mean": self.train_batches.mean.cpu()}))
         atomic_write_text(self.out_dir / "result.json", record.to_text())
         self.log(f"{self.spec.key}: {record.status}" + (f" ({failure})" if failure else
                  f": top-1 {record.top1_final:.4f} (mean of 10 best {record.top1_mean_best10:.4f}), health "
@@ -548,7 +581,8 @@ class Trainer:
                        len(self.val_set), self.health_settings, failure)
         forgetting: dict[str, Any] = {}
         if self.forgetting_sets is not None and not failure:
-            forgetting = measure_forgetting(spec, self.model, self.source_state, self.forgetting_sets, self.device)
+            forgetting = measure_forgetting(spec, self.model, self.source_state, self.forgetting_sets, self.device,
+                                            self.train_batches.mean if spec.forgetting_data is not None else None)
         return ResultRecord(
             key=spec.key, status="failed" if failure else "done", reason=failure, spec=spec.to_dict(),
             condition=spec.condition.label(),
@@ -680,6 +714,19 @@ def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
     return [records[id(t)] for t in trainers]
 
 
+def dataset_classes(dataset: str, root: Path | None, options=None) -> int:
+    """How many classes a dataset has: from its shipped class table, or from its layout on disk."""
+    from transferbench.schema.spec import LAYOUTS
+
+    if dataset in LAYOUTS:
+        from transferbench.tasks.layout import read_layout
+
+        return len(read_layout(dataset, root, options, check_files=False).classes)
+    from transferbench.tasks.classes import load_table
+
+    return len(load_table(dataset).classes)
+
+
 def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> ResultRecord:
     """Train the network ``spec`` describes (resuming from its checkpoint) and return its record,
     which is also written to ``out_dir/result.json``."""
@@ -687,12 +734,15 @@ def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> Result
 
 
 def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str, torch.Tensor],
-                       sets: tuple[ImageSet, ImageSet], device: torch.device) -> dict[str, Any]:
+                       sets: tuple[ImageSet | None, ImageSet], device: torch.device,
+                       mean: torch.Tensor | None = None) -> dict[str, Any]:
     """Learning without forgetting: the source network's top-1 on its own validation set,
     before and after this job, with the source's classifier kept aside.
 
     "After" is the source network with every layer but its classifier replaced by this job's
-    (same names by construction: old units keep their keys when a network grows).
+    (same names by construction: old units keep their keys when a network grows). The source
+    saw its validation images with ``mean`` subtracted (default: the mean of ``sets[0]``, its
+    training side).
     """
     source_growth = spec.growth.source() if spec.growth is not None else None
     classes = int(source_state["layers.fc8.bias"].shape[0])
@@ -700,7 +750,8 @@ def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str
     source_model.load_state_dict(source_state)
     source_model.to(device)
     train_set, val_set = sets
-    mean = Batches(train_set, spec.train, device, True, spec.strict).mean  # the source was trained with its own mean
+    if mean is None:
+        mean = Batches(train_set, spec.train, device, True, spec.strict).mean  # the source was trained with its own mean
     batches = Batches(val_set, spec.train, device, False, spec.strict, mean=mean)
     before = evaluate(source_model, batches, spec.train.batch_size, spec.train.amp)
     own = source_model.state_dict()
@@ -708,7 +759,8 @@ def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str
     assert sorted(body) == sorted(key for key in own if not is_classifier(key)), "the source body is not inside this network"
     source_model.load_state_dict(body, strict=False)
     after = evaluate(source_model, batches, spec.train.batch_size, spec.train.amp)
-    return {"forgetting_side": spec.forgetting_side, "source_top1_before": before["top1"], "source_top1_after": after["top1"]}
+    return {"forgetting_side": spec.forgetting_side or "source", "source_top1_before": before["top1"],
+            "source_top1_after": after["top1"]}
 
 
 def _torch_bytes(payload: dict[str, Any]) -> bytes:

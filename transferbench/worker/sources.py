@@ -1,0 +1,402 @@
+"""Pretrained source networks: weights trained elsewhere, imported into the study's network.
+
+Every import reads a local file (nothing is downloaded), maps each tensor to a layer by an
+explicit rule, checks every shape against the architecture, and writes transferbench's own
+``model.pt`` (``layers.conv1.weight`` ... ``layers.fc8.bias``, the mean image, and the file's
+sha256 as the hash every job that copies from it checks) with ``source.json`` beside it.
+
+| format | the file | becomes | its input, and what the import does about it |
+|---|---|---|---|
+| ``caffe`` | a ``.caffemodel``: Caffe's ``NetParameter``, read with protobuf (``caffe_format``), e.g. the BVLC reference CaffeNet | ``caffenet`` | Caffe feeds BGR images in 0-255 with its mean image subtracted: conv1's input channels are reversed to RGB (the worker decodes RGB), and the mean comes from a ``.binaryproto`` (reversed to RGB too) or is ImageNet's per-channel mean |
+| ``torchvision-alexnet`` | a torch state dict of ``torchvision.models.alexnet`` (``features.0.weight`` ... ``classifier.6.bias``) | ``alexnet`` | torchvision feeds RGB in 0-1, minus mean, divided by std per channel: the std is folded into conv1's weights, so the worker's (image - 255 mean) gives the same numbers |
+| ``state-dict`` | a torch state dict in CaffeNet's names (``conv1.weight`` ... ``fc8.bias``), transferbench's (``layers.conv1.weight``), or a transferbench ``model.pt`` | inferred from the shapes | as the file's owner says: ``channel_order`` (RGB, or BGR for weights converted from Caffe) and ``mean`` |
+
+The layers: the five convolutions and three fully connected layers of the file, in the
+order of the network, are conv1..conv5 and fc6..fc8. A Caffe file must also have CaffeNet's
+topology (ReLU, then max-pooling 3/2, then LRN after conv1 and conv2): BVLC's AlexNet
+normalises before it pools, and is refused rather than run with the wrong order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferbench.errors import UserError
+from transferbench.fileio import atomic_write_bytes, atomic_write_text
+from transferbench.schema.source import SourceInfo
+from transferbench.schema.spec import LAYER_NAMES, ModelConfig
+
+IMPORT_FORMATS = ("caffe", "torchvision-alexnet", "state-dict")
+IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)  # ImageNet's per-channel mean in 0-255, RGB (Caffe's mean image averages to these)
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation, in 0-1
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+# torchvision.models.alexnet's learned layers, in order.
+TORCHVISION_ALEXNET = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",
+                       "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4", "fc8": "classifier.6"}
+# CaffeNet's layers between the data and the loss (deploy and train nets alike), Caffe's type names.
+CAFFENET_TOPOLOGY = ("Convolution", "ReLU", "Pooling", "LRN", "Convolution", "ReLU", "Pooling", "LRN", "Convolution",
+                     "ReLU", "Convolution", "ReLU", "Convolution", "ReLU", "Pooling", "InnerProduct", "ReLU", "Dropout",
+                     "InnerProduct", "ReLU", "Dropout", "InnerProduct")
+V1_TYPE_NAMES = {"CONVOLUTION": "Convolution", "RELU": "ReLU", "POOLING": "Pooling", "LRN": "LRN",
+                 "INNER_PRODUCT": "InnerProduct", "DROPOUT": "Dropout"}
+# CaffeNet's layer settings (SPEC section 1), checked where the file states them.
+CAFFENET_CONV = {"conv1": (11, 4, 0, 1), "conv2": (5, 1, 2, 2), "conv3": (3, 1, 1, 1), "conv4": (3, 1, 1, 2),
+                 "conv5": (3, 1, 1, 2)}  # kernel, stride, pad, group
+
+
+@dataclass
+class ImportedSource:
+    """Weights in transferbench's layout, with what planning needs to know of them."""
+
+    info: SourceInfo
+    state: dict[str, torch.Tensor]  # layers.<name>.weight / .bias
+    mean: torch.Tensor  # C x H x W or C x 1 x 1, RGB, 0-255
+
+
+def file_hash(path: Path) -> str:
+    """The sha256 of a file (hex), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def guess_format(path: Path) -> str:
+    return "caffe" if path.suffix == ".caffemodel" else "state-dict"
+
+
+# ---------------------------------------------------------------------------- shapes
+
+def expected_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape in transferbench's network of ``model``."""
+    from transferbench.worker.models import TransferNet
+
+    with torch.device("meta"):
+        net = TransferNet(model)
+    return {key: tuple(value.shape) for key, value in net.state_dict().items()}
+
+
+def infer_model(state: dict[str, torch.Tensor], origin: str) -> ModelConfig:
+    """The architecture a state dict in transferbench's names holds, read from its shapes."""
+    for key in (f"layers.{name}.{part}" for name in LAYER_NAMES for part in ("weight", "bias")):
+        if key not in state:
+            raise UserError(f"{origin} lacks {key.removeprefix('layers.')}; it is not an 8-layer CaffeNet/AlexNet network")
+    conv1, conv2 = state["layers.conv1.weight"], state["layers.conv2.weight"]
+    if conv1.ndim != 4 or conv2.ndim != 4:
+        raise UserError(f"{origin}: conv1 and conv2 weights must be 4-dimensional, got {tuple(conv1.shape)} and "
+                        f"{tuple(conv2.shape)}")
+    widths = tuple(int(state[f"layers.conv{i}.weight"].shape[0]) for i in range(1, 6))
+    kernel = int(conv1.shape[-1])
+    if kernel == 5:
+        arch = "small"
+    elif kernel == 11:
+        arch = "caffenet" if int(conv2.shape[1]) * 2 == widths[0] else "alexnet"
+    else:
+        raise UserError(f"{origin}: conv1 has {kernel}x{kernel} kernels; transferbench's networks have 11x11 (CaffeNet, "
+                        "AlexNet) or 5x5 (small)")
+    fc7 = state["layers.fc7.weight"]
+    return ModelConfig(arch=arch, num_classes=int(state["layers.fc8.weight"].shape[0]), in_channels=int(conv1.shape[1]),
+                       conv_widths=widths, fc_width=int(fc7.shape[0]), dropout=0.0 if arch == "small" else 0.5,
+                       init="kaiming" if arch == "small" else "paper")
+
+
+def check_shapes(state: dict[str, torch.Tensor], model: ModelConfig, origin: str, names: dict[str, str]) -> None:
+    """Every tensor has the shape the architecture needs; a mismatch names the layer and both shapes.
+    ``names``: transferbench layer -> its name in the file, for the message."""
+    wanted = expected_shapes(model)
+    for key, shape in wanted.items():
+        found = tuple(state[key].shape)
+        if found != shape:
+            layer, part = key.split(".")[1:]
+            theirs = names.get(layer, layer)
+            named = layer if theirs == layer else f"{theirs} ({layer})"
+            raise UserError(f"{origin}: layer {named} {part} has shape {found}, but {model.arch} with the widths of its "
+                            f"other layers needs {shape}")
+
+
+# ---------------------------------------------------------------------------- mean images
+
+def read_mean(mean: Any, channels: int, size: int, origin: str, bgr_file: bool) -> tuple[torch.Tensor, str]:
+    """The mean image to subtract, RGB in 0-255: a list of per-channel values (RGB), a ``.npy``
+    (C x H x W, RGB), or a Caffe ``.binaryproto`` (a BlobProto, BGR as Caffe wrote it)."""
+    if isinstance(mean, (list, tuple)):
+        if len(mean) != channels or not all(isinstance(v, (int, float)) for v in mean):
+            raise UserError(f"{origin}: mean lists {len(mean)} values; give one per input channel ({channels}), RGB order")
+        return torch.tensor([float(v) for v in mean]).view(channels, 1, 1), f"per-channel {[float(v) for v in mean]} (RGB)"
+    path = Path(mean)
+    if path.suffix == ".binaryproto":
+        from transferbench.worker.caffe_format import messages
+
+        try:
+            blob = messages()["BlobProto"].FromString(path.read_bytes())
+        except FileNotFoundError:
+            raise UserError(f"mean file {path} does not exist") from None
+        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+            raise UserError(f"mean file {path} is not a Caffe BlobProto ({exc})") from exc
+        array = blob_array(blob, f"mean file {path}")
+        array = array.reshape(array.shape[-3:]) if array.ndim >= 3 else array
+        array = array[::-1].copy() if bgr_file and array.shape[0] == 3 else array
+        what = f"the mean image of {path.name} (Caffe's BGR, reversed to RGB)"
+    elif path.suffix == ".npy":
+        try:
+            array = np.load(path)
+        except FileNotFoundError:
+            raise UserError(f"mean file {path} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"mean file {path} is not a .npy array ({exc})") from exc
+        what = f"the mean image of {path.name} (RGB)"
+    else:
+        raise UserError(f"mean {mean!r}: give per-channel values [R, G, B], a .npy image or a Caffe .binaryproto")
+    tensor = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    if tensor.ndim != 3 or tensor.shape[0] != channels or (tuple(tensor.shape[1:]) not in ((1, 1), (size, size))):
+        raise UserError(f"mean file {path} holds shape {tuple(tensor.shape)}; the source's input is {channels} x {size} x {size}")
+    return tensor, what
+
+
+# ---------------------------------------------------------------------------- Caffe
+
+def blob_array(blob, where: str) -> np.ndarray:
+    """A BlobProto's values with its shape (``shape.dim``, or V1's num/channels/height/width)."""
+    if len(blob.shape.dim):
+        shape = tuple(int(d) for d in blob.shape.dim)
+    else:
+        shape = tuple(int(d) for d in (blob.num, blob.channels, blob.height, blob.width))
+    values = blob.data if len(blob.data) else blob.double_data
+    array = np.asarray(values, dtype=np.float32)
+    if array.size != int(np.prod(shape)):
+        raise UserError(f"{where}: a blob of shape {shape} holds {array.size} values; the file is damaged")
+    return array.reshape(shape)
+
+
+@dataclass
+class _CaffeLayer:
+    name: str
+    kind: str  # Caffe's type name (V1 enums translated)
+    message: Any
+
+
+def _caffe_layers(net) -> list[_CaffeLayer]:
+    from transferbench.worker.caffe_format import v1_type_name
+
+    if len(net.layer):
+        return [_CaffeLayer(layer.name, layer.type, layer) for layer in net.layer]
+    return [_CaffeLayer(layer.name, V1_TYPE_NAMES.get(v1_type_name(layer.type), v1_type_name(layer.type)), layer)
+            for layer in net.layers]
+
+
+def _check_topology(layers: list[_CaffeLayer], origin: str) -> None:
+    """CaffeNet's layers in CaffeNet's order, and its convolution, pooling and LRN settings where stated."""
+    kinds = tuple(layer.kind for layer in layers if layer.kind in set(CAFFENET_TOPOLOGY))
+    if kinds != CAFFENET_TOPOLOGY:
+        if kinds[:4] == ("Convolution", "ReLU", "LRN", "Pooling"):
+            raise UserError(f"{origin} normalises before it pools (BVLC's AlexNet order); transferbench's CaffeNet pools "
+                            "first (the BVLC reference CaffeNet): import bvlc_reference_caffenet.caffemodel instead")
+        raise UserError(f"{origin} is not CaffeNet: its layers run {' -> '.join(kinds[:12])}{' ...' if len(kinds) > 12 else ''}; "
+                        f"CaffeNet's run {' -> '.join(CAFFENET_TOPOLOGY[:12])} ...")
+    convolutions = [layer for layer in layers if layer.kind == "Convolution"]
+    for ours, layer in zip(LAYER_NAMES[:5], convolutions):
+        param = layer.message.convolution_param
+        if not param.ListFields():
+            continue
+        found = (param.kernel_size[0] if len(param.kernel_size) else param.kernel_h,
+                 param.stride[0] if len(param.stride) else (param.stride_h or 1),
+                 param.pad[0] if len(param.pad) else param.pad_h, param.group or 1)
+        if found != CAFFENET_CONV[ours]:
+            raise UserError(f"{origin}: layer {layer.name!r} ({ours}) has kernel, stride, pad, group {found}; CaffeNet's "
+                            f"{ours} has {CAFFENET_CONV[ours]}")
+    for layer in layers:
+        if layer.kind == "Pooling" and layer.message.pooling_param.ListFields():
+            param = layer.message.pooling_param
+            if (param.pool, param.kernel_size, param.stride or 1) != (0, 3, 2):
+                raise UserError(f"{origin}: layer {layer.name!r} is not CaffeNet's 3x3 max-pooling with stride 2")
+        if layer.kind == "LRN" and layer.message.lrn_param.ListFields():
+            param = layer.message.lrn_param
+            size, alpha, beta = param.local_size or 5, param.alpha or 1.0, param.beta or 0.75
+            if size != 5 or not np.isclose(alpha, 1e-4) or not np.isclose(beta, 0.75) or param.k not in (0.0, 1.0):
+                raise UserError(f"{origin}: layer {layer.name!r} is LRN({size}, alpha={alpha:g}, beta={beta:g}); CaffeNet's "
+                                "is LRN(5, alpha=1e-4, beta=0.75, k=1)")
+
+
+def read_caffemodel(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
+    """A CaffeNet ``.caffemodel`` -> (state in transferbench's names, conv1 still BGR; the mapping
+    lines; transferbench layer -> Caffe layer name)."""
+    from transferbench.worker.caffe_format import messages
+
+    origin = str(path)
+    try:
+        net = messages()["NetParameter"].FromString(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"weights file {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - google.protobuf.message.DecodeError and friends
+        raise UserError(f"{path} is not a Caffe model (NetParameter): {exc}") from exc
+    layers = _caffe_layers(net)
+    _check_topology(layers, origin)
+    learned = [layer for layer in layers if layer.kind in ("Convolution", "InnerProduct")]
+    state: dict[str, torch.Tensor] = {}
+    mapping, names = [], {}
+    for ours, layer in zip(LAYER_NAMES, learned):
+        blobs = layer.message.blobs
+        if len(blobs) != 2:
+            raise UserError(f"{origin}: layer {layer.name!r} ({ours}) has {len(blobs)} blobs, expected a weight and a bias; "
+                            "is this a trained .caffemodel and not a .prototxt?")
+        weight, bias = (blob_array(blob, f"{origin} layer {layer.name!r}") for blob in blobs)
+        if ours.startswith("fc"):  # V1 files store inner products as 1 x 1 x out x in, and biases as 1 x 1 x 1 x out
+            weight = weight.reshape(weight.shape[-2:]) if weight.ndim > 2 else weight
+        bias = bias.reshape(-1)
+        state[f"layers.{ours}.weight"] = torch.from_numpy(weight.copy())
+        state[f"layers.{ours}.bias"] = torch.from_numpy(bias.copy())
+        names[ours] = layer.name
+        mapping.append(f"{ours} <- Caffe layer {layer.name!r} ({layer.kind}): weight {tuple(weight.shape)}, bias {tuple(bias.shape)}")
+    return state, mapping, names
+
+
+# ---------------------------------------------------------------------------- torch state dicts
+
+def _torch_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"weights file {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - a zip, pickle or format error: the file is not a state dict
+        raise UserError(f"{path} is not a torch state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        loaded = loaded["model"]
+    elif isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise UserError(f"{path} holds no state dict (a name -> tensor table)")
+    return {key.removeprefix("module."): value for key, value in loaded.items()}
+
+
+def torch_layout(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
+    """(format, transferbench layer -> the file's layer name) of a state dict, from its keys."""
+    if all(f"{prefix}.weight" in state for prefix in TORCHVISION_ALEXNET.values()):
+        return "torchvision-alexnet", dict(TORCHVISION_ALEXNET)
+    if all(f"layers.{name}.weight" in state for name in LAYER_NAMES):
+        return "state-dict", {name: f"layers.{name}" for name in LAYER_NAMES}
+    if all(f"{name}.weight" in state for name in LAYER_NAMES):
+        return "state-dict", {name: name for name in LAYER_NAMES}
+    shown = ", ".join(list(state)[:4])
+    raise UserError(f"the state dict's keys ({shown}, ...) are neither torchvision's AlexNet (features.0.weight ... "
+                    "classifier.6.weight) nor CaffeNet's (conv1.weight ... fc8.weight); it is not an 8-layer AlexNet-style network")
+
+
+# ---------------------------------------------------------------------------- the import
+
+def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = None, channel_order: str | None = None,
+                   size: int | None = None) -> ImportedSource:
+    """Read a pretrained network from ``path`` into transferbench's layout (see the module docstring).
+
+    ``mean``: per-channel values (RGB) or a mean file; default: the format's own (ImageNet's).
+    ``channel_order``: of a state dict's conv1 (RGB unless said; a Caffe file is always BGR).
+    ``size``: the size images are resized to before the crop (default 256, the paper's)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; give the path of the .caffemodel or state dict")
+    explicit, fmt = fmt, fmt or guess_format(path)
+    if fmt not in IMPORT_FORMATS:
+        raise UserError(f"weights format {fmt!r} is not one of {', '.join(IMPORT_FORMATS)}")
+    origin, notes = str(path), []
+    if fmt == "caffe":
+        if channel_order not in (None, "BGR"):
+            raise UserError(f"{origin}: a Caffe model's conv1 reads BGR; channel_order {channel_order!r} does not apply")
+        state, mapping, names = read_caffemodel(path)
+        order = "BGR"
+    else:
+        raw = _torch_state(path)
+        found, names = torch_layout(raw)
+        if explicit and found != explicit:
+            raise UserError(f"{origin} is laid out as {found}, not {explicit}; give format = {found!r} or leave it out")
+        fmt = found
+        left = sorted(set(raw) - {f"{theirs}.{part}" for theirs in names.values() for part in ("weight", "bias")})
+        if left:
+            raise UserError(f"{origin} has tensors no layer of the 8-layer network takes ({', '.join(left[:4])}); a grown "
+                            "or other network cannot be imported as a plain one")
+        state, mapping = {}, []
+        for ours, theirs in names.items():
+            for part in ("weight", "bias"):
+                if f"{theirs}.{part}" not in raw:
+                    raise UserError(f"{origin} lacks {theirs}.{part} ({ours})")
+                state[f"layers.{ours}.{part}"] = raw[f"{theirs}.{part}"].detach().float().clone()
+            mapping.append(f"{ours} <- {theirs}: weight {tuple(state[f'layers.{ours}.weight'].shape)}, "
+                           f"bias {tuple(state[f'layers.{ours}.bias'].shape)}")
+        order = channel_order or "RGB"
+        if fmt == "torchvision-alexnet" and order != "RGB":
+            raise UserError(f"{origin}: torchvision's AlexNet reads RGB; channel_order {order!r} does not apply")
+        if order not in ("RGB", "BGR"):
+            raise UserError(f"channel_order {order!r} must be RGB or BGR")
+    model = infer_model(state, origin)
+    if fmt == "caffe" and model.arch != "caffenet":
+        raise UserError(f"{origin}: conv2 reads {state['layers.conv2.weight'].shape[1]} channels per group; CaffeNet's two "
+                        "towers need half of conv1's")
+    if fmt == "torchvision-alexnet" and model.arch != "alexnet":
+        raise UserError(f"{origin}: its shapes are not torchvision's one-tower AlexNet")
+    check_shapes(state, model, origin, names)
+    if order == "BGR":
+        if model.in_channels != 3:
+            raise UserError(f"{origin}: channel order BGR needs 3 input channels, conv1 has {model.in_channels}")
+        state["layers.conv1.weight"] = state["layers.conv1.weight"].flip(1).contiguous()
+        notes.append("conv1's input channels reversed from BGR to RGB (the worker decodes RGB)")
+    size = size or (32 if model.arch == "small" else 256)
+    crop = {"caffenet": 227, "alexnet": 224, "small": size}[model.arch]
+    if fmt == "torchvision-alexnet":
+        if mean is not None:
+            raise UserError(f"{origin}: torchvision's AlexNet comes with its own normalisation; leave mean unset")
+        std = torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
+        state["layers.conv1.weight"] = (state["layers.conv1.weight"] / (255.0 * std)).contiguous()
+        mean_tensor = (255.0 * torch.tensor(TORCHVISION_MEAN)).view(3, 1, 1)
+        what = f"per-channel {[round(255 * m, 3) for m in TORCHVISION_MEAN]} (RGB; torchvision's mean x 255)"
+        notes.append("torchvision's per-channel std folded into conv1 (weights / (255 x std)): the worker's "
+                     "(image - 255 x mean) in 0-255 then gives torchvision's normalised input exactly, padding included")
+    elif mean is None:
+        if model.in_channels != 3:
+            raise UserError(f"{origin}: give the mean of its {model.in_channels}-channel input (mean = [...])")
+        mean_tensor = torch.tensor(IMAGENET_MEAN_RGB).view(3, 1, 1)
+        what = f"per-channel {list(IMAGENET_MEAN_RGB)} (RGB; ImageNet's)"
+        notes.append("no mean given: ImageNet's per-channel mean subtracted (give the source's mean file, e.g. Caffe's "
+                     "imagenet_mean.binaryproto, to subtract its mean image instead)")
+    else:
+        mean_tensor, what = read_mean(mean, model.in_channels, size, origin, bgr_file=fmt == "caffe")
+    digest = file_hash(path)
+    info = SourceInfo(name=f"source:{name}", origin=origin, format=fmt, config_hash=digest[:16], attempt=1, weights="",
+                      model=model, size=size, crop=crop, input_scale=1.0, mean=what, notes=tuple(notes),
+                      mapping=tuple(mapping))
+    return ImportedSource(info, state, mean_tensor)
+
+
+def write_imported(imported: ImportedSource, folder: Path) -> SourceInfo:
+    """``folder/model.pt`` and ``folder/source.json`` (atomically; model.pt first, so a description
+    that exists has its weights)."""
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    torch.save({"model": imported.state, "config_hash": imported.info.config_hash, "attempt": 1,
+                "mean": imported.mean, "imported_from": imported.info.origin}, buffer)
+    atomic_write_bytes(folder / "model.pt", buffer.getvalue())
+    info = replace(imported.info, weights=str((folder / "model.pt").resolve()))
+    atomic_write_text(folder / "source.json", info.to_text())
+    return info
+
+
+def describe(info: SourceInfo) -> str:
+    """What an import did, for a terminal."""
+    model = info.model
+    lines = [f"{info.name}: {info.format} from {info.origin}",
+             f"  network: {model.arch}, conv widths {list(model.conv_widths)}, fc {model.fc_width}, "
+             f"{model.num_classes} classes, {model.in_channels} input channels",
+             f"  input: resized to {info.size} x {info.size}, {info.crop} crop, scale {info.input_scale:g}, mean {info.mean}"]
+    lines += [f"  {line}" for line in info.mapping]
+    lines += [f"  note: {note}" for note in info.notes]
+    return "\n".join(lines)
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "source"
