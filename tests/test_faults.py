@@ -162,7 +162,7 @@ def test_a_cut_results_csv_is_named_with_its_line_and_cell_count(tmp_path):
     whole = (conftest.REPO / "results" / "yosinski2014.csv").read_text().splitlines(keepends=True)
     cut = tmp_path / "cut.csv"
     cut.write_text("".join(whole[:3]) + whole[3][:60])  # the fourth line ends mid-row
-    with pytest.raises(UserError, match=r"cut.csv line 4: 5 cells where the header has 32; the file is cut or edited"):
+    with pytest.raises(UserError, match=r"cut.csv line 4: 5 cells where the header has 33; the file is cut or edited"):
         read_csv(cut)
 
 
@@ -170,11 +170,13 @@ def test_a_finished_job_keeps_no_checkpoint_unless_asked_and_plan_says_the_disk_
     from transferbench.study.executors import run_task
 
     study_dir = conftest.tiny_study(tmp_path, "disk", ["AnB"], [2])
-    assert "disk: about 14.1 KB of final weights (model.pt, up to 7.0 KB each)" in (study_dir / "summary.txt").read_text()
+    assert "disk: about 20.3 KB of final weights (model.pt, up to 10.2 KB each)" in (study_dir / "summary.txt").read_text()
     submit(study_dir, "debug", echo=lambda *_: None)
     job = Study.open(study_dir).jobs["random0/baseA/seed0"]
     assert sorted(p.name for p in job.out_dir.iterdir()) == ["model.pt", "result.json"]  # the checkpoints are spent
-    assert 7000 < (job.out_dir / "model.pt").stat().st_size < 7000 + 8000  # the weights, plus torch's zip wrapping
+    size = job.spec.weights_bytes()
+    assert size == 4 * (job.spec.model.parameter_count() + 28 * 28)  # the weights and the 28 x 28 mean image
+    assert size < (job.out_dir / "model.pt").stat().st_size < size + 8000  # plus torch's zip wrapping
     from transferbench.worker.models import TransferNet
 
     assert job.spec.model.parameter_count() == sum(p.numel() for p in TransferNet(job.spec.model).parameters())

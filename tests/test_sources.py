@@ -81,7 +81,7 @@ def test_the_import_writes_weights_and_a_description_atomically(tmp_path):
     assert SourceInfo.read(tmp_path / "out" / "source.json") == info
     saved = torch.load(info.weights, weights_only=True)
     assert saved["config_hash"] == info.config_hash and saved["mean"].shape == (3, 1, 1)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.pt", "source.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mean.pt", "model.pt", "source.json"]
 
 
 def test_bad_weights_files_fail_in_one_line(tmp_path):

@@ -352,32 +352,60 @@ def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None,
         raise UserError("no rows to plot; collect a study first (`transferbench collect jobs/STUDY`)")
     written: list[Path] = []
     for study, all_rows in studies.items():
-        missing: list[str] = []
-        without = sum(1 for r in all_rows if r.value(metric) is None)
-        if without:
-            missing.append(f"{without} of {len(all_rows)} networks have no {metric} (no log or no evaluation)")
-        if any(is_developmental(r) for r in all_rows):
-            plot_developmental(all_rows, study, metric, out, written, echo, plt)
-        study_rows = [r for r in all_rows if not is_developmental(r)]
-        shown = plot_fig2(study_rows, reference, study, metric, out, written, missing, plt)
-        plot_fig3(study_rows, study, metric, out, written, missing, plt)
-        plot_reduced(study_rows, study, metric, out, written, missing, plt)
-        plot_preserved(study_rows, study, metric, out, written, missing, plt)
-        for name, table, pooled in (("boost", boost_table(study_rows, metric), False),
-                                    ("boost-pooled", pooled_boost_table(study_rows, metric), True)):
-            atomic_write_text(out / f"{study}-{name}.csv", table_csv(table))
-            written.append(out / f"{study}-{name}.csv")
-            echo(format_boost(table, study, pooled))
-        if any(group_values(study_rows, metric).values()):
-            unseen = [name for name in EFFECTS if name not in shown]
-            echo(f"  {study} fig2: " + (f"shaded and named: {', '.join(shown)}" if shown else "no effect of the paper's "
-                                        "reading is shown by the 95% intervals")
-                 + (f"; not seen in these data (not shaded): {', '.join(unseen)}" if unseen and shown else ""))
-        for line in health_lines(all_rows):
-            echo(f"  {study}: {line}")
-        for line in missing:
-            echo(f"  missing in {study}: {line}")
+        # A cross-dataset study draws each target on its own (its split names source and targets):
+        # networks of different targets are never pooled into one mean.
+        parts: dict[str, list[Row]] = defaultdict(list)
+        for row in all_rows:
+            parts[f"{study}-{row.split}" if row.cross_dataset else study].append(row)
+        for name, rows_of in parts.items():
+            if name != study and not any(r.target_side not in (None, "A") for r in rows_of):
+                # networks trained on the source's own data (a wide base): read with the targets that fine-tune them
+                echo(f"  {name}: {len(rows_of)} networks trained on the source's own data, drawn with the targets they "
+                     "are fine-tuned to")
+                for line in health_lines(rows_of):
+                    echo(f"  {name}: {line}")
+                continue
+            _plot_part(rows_of, name, name != study, reference, metric, out, written, echo, plt)
     return written
+
+
+# What a target of a cross-dataset study never has, and so is not reported missing.
+NOT_MISSING_ACROSS = ("fig2: no usable networks", "fig3: no man-made/natural", "fig3: no random-init",
+                      "preserved: no preserved")
+
+
+def _plot_part(all_rows: list[Row], study: str, cross: bool, reference, metric: str, out: Path, written: list[Path],
+               echo, plt) -> None:
+    """The figures and tables of one study, or of one target of a cross-dataset study (named ``study``)."""
+    missing: list[str] = []
+    without = sum(1 for r in all_rows if r.value(metric) is None)
+    if without:
+        missing.append(f"{without} of {len(all_rows)} networks have no {metric} (no log or no evaluation)")
+    if any(is_developmental(r) for r in all_rows):
+        plot_developmental(all_rows, study, metric, out, written, echo, plt)
+    study_rows = [r for r in all_rows if not is_developmental(r)]
+    shown = plot_fig2(study_rows, None if cross else reference, study, metric, out, written, missing, plt)
+    plot_fig3(study_rows, study, metric, out, written, missing, plt)
+    if not cross:
+        plot_reduced(study_rows, study, metric, out, written, missing, plt)
+    plot_preserved(study_rows, study, metric, out, written, missing, plt)
+    for name, table, pooled in (("boost", boost_table(study_rows, metric), False),
+                                ("boost-pooled", pooled_boost_table(study_rows, metric), True)):
+        if cross and not any(line["anb_plus_networks"] for line in table):
+            continue  # a target without AnB+ below n = 7: no boost to read
+        atomic_write_text(out / f"{study}-{name}.csv", table_csv(table))
+        written.append(out / f"{study}-{name}.csv")
+        echo(format_boost(table, study, pooled))
+    if any(group_values(study_rows, metric).values()):
+        unseen = [name for name in EFFECTS if name not in shown]
+        echo(f"  {study} fig2: " + (f"shaded and named: {', '.join(shown)}" if shown else "no effect of the paper's "
+                                    "reading is shown by the 95% intervals")
+             + (f"; not seen in these data (not shaded): {', '.join(unseen)}" if unseen and shown else ""))
+    for line in health_lines(all_rows):
+        echo(f"  {study}: {line}")
+    for line in missing:
+        if not (cross and line.startswith(NOT_MISSING_ACROSS)):
+            echo(f"  missing in {study}: {line}")
 
 
 MIN_SPAN = 0.2  # the least range of accuracy a bar panel shows

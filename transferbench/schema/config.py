@@ -6,6 +6,8 @@
     [growth]     defaults for grown networks                  -> GrowthSettings
     [slurm]      resources of every job                       -> SlurmSettings
     [health]     thresholds of the network health judgment    -> HealthSettings
+    [source.X]   a pretrained network cross-dataset blocks transfer from -> SourceSettings
+    [target.X]   a dataset cross-dataset blocks transfer to    -> TargetSettings
     [[block]]    one group of networks                        -> Block
 
 Every table is checked when the config is read (by ``plan``), so a mistyped value fails
@@ -22,9 +24,10 @@ from typing import Any
 from transferbench.errors import UserError
 from transferbench.schema.health import HealthSettings
 from transferbench.schema.loader import apply_overrides, build, check_values, read_toml
-from transferbench.schema.spec import ModelConfig, TrainConfig
+from transferbench.schema.spec import IMAGE_SIZES, LAYOUTS, DataOptions, ModelConfig, TrainConfig
 
 DATASET_CLASSES = {"fashion-mnist": 10, "cifar100": 100, "imagenet1k": 1000, "synthetic": 12}
+DATASETS = (*DATASET_CLASSES, *LAYOUTS)  # built in (shipped class tables), and read from their layouts on disk
 DEVICES = ("cpu", "cuda")
 
 
@@ -42,14 +45,17 @@ class StudySettings:
     description: str | None = None  # free text
     fuse: bool = False  # train the networks that share a data stream together, one process per group (study/fuse.py)
     fuse_memory_gb: float = 40.0  # a fused group's estimated device memory stays under this; larger groups are split
+    data_options: DataOptions | None = None  # a dataset read from its layout: SUN-397's partition, Caltech-101's draw
 
     def __post_init__(self) -> None:
         if self.fuse_memory_gb <= 0:
             raise UserError(f"fuse_memory_gb must be > 0, got {self.fuse_memory_gb}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise UserError(f"name must be a folder name (letters, digits, - _ .), got {self.name!r}")
-        if self.dataset not in DATASET_CLASSES:
-            raise UserError(f"dataset {self.dataset!r} is not one of {', '.join(DATASET_CLASSES)}")
+        if self.dataset not in DATASETS:
+            raise UserError(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if self.data_options is not None and self.dataset not in LAYOUTS:
+            raise UserError(f"data_options are for datasets read from their layout ({', '.join(LAYOUTS)}), not {self.dataset}")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise UserError(f"seeds must be a non-empty list of integers >= 0, got {list(self.seeds)!r}")
 
@@ -90,6 +96,68 @@ class GrowthSettings:
         return {k: v for k, v in (("scale_init", self.scale_init), ("new_lr_mult", self.new_lr_mult)) if v is not None}
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")  # source and target names: parts of job keys and folders (no '-')
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """A pretrained network that cross-dataset blocks transfer from: a weights file imported at
+    `plan` (transferbench.worker.sources), or a network of another study."""
+
+    weights: str | None = None  # a .caffemodel or a torch state dict (relative to the config file)
+    job: str | None = None  # or another study's network: "<study>:<job key>", e.g. "yosinski2014:all/base/seed0"
+    format: str | None = None  # caffe | torchvision-alexnet | state-dict (default: from the file)
+    mean: str | tuple[float, ...] | None = None  # the mean to subtract: a .binaryproto or .npy image, or [R, G, B]
+    channel_order: str | None = None  # a state dict's conv1: RGB (default) or BGR (converted from Caffe as it was)
+    size: int | None = None  # images are resized to size x size before the crop (default 256)
+    # Its own data, where known (an imported file's: ImageNet for the BVLC models). Forgetting is
+    # measured on its validation set, and a wide network is trained from scratch on it (-wide).
+    dataset: str | None = None
+    data_root: str | None = None
+    val_list: str | None = None
+    split: str | None = None  # a split name, with side: the network was trained on one side of it
+    side: str | None = None
+    data_options: DataOptions | None = None  # its dataset read from a layout: SUN-397's partition, Caltech-101's draw
+
+    def __post_init__(self) -> None:
+        if (self.weights is None) == (self.job is None):
+            raise UserError("a source names either weights (a file to import) or job (\"<study>:<job key>\"), one of them")
+        if self.job is not None:
+            study, colon, key = self.job.rpartition(":")
+            if not colon or not study or not key:
+                raise UserError(f"job {self.job!r} must read \"<study>:<job key>\", e.g. \"yosinski2014:all/base/seed0\"")
+            extra = [name for name in ("format", "mean", "channel_order", "size", "dataset", "data_root", "val_list",
+                                       "split", "side", "data_options") if getattr(self, name) is not None]
+            if extra:
+                raise UserError(f"{extra[0]} is for imported weights; a study's job brings its own (from its plan)")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise UserError(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if (self.split is None) != (self.side is None):
+            raise UserError("split and side go together: the side of the split the source network was trained on")
+        if self.size is not None and self.size < 1:
+            raise UserError(f"size must be at least 1, got {self.size}")
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """A dataset that cross-dataset blocks transfer to: all its classes, or one side of a split of it."""
+
+    dataset: str  # cub200 | mit67 | sun397 | caltech101 | folder | fashion-mnist | cifar100 | imagenet1k | synthetic
+    data_root: str | None = None  # its folder (relative to the config file)
+    val_list: str | None = None  # ImageNet: Caffe-style list of a flat validation folder
+    data_options: DataOptions | None = None  # SUN-397's partition, Caltech-101's draw
+    split: str | None = None  # a split name (splits/<dataset>-<name>.json), with side: one side of it
+    side: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise UserError(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if self.data_options is not None and self.dataset not in LAYOUTS:
+            raise UserError(f"data_options are for datasets read from their layout ({', '.join(LAYOUTS)}), not {self.dataset}")
+        if (self.split is None) != (self.side is None):
+            raise UserError("split and side go together: the target is one side of the split")
+
+
 @dataclass(frozen=True)
 class Block:
     networks: tuple[str, ...]  # the paper's notation (transferbench.schema.notation)
@@ -102,8 +170,18 @@ class Block:
     model: dict[str, Any] = field(default_factory=dict)  # this block's ModelConfig values
     train: dict[str, Any] = field(default_factory=dict)  # this block's TrainConfig values
     growth: dict[str, Any] = field(default_factory=dict)  # this block's GrowthSettings values
+    source: str | None = None  # cross-dataset: the [source.<name>] it transfers from (side A of its networks)
+    targets: tuple[str, ...] = ()  # cross-dataset: the [target.<name>]s it transfers to, in order: sides B, C, ...
 
     def __post_init__(self) -> None:
+        if (self.source is None) != (not self.targets):
+            raise UserError("a cross-dataset block names its source and its targets, both: source = \"caffenet\", "
+                            "targets = [\"sun397\"] (B), or [\"sun397\", \"mit67\"] for a chain (B, C)")
+        if self.source is not None and self.splits != ("all",):
+            raise UserError("a cross-dataset block takes its classes from its targets; drop splits (a [target] table "
+                            "can name a split and side)")
+        if len(self.targets) > 25 or len(set(self.targets)) < len(self.targets):
+            raise UserError(f"targets must name different [target] tables, at most 25, got {list(self.targets)!r}")
         if not self.networks:
             raise UserError("networks is empty; list at least one network pattern, e.g. networks = [\"baseA\", \"AnB\"]")
         if not self.splits:
@@ -127,6 +205,8 @@ class StudyConfig:
     slurm: SlurmSettings
     health: HealthSettings
     blocks: tuple[Block, ...]
+    sources: dict[str, SourceSettings]
+    targets: dict[str, TargetSettings]
     raw: dict[str, Any]
     source: str
     directory: Path  # the config's folder: relative data paths start here
@@ -136,7 +216,7 @@ class StudyConfig:
         return ({**self.model, **block.model}, {**self.train, **block.train}, {**self.growth.values(), **block.growth})
 
 
-TOP_LEVEL = ("study", "model", "train", "growth", "slurm", "health", "block")
+TOP_LEVEL = ("study", "model", "train", "growth", "slurm", "health", "source", "target", "block")
 
 
 def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overrides: dict[str, Any] | None = None) -> StudyConfig:
@@ -153,6 +233,16 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
     growth = build(GrowthSettings, raw.get("growth", {}), "growth", source)
     slurm = build(SlurmSettings, raw.get("slurm", {}), "slurm", source)
     health = build(HealthSettings, raw.get("health", {}), "health", source)
+    named: dict[str, dict[str, Any]] = {}
+    for kind, cls in (("source", SourceSettings), ("target", TargetSettings)):
+        tables = raw.get(kind, {})
+        if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+            raise UserError(f"{source}: [{kind}] holds one table per name, e.g. [{kind}.caffenet]")
+        for name in tables:
+            if not _LABEL.fullmatch(name):
+                raise UserError(f"{source}: [{kind}.{name}]: a {kind} name is part of job keys and folders: letters, "
+                                "digits, _ and . (no -)")
+        named[kind] = {name: build(cls, table, f"{kind}.{name}", source) for name, table in tables.items()}
     tables = raw.get("block", [])
     if not isinstance(tables, list) or not tables:
         raise UserError(f"{source}: no [[block]] of networks; add at least one (see configs/ for examples)")
@@ -163,8 +253,14 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
         check_values(ModelConfig, block.model, f"{where}.model", source)
         check_values(TrainConfig, block.train, f"{where}.train", source)
         check_values(GrowthSettings, block.growth, f"{where}.growth", source)
+        for kind, names in (("source", [block.source] if block.source else []), ("target", block.targets)):
+            unknown = [name for name in names if name not in named[kind]]
+            if unknown:
+                valid = ", ".join(named[kind]) or f"none: add a [{kind}.{unknown[0]}] table"
+                raise UserError(f"{source}: [{where}] {kind} {unknown[0]!r} is not a [{kind}] of this config; valid: {valid}")
         blocks.append(block)
-    config = StudyConfig(study, model, train, growth, slurm, health, tuple(blocks), raw, source, directory)
+    config = StudyConfig(study, model, train, growth, slurm, health, tuple(blocks), named["source"], named["target"], raw,
+                         source, directory)
     build(ModelConfig, model, "model", source)  # the defaults must make whole configs, and so must each block's
     build(TrainConfig, train, "train", source)
     for number, block in enumerate(config.blocks, 1):

@@ -40,6 +40,7 @@ CSV columns (``SCHEMA``, in order):
 | source_top1_after | the same with this network's layers and the source's classifier (forgetting) |
 | health            | healthy, not_converged, stalled, diverged, source_unhealthy (transferbench.schema.health); empty: not judged |
 | health_reason     | what the health rests on, e.g. "top-1 at most 0.171 over the last 3 evaluations, chance is 0.167" |
+| cross_dataset     | 1 for a network of a cross-dataset block (its split is then ``<source>-<target>[-<target>...]``, side A the source, B, C, ... the targets) |
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ class Row:
     source_top1_after: float | None = None
     health: str | None = None
     health_reason: str | None = None
+    cross_dataset: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -294,7 +296,8 @@ class Row:
             growth=growth.label() if growth else None, growth_mode=("grown" if growth.new else "wide") if growth else None,
             scope=growth.scope if growth else None, normalize=int(growth.normalize) if growth else None,
             source_top1_before=record.source_top1_before, source_top1_after=record.source_top1_after,
-            health=health.state if health else None, health_reason=health.reason if health else None)
+            health=health.state if health else None, health_reason=health.reason if health else None,
+            cross_dataset=1 if spec.get("input") is not None else None)
 
 
 SCHEMA = tuple(f.name for f in dataclasses.fields(Row))

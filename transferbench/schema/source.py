@@ -40,6 +40,7 @@ class SourceInfo:
     mapping: tuple[str, ...] = ()  # which tensor of the file became which layer, with its shape
     data: DataRef | None = None  # its own training data, where known: forgetting and wide-from-scratch need it
     train: dict[str, Any] | None = None  # the recipe it was trained with, where known (a study job's)
+    settings: dict[str, Any] | None = None  # an import's settings (format, mean, channel_order, size): a change imports again
 
     def __post_init__(self) -> None:
         if self.format not in SOURCE_FORMATS:

@@ -249,7 +249,8 @@ def check_growth(condition: Condition, growth: Growth) -> None:
                         f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
 
 
-LAYOUTS = ("cub200", "mit67", "sun397", "caltech101", "folder")  # datasets read in their genuine layouts (tasks/layouts.py)
+LAYOUTS = ("cub200", "mit67", "sun397", "caltech101", "folder")  # datasets read in their genuine layouts (tasks/layout.py)
+IMAGE_SIZES = {"fashion-mnist": 28, "cifar100": 32, "synthetic": 32}  # datasets held in memory: their images' size
 MEANS = ("source", "target")
 
 
@@ -364,6 +365,15 @@ class JobSpec:
     def config_hash(self) -> str:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def image_size(self) -> int:
+        """The side of the images this job reads (before its crop): the source's input size for a
+        cross-dataset job, the size of a dataset held in memory, else the recipe's resize."""
+        return self.input.size if self.input is not None else IMAGE_SIZES.get(self.dataset, self.train.resize)
+
+    def weights_bytes(self) -> int:
+        """Bytes of the final model.pt's contents: the float32 weights and the mean image it subtracted."""
+        return 4 * (self.model.parameter_count() + self.model.in_channels * self.image_size() ** 2)
 
     def memory_estimate(self) -> int:
         """Bytes of device memory training this network takes, roughly: weights, gradients, momentum

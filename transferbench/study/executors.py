@@ -37,7 +37,7 @@ from transferbench.schema.health import Health
 from transferbench.schema.record import ATTEMPTS_FILE, JobIdentity, ResultRecord, read_attempts
 from transferbench.study.fuse import Unit, units_of
 from transferbench.study.lock import study_lock
-from transferbench.study.status import Study, judge_study, order_jobs, outcome, states
+from transferbench.study.status import Study, judge_study, order_jobs, outcome, source_waiting, states
 
 Groups = list[tuple[tuple[str, ...], list[Unit]]]  # (the bases an array waits for, its units: one process each)
 
@@ -49,7 +49,11 @@ class TaskFailed(Exception):
 # ---------------------------------------------------------------------------- one job
 
 def source_identity(study: Study, job) -> dict[str, Any] | None:
-    """The base a job copies from, as the plan names it now: its key, spec hash and attempt."""
+    """The base a job copies from, as the plan names it now: its key, spec hash and attempt (a
+    cross-dataset job's source: as its spec names it, an imported file's hash or another study's job)."""
+    if job.spec.source_ref is not None:
+        ref = job.spec.source_ref
+        return {"key": ref.name, "config_hash": ref.config_hash, "attempt": ref.attempt}
     for dep in job.depends:
         base = study.jobs[dep]
         if job.spec.source_checkpoint and Path(job.spec.source_checkpoint) == base.out_dir / "model.pt":
@@ -103,7 +107,7 @@ def _trainer(study: Study, job, device: str | None, shared=None):
 
 
 def _identity(study: Study, job) -> JobIdentity:
-    source_side = study.jobs[job.depends[0]].side if job.depends else None
+    source_side = study.jobs[job.depends[0]].side if job.depends else "A" if job.spec.source_ref is not None else None
     return JobIdentity(study.name, job.split, job.network, job.seed, source_side, job.side if job.side not in (None, "all") else None)
 
 
@@ -232,12 +236,19 @@ def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed:
             skipped[key] = state + (f": {detail}" if detail else "")
     chosen_set = set(chosen)
     for key in list(chosen):
+        waiting = source_waiting(jobs[key])  # a cross-dataset job's source outside the plan
+        if waiting:
+            chosen.remove(key)
+            chosen_set.discard(key)
+            skipped[key] = waiting
+            continue
         for dep in jobs[key].depends:
             dep_state = current[dep][0]
-            if dep not in chosen_set and dep_state in ("failed", "blocked", "unknown"):
+            if dep not in chosen_set and dep_state in ("failed", "blocked", "unknown", "planned"):
                 chosen.remove(key)
                 chosen_set.discard(key)
-                skipped[key] = f"waits for {dep}, which is {dep_state} (use --retry-failed)"
+                skipped[key] = (f"waits for {dep}, which is {dep_state} (use --retry-failed)" if dep_state != "planned" else
+                                f"waits for {dep}, which is held back ({skipped.get(dep, 'not submitted')})")
                 break
     return chosen, skipped
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from transferbench.fileio import atomic_write_text
 from transferbench.schema.config import DATASET_CLASSES, Block, StudyConfig, load_config
 from transferbench.schema.notation import Pattern, parse_network, parse_pattern
 from transferbench.schema.plan import PlanFile, PlannedJob
-from transferbench.schema.spec import Condition, Growth, JobSpec, ModelConfig, TrainConfig
+from transferbench.schema.spec import LAYOUTS, Condition, DataOptions, Growth, JobSpec, ModelConfig, SourceRef, TrainConfig
 from transferbench.shipped import find_config, shipped_dir
 from transferbench.study.status import Study, order_jobs, states
 
@@ -41,11 +41,14 @@ from transferbench.study.status import Study, order_jobs, states
 
 @dataclass
 class Plan:
-    """A planned study before it is written: the plan file, where it goes, the splits it generated."""
+    """A planned study before it is written: the plan file, where it goes, the splits it generated,
+    the source weights it imported (written with the plan), and what its cross-dataset blocks use."""
 
     study_dir: Path
     file: PlanFile
     splits_written: dict[str, str]  # generated split files: path -> text
+    imports: dict[Path, Any] = field(default_factory=dict)  # folder -> worker.sources.ImportedSource to write
+    details: list[str] = field(default_factory=list)  # sources and targets of cross-dataset blocks, for the summary
 
     @property
     def study(self) -> str:
@@ -57,6 +60,8 @@ class Plan:
 
     def summary(self) -> str:
         text = summarise(self.jobs.values(), self.study)
+        if self.details:
+            text += "\n" + "\n".join(self.details) + "\n"
         settings = self.file.config["study"]
         if settings.get("fuse"):
             text += fused_summary(self.jobs, float(settings.get("fuse_memory_gb", 40.0)))
@@ -98,13 +103,14 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
     if study.data_root and not Path(data_path(study.data_root)).is_dir():
         raise UserError(f"{source}: data_root {data_path(study.data_root)} is not a folder; give the dataset folder "
                         "([study] data_root or --data-root)")
-    planner = _Planner(config, study_dir, split_dirs, data_path)
+    planner = _Planner(config, study_dir, split_dirs, data_path, root)
     for number, block in enumerate(config.blocks, 1):
         planner.block(number, block)
     if study.dataset == "imagenet1k" and study.data_root:  # without one, plan still lays out the grid; submit refuses
         check_imagenet_data(planner.jobs, source, set(planner.splits_written))
     raw = config.raw if not overrides else {**config.raw, "study": {**config.raw.get("study", {}), **overrides}}
-    return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written)
+    imports = {found.folder: found.imported for found in planner.sources.values() if found.imported is not None}
+    return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written, imports, planner.details())
 
 
 def check_imagenet_data(jobs: dict[str, PlannedJob], source: str, generated: set[str] = frozenset()) -> None:
@@ -144,16 +150,114 @@ class _BlockContext:
     forgetting: bool  # measure the source's accuracy after transfer
 
 
+EXTERNAL = "<the block's source>"  # base_key of a job that copies from a cross-dataset block's source network
+
+
+@dataclass
+class _Cross:
+    """The cross-dataset block being expanded: side A is its source, B, C, ... its targets."""
+
+    source: Any  # study.cross.Source
+    targets: list[Any]  # study.cross.SideData, in order (sides B, C, ...)
+
+    def letters(self) -> dict[str, Any]:
+        return {"A": self.source.data, **{chr(ord("B") + i): target for i, target in enumerate(self.targets)}}
+
+    def segment(self, letter: str) -> str:
+        """The key's first part: the source and the targets up to this side (a network on the first
+        target is the same network in a block of one target and in a chain's)."""
+        return "-".join([self.source.name, *(t.name for t in self.targets[:ord(letter) - ord("A")])])
+
+
 class _Planner:
     """Expands blocks into PlannedJobs; bases are planned once however many jobs copy them."""
 
-    def __init__(self, config: StudyConfig, study_dir: Path, split_dirs: list[Path], data_path) -> None:
+    def __init__(self, config: StudyConfig, study_dir: Path, split_dirs: list[Path], data_path, jobs_root: Path) -> None:
         self.config, self.study_dir, self.split_dirs, self.data_path = config, study_dir, split_dirs, data_path
+        self.jobs_root = jobs_root
         self.jobs: dict[str, PlannedJob] = {}
         self.splits_written: dict[str, str] = {}
+        self.sources: dict[str, Any] = {}  # resolved [source] tables (study.cross.Source), once each
+        self.targets: dict[str, Any] = {}  # resolved [target] tables (study.cross.SideData)
+        self.cross: _Cross | None = None
+        self.layout_classes: tuple[str, ...] | None = None  # the study's dataset read from its layout: its classes
+
+    def details(self) -> list[str]:
+        """The sources and targets the cross-dataset blocks use, for the summary."""
+        from transferbench.study.cross import describe_source
+
+        if not self.sources:
+            return []
+        lines = ["  cross-dataset: side A is the source, B, C, ... the block's targets in order"]
+        for found in self.sources.values():
+            lines += describe_source(found)
+        lines += [f"  target {name}: {target.description}" for name, target in self.targets.items()]
+        return lines
+
+    def find_split(self, name: str, dataset: str, where: str) -> Path:
+        return _split_path(name, dataset, self.split_dirs, where)
+
+    def _study_layout(self, where: str) -> tuple[str, ...]:
+        """The classes of the study's own dataset when it is read from its layout (read once, checked on disk)."""
+        if self.layout_classes is None:
+            from transferbench.tasks.layout import read_layout
+
+            study = self.config.study
+            if not study.data_root:
+                raise UserError(f"{where}: {study.dataset} is read from its folder; set [study] data_root (or --data-root)")
+            try:
+                index = read_layout(study.dataset, Path(self.data_path(study.data_root)), self.study_options)
+            except UserError as exc:
+                raise UserError(f"{where}: {exc}") from None
+            self.layout_classes = index.classes
+        return self.layout_classes
+
+    @property
+    def study_options(self) -> DataOptions | None:
+        study = self.config.study
+        return study.data_options or DataOptions() if study.dataset in LAYOUTS else None
+
+    def _enter_cross(self, block: Block, where: str) -> None:
+        """Resolve the block's source and targets (each once per plan) and set up the sides."""
+        from transferbench.study.cross import resolve_source, resolve_target
+
+        config = self.config
+        if block.source not in self.sources:
+            self.sources[block.source] = resolve_source(block.source, config.sources[block.source], self.study_dir,
+                                                        self.jobs_root, self.data_path, self.find_split,
+                                                        f"{config.source}: {where}")
+        for name in block.targets:
+            if name not in self.targets:
+                self.targets[name] = resolve_target(name, config.targets[name], self.data_path, self.find_split,
+                                                    f"{config.source}: {where} target {name}")
+        self.cross = _Cross(self.sources[block.source], [self.targets[name] for name in block.targets])
+        self.split_file, self.split_name = None, None
+        self.sides = {letter: (data.classes if data else self.cross.source.info.model.num_classes)
+                      for letter, data in self.cross.letters().items()}
+
+    def _cross_values(self, block: Block, model_values: dict[str, Any], train_values: dict[str, Any],
+                      where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A cross-dataset block's model and recipe: the architecture and input contract are the source's."""
+        from transferbench.study.cross import SOURCE_MODEL_KEYS, SOURCE_TRAIN_KEYS
+
+        info = self.cross.source.info
+        source_model = {key: getattr(info.model, key) for key in SOURCE_MODEL_KEYS}
+        source_train = {"crop": info.crop, "input_scale": info.input_scale, "resize": info.size}
+        for table, own, theirs in (("model", block.model, source_model), ("train", block.train, source_train)):
+            for key in own:
+                if key in theirs and own[key] != theirs[key] and not (key == "conv_widths" and tuple(own[key]) == theirs[key]):
+                    raise UserError(f"{self.config.source}: {where} sets {table}.{key} = {own[key]!r}, but a cross-dataset "
+                                    f"block takes it from its source {block.source} ({theirs[key]!r}); drop it")
+        model = {key: value for key, value in model_values.items() if key not in SOURCE_MODEL_KEYS}
+        if "dropout" not in {**self.config.model, **block.model}:
+            model["dropout"] = info.model.dropout
+        if "init" not in {**self.config.model, **block.model}:
+            model["init"] = info.model.init
+        train = {key: value for key, value in train_values.items() if key not in SOURCE_TRAIN_KEYS}
+        return {**model, **source_model}, {**train, **source_train}
 
     def block(self, number: int, block: Block) -> None:
-        from transferbench.tasks.splits import load_split, reduced_split
+        from transferbench.tasks.splits import check_split_classes, load_split, reduced_split
 
         source, where, dataset = self.config.source, f"block {number}", self.config.study.dataset
         patterns = []
@@ -170,16 +274,29 @@ class _Planner:
             raise UserError(f"{source}: {where} network {first.text!r} needs k = [...] (layers preserved above n)")
         forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
         model_values, train_values, growth_values = self.config.block_values(block)
+        self.cross = None
+        if block.source is not None:
+            self._enter_cross(block, where)
+            model_values, train_values = self._cross_values(block, model_values, train_values, where)
         self.context = _BlockContext(where, block.name or f"block{number}", model_values, train_values, growth_values,
                                      forgetting)
+        if self.cross is not None:
+            for seed in self.config.study.seeds:
+                self.seed = seed
+                for pattern in patterns:
+                    self.expand(pattern, block)
+            return
         for split_name in block.splits:
             if split_name == "all":
-                self.split_file, self.sides = None, {"all": DATASET_CLASSES[dataset]}
+                classes = len(self._study_layout(where)) if dataset in LAYOUTS else DATASET_CLASSES[dataset]
+                self.split_file, self.sides = None, {"all": classes}
             else:
                 match = re.fullmatch(r"reduced(\d+)", split_name)
                 if match:
                     from transferbench.tasks.classes import load_table
 
+                    if dataset in LAYOUTS:
+                        raise UserError(f"{source}: {where}: reduced splits are for the built-in datasets, not {dataset}")
                     split = reduced_split(load_table(dataset), int(match.group(1)))
                     path = self.study_dir / "splits" / f"{split.name}.json"
                     self.splits_written[str(path)] = split.to_json()
@@ -189,6 +306,10 @@ class _Planner:
                     split = load_split(self.split_file)
                     if split.dataset != dataset:
                         raise UserError(f"{source}: {where} split {split_name} is for {split.dataset}, the study is {dataset}")
+                    if dataset in LAYOUTS:
+                        from transferbench.tasks.classes import layout_table
+
+                        check_split_classes(split, layout_table(dataset, self._study_layout(where)), f"{source}: {where}")
                 self.sides = {side: len(classes) for side, classes in split.sides.items()}
             self.split_name = split_name
             for seed in self.config.study.seeds:
@@ -200,6 +321,11 @@ class _Planner:
 
     def side_of(self, letter: str, pattern: str) -> str | None:
         source, where = self.config.source, self.context.where
+        if self.cross is not None and letter not in self.sides:
+            sides = ", ".join(f"{side} ({data.name if data else self.cross.source.name})"
+                              for side, data in self.cross.letters().items())
+            raise UserError(f"{source}: {where} network {pattern!r} needs {'a side letter' if not letter else f'side {letter}'}; "
+                            f"this cross-dataset block's sides are {sides}")
         if not letter:
             if "all" not in self.sides:
                 raise UserError(f"{source}: {where} network {pattern!r} needs a side letter on split {self.split_name} "
@@ -210,27 +336,48 @@ class _Planner:
                             f"its sides are {', '.join(self.sides)}")
         return letter
 
+    def _data(self, side: str | None, external: bool, source_side: str | None) -> dict[str, Any]:
+        """The data fields of a job's spec on ``side`` (of the split, or of the cross-dataset block)."""
+        study, forgetting = self.config.study, self.context.forgetting
+        if self.cross is None:
+            return dict(dataset=study.dataset, split=self.split_file, side=side, data_root=self.data_path(study.data_root),
+                        val_list=self.data_path(study.val_list), data_options=self.study_options,
+                        forgetting_side=source_side if forgetting and source_side not in (None, "all") else None)
+        data = self.cross.letters()[side]
+        if data is None:
+            raise UserError(f"{self.config.source}: {self.context.where}: a network on side A trains on the source's own "
+                            f"data, which is not known; give [source.{self.cross.source.name}] dataset and data_root")
+        source_data = self.cross.letters()[source_side] if source_side else None
+        return dict(dataset=data.dataset, split=data.split, side=data.side, data_root=data.data_root, val_list=data.val_list,
+                    data_options=data.data_options, input=self.cross.source.input(),
+                    source_ref=SourceRef(self.cross.source.info.name, self.cross.source.info.config_hash,
+                                         self.cross.source.info.attempt) if external else None,
+                    forgetting_data=source_data.ref() if forgetting and source_data is not None else None)
+
     def add(self, network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
             growth: Growth | None = None) -> str:
         source, context, study = self.config.source, self.context, self.config.study
-        where, block_name, forgetting = context.where, context.name, context.forgetting
-        key = f"{self.split_name}/{network}/seed{self.seed}"
-        out_dir = self.study_dir / "runs" / self.split_name / network / f"seed{self.seed}"
-        source_side = self.jobs[base_key].side if base_key else None
+        where, block_name = context.where, context.name
+        split_name = self.split_name if self.cross is None else self.cross.segment(side)
+        key = f"{split_name}/{network}/seed{self.seed}"
+        out_dir = self.study_dir / "runs" / split_name / network / f"seed{self.seed}"
+        external = base_key == EXTERNAL
+        source_side = "A" if external else self.jobs[base_key].side if base_key else None
         classes = self.sides["all" if side is None else side]
+        checkpoint = self.cross.source.info.weights if external else str(self.jobs[base_key].out_dir / "model.pt") \
+            if base_key else None
         try:
             spec = JobSpec(
-                key=key, dataset=study.dataset, split=self.split_file, side=side, out_dir=str(out_dir), condition=condition,
-                source_checkpoint=str(self.jobs[base_key].out_dir / "model.pt") if base_key else None,
+                key=key, out_dir=str(out_dir), condition=condition, source_checkpoint=checkpoint,
                 model=ModelConfig(**{**context.model, "num_classes": classes}),
                 train=TrainConfig(**{**context.train, "seed": self.seed}),
-                data_root=self.data_path(study.data_root), val_list=self.data_path(study.val_list),
-                strict=study.strict, pack_dir=self.data_path(study.pack_dir),
-                growth=growth, forgetting_side=source_side if forgetting and source_side not in (None, "all") else None)
+                strict=study.strict, pack_dir=self.data_path(study.pack_dir), growth=growth,
+                **self._data(side, external, source_side))
         except UserError as exc:
-            raise UserError(f"{source}: {where} network {pattern!r} on split {self.split_name}: {exc}") from None
-        job = PlannedJob(key, block_name, self.split_name, network, pattern, side, self.seed,
-                         (base_key,) if base_key else (), spec)
+            raise UserError(f"{source}: {where} network {pattern!r} on {'split ' if self.cross is None else ''}"
+                            f"{split_name}: {exc}") from None
+        job = PlannedJob(key, block_name, split_name, network, pattern, side, self.seed,
+                         (base_key,) if base_key and not external else (), spec)
         if key in self.jobs and self.jobs[key].config_hash != job.config_hash:
             raise UserError(f"{source}: {key} is planned twice with different settings (blocks "
                             f"{self.jobs[key].block!r} and {block_name!r}); give one of them its own split or settings")
@@ -238,6 +385,8 @@ class _Planner:
         return key
 
     def base(self, letter: str) -> str:
+        if self.cross is not None and letter == "A":
+            return EXTERNAL  # the block's source network: imported, or another study's
         return self.add(f"base{letter}", "baseX", self.side_of(letter, f"base{letter}"), Condition(), None)
 
     def expand(self, pattern: Pattern, block: Block) -> None:
@@ -323,8 +472,8 @@ def summarise(jobs, study: str) -> str:
     if any(job.spec.dataset == "imagenet1k" and not job.spec.data_root for job in jobs):
         lines += ["", "  data: no ImageNet data_root: the grid is laid out, but `submit` refuses until you plan again "
                       "with --data-root DIR (then every class folder and the val_list are checked here)"]
-    weights = sum(4 * job.spec.model.parameter_count() for job in jobs)  # float32 model.pt per finished network
-    largest = max((4 * job.spec.model.parameter_count() for job in jobs), default=0)
+    weights = sum(job.spec.weights_bytes() for job in jobs)  # float32 model.pt per finished network, with its mean image
+    largest = max((job.spec.weights_bytes() for job in jobs), default=0)
     lines += ["", f"  disk: about {_size(weights)} of final weights (model.pt, up to {_size(largest)} each), and while "
                   f"a job runs up to {_size(4 * largest)} more for its checkpoints (weights and momentum, the last two "
                   "kept), removed when it is done unless train.keep_checkpoint"]
@@ -408,6 +557,12 @@ def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
         _forget_submissions(plan.study_dir, old_plan, stale)
     for path, text in plan.splits_written.items():
         _write_if_changed(Path(path), text)
+    if plan.imports:
+        from transferbench.worker.sources import write_imported
+
+        for folder, imported in plan.imports.items():
+            write_imported(imported, folder)
+            echo(f"imported {imported.info.origin} into {folder}")
     wrote = _write_if_changed(plan.study_dir / "plan.json", plan.file.to_text())
     _write_if_changed(plan.study_dir / "summary.txt", plan.summary())
     if not old_hashes:

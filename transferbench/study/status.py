@@ -22,7 +22,7 @@ from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
 from transferbench.schema.plan import ManifestEntry, PlanFile, PlannedJob
 from transferbench.schema.config import SlurmSettings, StudySettings
-from transferbench.schema.health import HEALTH_STATES, Health, HealthSettings, judge_record
+from transferbench.schema.health import EXCLUDED, HEALTH_STATES, Health, HealthSettings, judge_record
 from transferbench.schema.loader import build
 from transferbench.schema.record import ResultRecord
 
@@ -148,8 +148,30 @@ def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Hea
         bad = [dep for dep in study.jobs[key].depends if dep in verdicts and verdicts[dep].excluded]
         if bad and not health.excluded:
             health = Health("source_unhealthy", f"copies its layers from {bad[0]}, which is {verdicts[bad[0]].state.replace('_', ' ')}")
+        waiting = source_waiting(study.jobs[key])
+        if waiting and not health.excluded and "is not trained" not in waiting:  # another study's source, since judged unusable
+            health = Health("source_unhealthy", waiting)
         verdicts[key] = health
     return verdicts
+
+
+def source_waiting(job: PlannedJob) -> str | None:
+    """Why a cross-dataset job cannot start yet because of the network it copies from outside its
+    plan (another study's job that is not trained, or trained and unusable; imported weights that
+    are gone), or None when that source is ready or the job has none."""
+    ref = job.spec.source_ref
+    if ref is None:
+        return None
+    weights = Path(job.spec.source_checkpoint)
+    if ref.name.startswith("source:"):
+        return None if weights.is_file() else f"its source weights {weights} are missing: plan again to import them"
+    record = _read_json(weights.with_name("result.json"))
+    if not isinstance(record, dict) or record.get("status") != "done" or not weights.is_file():
+        return f"waits for its source {ref.name}, which is not trained yet (submit that study first)"
+    state = (record.get("health") or {}).get("state")
+    if state in EXCLUDED:
+        return f"its source {ref.name} is {state.replace('_', ' ')} (train it again in its study: submit --retry-stalled)"
+    return None
 
 
 def resumable(job: PlannedJob) -> str:
@@ -262,7 +284,7 @@ def job_state(job: PlannedJob, entry: ManifestEntry | None, live: Any = None, li
             records[job.key] = record
         return state, reason or ""
     if entry is None:
-        return "planned", ""
+        return "planned", source_waiting(job) or ""
     state = LIVE_VIEWS[entry.executor][1](job, entry, live, live_error)
     if state[0] == "failed" and outcome(job) is not None:  # it finished between the two reads
         return job_state(job, entry, live, live_error, records)

@@ -19,7 +19,6 @@ normalises before it pools, and is refused rather than run with the wrong order.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from transferbench.errors import UserError
-from transferbench.fileio import atomic_write_bytes, atomic_write_text
+from transferbench.fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from transferbench.schema.source import SourceInfo
 from transferbench.schema.spec import LAYER_NAMES, ModelConfig
 
@@ -59,15 +58,6 @@ class ImportedSource:
     info: SourceInfo
     state: dict[str, torch.Tensor]  # layers.<name>.weight / .bias
     mean: torch.Tensor  # C x H x W or C x 1 x 1, RGB, 0-255
-
-
-def file_hash(path: Path) -> str:
-    """The sha256 of a file (hex), read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def guess_format(path: Path) -> str:
@@ -366,7 +356,7 @@ def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = No
                      "imagenet_mean.binaryproto, to subtract its mean image instead)")
     else:
         mean_tensor, what = read_mean(mean, model.in_channels, size, origin, bgr_file=fmt == "caffe")
-    digest = file_hash(path)
+    digest = file_sha256(path)
     info = SourceInfo(name=f"source:{name}", origin=origin, format=fmt, config_hash=digest[:16], attempt=1, weights="",
                       model=model, size=size, crop=crop, input_scale=1.0, mean=what, notes=tuple(notes),
                       mapping=tuple(mapping))
@@ -374,13 +364,16 @@ def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = No
 
 
 def write_imported(imported: ImportedSource, folder: Path) -> SourceInfo:
-    """``folder/model.pt`` and ``folder/source.json`` (atomically; model.pt first, so a description
-    that exists has its weights)."""
+    """``folder/model.pt``, ``folder/mean.pt`` (the mean image alone, for jobs that need nothing
+    else of the source) and ``folder/source.json``, each atomically and the description last, so
+    a description that exists has its weights."""
     folder = Path(folder)
-    buffer = io.BytesIO()
-    torch.save({"model": imported.state, "config_hash": imported.info.config_hash, "attempt": 1,
-                "mean": imported.mean, "imported_from": imported.info.origin}, buffer)
-    atomic_write_bytes(folder / "model.pt", buffer.getvalue())
+    for name, payload in (("model.pt", {"model": imported.state, "config_hash": imported.info.config_hash, "attempt": 1,
+                                        "mean": imported.mean, "imported_from": imported.info.origin}),
+                          ("mean.pt", {"mean": imported.mean})):
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(folder / name, buffer.getvalue())
     info = replace(imported.info, weights=str((folder / "model.pt").resolve()))
     atomic_write_text(folder / "source.json", info.to_text())
     return info

@@ -390,12 +390,12 @@ class Trainer:
             self.forgetting_sets = tuple(
                 load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None, **common)
                 for train in (True, False))
-        elif spec.forgetting_data is not None:  # the source's own validation set, as the source saw it (its mean: _build_model)
+        elif spec.forgetting_data is not None:  # the source's own validation set, brought to its input as it saw it in training
             data = spec.forgetting_data
             self.forgetting_sets = (None, load_image_set(
                 data.dataset, Path(data.data_root) if data.data_root else None, False,
                 load_split(data.split) if data.split else None, data.side, Path(data.val_list) if data.val_list else None,
-                options=data.data_options, **dict(common, pack_dir=None)))
+                options=data.data_options, adapt=True, **dict(common, pack_dir=None)))
 
     def _build_model(self, shared: "Trainer | None") -> None:
         spec, config = self.spec, self.config
