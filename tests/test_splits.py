@@ -170,3 +170,54 @@ def test_malformed_image_lists(tmp_path):
     bad.write_text("")
     with pytest.raises(UserError, match="empty"):
         read_image_list(bad, 10)
+
+
+def test_every_wordnet_cluster_on_every_path_is_balanced_not_only_the_canonical_tree():
+    table = load_table("imagenet1k")
+    split = stratified_split(table, 0)
+    balances = cluster_balance(split)
+    assert len(balances) == 472  # every hypernym with 2+ classes, on any path of the DAG
+    assert max(abs(b.imbalance) for b in balances) == 1
+    instrumentality = next(b for b in balances if b.synset == "instrumentality.n.03")
+    on_the_tree = sum("instrumentality.n.03" in c.path for c in table.classes)
+    assert instrumentality.size == 358 and on_the_tree < 358  # other paths reach it: the canonical tree undercounts it
+    assert abs(instrumentality.imbalance) <= 1
+    assert sum(abs(b.imbalance) > 1 for b in cluster_balance(random_split(table, 0))) == 230
+
+
+def test_clusters_that_no_split_balances_are_named_and_the_tree_is_the_fallback():
+    from transferbench.tasks.classes import ClassInfo, ClassTable
+
+    # a, b, c pairwise share a cluster (x = {a, b}, y = {b, c}, z = {a, c}): no half split puts
+    # each pair on both sides (an odd cycle), whatever the seed.
+    ancestors = {"a": ("x.n.01", "z.n.01"), "b": ("x.n.01", "y.n.01"), "c": ("y.n.01", "z.n.01"), "d": ("w.n.01",)}
+    classes = tuple(ClassInfo(i, f"n{i:08d}", f"{name}.n.01", name, ("root.n.01", f"{name}.n.01"), ("root.n.01", *extra))
+                    for i, (name, extra) in enumerate(ancestors.items()))
+    split = stratified_split(ClassTable("toy", classes), 0)
+    assert split.params["cluster_rule"] == "every node of the canonical WordNet hypernym tree"
+    assert set(split.params["unbalanceable"]) <= {"x.n.01", "y.n.01", "z.n.01"} and len(split.params["unbalanceable"]) == 1
+    assert len(split.sides["A"]) == 2
+
+
+def test_a_dataset_read_from_its_layout_is_split_at_random_and_by_wordnet(tmp_path, wordnet, capsys):
+    from tests.formats import make_caltech101, make_folder
+    from transferbench.cli import main
+
+    make_caltech101(tmp_path / "caltech")
+    dir_args = ["--data-root", str(tmp_path / "caltech"), "--out", str(tmp_path / "splits"), "--wordnet-dir", str(wordnet.root)]
+    assert main(["splits", "stratified", "--dataset", "caltech101", *dir_args]) == 0  # the shipped Caltech-101 mapping
+    split = load_split(tmp_path / "splits" / "caltech101-stratified0.json")
+    assert sorted(c.name for c in split.sides["A"] + split.sides["B"]) == ["Faces", "accordion", "anchor", "ant"]
+    make_folder(tmp_path / "pets", classes=("cat", "dog", "fox", "eel"))
+    pets = ["--dataset", "folder", "--data-root", str(tmp_path / "pets"), "--out", str(tmp_path / "splits")]
+    assert main(["splits", "random", *pets]) == 0
+    capsys.readouterr()
+    assert main(["splits", "stratified", *pets, "--wordnet-dir", str(wordnet.root)]) == 2
+    error = capsys.readouterr().err
+    assert "4 of the 4 classes of folder have no WordNet synset (cat, dog, eel, fox)" in error and "--wordnet-map" in error
+    mapping = tmp_path / "pets.tsv"
+    mapping.write_text("cat\tcat.n.01\ndog\tdog.n.01\nfox\tfox.n.01\neel\teel.n.02\n")
+    assert main(["splits", "stratified", *pets, "--wordnet-map", str(mapping), "--wordnet-dir", str(wordnet.root)]) == 0
+    pet_split = load_split(tmp_path / "splits" / "folder-stratified0.json")
+    carnivores = {c.name for c in pet_split.sides["A"]} & {"cat", "dog", "fox"}
+    assert len(carnivores) in (1, 2)  # the three carnivores are divided, not put on one side

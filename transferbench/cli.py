@@ -24,6 +24,7 @@ Subcommands:
   status   what is planned, queued, running, done, failed (and why) in a study
   collect  gather a study's result records into results/<study>.csv
   import-caffe  read the authors' Caffe logs into the same CSV schema (results/yosinski2014.csv)
+  import-weights  check a pretrained network's file (.caffemodel, torchvision AlexNet, CaffeNet state dict) layer by layer
   plot     the paper's figures and the lingering-boost table from results CSVs
   train    train one network of the study from a job spec (JSON) and write its result record
   probe    per-layer probes (linear probe, CKA, LogME, LEEP) beside the measured transfer curve
@@ -125,10 +126,19 @@ increasing original index, byte-for-byte as the authors' scripts wrote them.
 """
 
 
-def _add_common(parser: argparse.ArgumentParser, dataset: bool = True, classes: bool = True) -> None:
+def _add_common(parser: argparse.ArgumentParser, dataset: bool = True, classes: bool = True, layouts: bool = True) -> None:
     if dataset:
-        parser.add_argument("--dataset", default="imagenet1k", choices=("imagenet1k", "cifar100", "fashion-mnist", "synthetic"),
-                            help="whose classes to split (default: imagenet1k)")
+        from transferbench.schema.spec import LAYOUTS
+
+        choices = ("imagenet1k", "cifar100", "fashion-mnist", "synthetic", *(LAYOUTS if layouts else ()))
+        parser.add_argument("--dataset", default="imagenet1k", choices=choices,
+                            help="whose classes to split (default: imagenet1k)" + (
+                                "; cub200, mit67, sun397, caltech101 and folder are read from --data-root" if layouts else ""))
+    if dataset and layouts:
+        parser.add_argument("--data-root", type=Path, metavar="DIR",
+                            help="a dataset read from its layout: the folder it unpacked to (its classes come from there)")
+        parser.add_argument("--background", action="store_true",
+                            help="caltech101: keep BACKGROUND_Google as a class (left out by default)")
     if classes:
         parser.add_argument("--classes", type=Path, metavar="FILE",
                             help="split only these classes: a file with one wnid per line (default: all classes)")
@@ -176,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     stratified.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default: 0)")
     stratified.add_argument("--min-cluster", type=int, default=10,
                             help="report clusters of at least this many classes (default: 10)")
+    stratified.add_argument("--wordnet-map", type=Path, metavar="FILE",
+                            help="a dataset read from its layout: '<class name><TAB><synset>' per line (default: the one "
+                                 "that ships for it, if any); every class must map")
     _add_common(stratified)
+    _add_wordnet(stratified)
 
     natman = methods.add_parser(
         "natman", help="natural vs man-made classes from a WordNet rule", formatter_class=formatter,
@@ -194,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "list order. With --list, writes the capped list.")
     reduced.add_argument("--k", type=int, nargs="+", required=True, metavar="K",
                          help="images per class, one or more (the paper: 1 2 5 10 25 50 100 250 500 750 1000 1300)")
-    _add_common(reduced, classes=False)
+    _add_common(reduced, classes=False, layouts=False)
 
     chain = methods.add_parser(
         "chain", help="a random partition into tasks A, B, C, ... (chains of transfers)", formatter_class=formatter,
@@ -311,6 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     caffe.add_argument("--out", type=Path, default=Path("results/yosinski2014.csv"), metavar="FILE",
                        help="CSV to write (default: results/yosinski2014.csv)")
     caffe.add_argument("--study", default="yosinski2014", help="study name in the CSV (default: yosinski2014)")
+
+    weights = commands.add_parser(
+        "import-weights", help="check (and convert) a pretrained network's weights file", formatter_class=formatter,
+        description="Read a pretrained network from a local file and map it onto transferbench's 8-layer network, layer by "
+                    "layer, every shape checked: a Caffe .caffemodel (read with protobuf; CaffeNet's topology checked; "
+                    "conv1 reversed from BGR to RGB), torchvision's AlexNet state dict (its std folded into conv1), or a "
+                    "state dict in CaffeNet's names. Prints the mapping and the input it expects. `plan` imports a "
+                    "[source.NAME] weights file the same way; --out writes model.pt, mean.pt and source.json here too.")
+    weights.add_argument("file", type=Path, metavar="FILE", help="the .caffemodel, .pth or .pt file")
+    weights.add_argument("--format", choices=("caffe", "torchvision-alexnet", "state-dict"),
+                         help="the file's layout (default: from the suffix and the keys)")
+    weights.add_argument("--mean", help="the mean to subtract: a Caffe .binaryproto or .npy image, or R,G,B values "
+                                        "(default: ImageNet's per-channel mean; torchvision's own for its AlexNet)")
+    weights.add_argument("--channel-order", choices=("RGB", "BGR"), help="a state dict's conv1 channel order (default RGB)")
+    weights.add_argument("--size", type=int, help="images are resized to SIZE x SIZE before the crop (default 256)")
+    weights.add_argument("--out", type=Path, metavar="DIR", help="write the converted weights and their description here")
 
     plot = commands.add_parser("plot", help="the paper's figures and tables from results CSVs", formatter_class=formatter,
                                description="Writes <study>-fig2, -fig3, -reduced, -preserved (PNG and PDF) and "
@@ -476,6 +506,22 @@ def run_import_caffe(args: argparse.Namespace) -> None:
         print(f"  {line}")
 
 
+def run_import_weights(args: argparse.Namespace) -> None:
+    from transferbench.worker.sources import describe, import_weights, safe_name, write_imported
+
+    mean = args.mean
+    if mean and "," in mean and not Path(mean).exists():
+        try:
+            mean = [float(value) for value in mean.split(",")]
+        except ValueError:
+            raise UserError(f"--mean {args.mean!r}: give a mean file or comma-separated numbers, e.g. 123.68,116.78,103.94") from None
+    imported = import_weights(args.file, safe_name(args.file.stem), args.format, mean, args.channel_order, args.size)
+    info = write_imported(imported, args.out) if args.out else imported.info
+    print(describe(info))
+    if args.out:
+        print(f"wrote {args.out / 'model.pt'}, {args.out / 'mean.pt'} and {args.out / 'source.json'}")
+
+
 def run_plot(args: argparse.Namespace) -> None:
     import time
 
@@ -561,7 +607,9 @@ def run_splits(args: argparse.Namespace) -> None:
         splits = [split]
         echo(splitcmd.disagreement_report(split, disagreements))
     else:
-        table = load_table(args.dataset)
+        table = load_table(args.dataset) if args.method == "reduced" else splitcmd.dataset_table(
+            args.dataset, args.data_root, getattr(args, "wordnet_map", None), getattr(args, "wordnet_dir", None),
+            need_wordnet=args.method == "stratified", background=args.background)
         values = args.k if args.method == "reduced" else args.seed
         if args.name and len(values) > 1:
             raise UserError("--name names one split; give a single --seed/--k or drop --name")
@@ -587,7 +635,7 @@ def run_splits(args: argparse.Namespace) -> None:
             splits = [reduced_split(table, k, args.name) for k in args.k]
     image_list = None
     if args.image_list is not None:
-        image_list = read_image_list(args.image_list, len(load_table(splits[0].dataset)))
+        image_list = read_image_list(args.image_list, sum(len(classes) for classes in splits[0].sides.values()))
     for split in splits:
         echo(splitcmd.describe(split))
     splitcmd.write_splits(splits, splitcmd.Outputs(args.out, image_list, args.list_out), echo)
@@ -675,6 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_collect(args)
         elif args.command == "import-caffe":
             run_import_caffe(args)
+        elif args.command == "import-weights":
+            run_import_weights(args)
         elif args.command == "plot":
             run_plot(args)
         elif args.command == "bench":

@@ -279,13 +279,15 @@ class InputAdapter:
     channels: int  # the source's input channels: gray images are repeated to 3, colour ones reduced to 1 (luminance)
     mean: str = "source"  # subtract the mean image stored with the source's weights ("source") or the target training set's ("target")
     mean_file: str | None = None  # "source": the weights file that holds it (every job on the target subtracts the same)
+    mean_of: str | None = None  # "source": "<config hash>#<attempt>" that file carries (another source, another mean, another job)
 
     def __post_init__(self) -> None:
         _require(self.size >= 1, f"input size must be at least 1, got {self.size}")
         _require(self.channels in (1, 3), f"input channels must be 1 or 3, got {self.channels}")
         _require(self.mean in MEANS, f"input mean {self.mean!r} is not one of {', '.join(MEANS)}")
-        _require((self.mean == "source") == (self.mean_file is not None),
-                 "input mean 'source' names the weights file that holds it (mean_file), and only then")
+        _require((self.mean == "source") == (self.mean_file is not None) == (self.mean_of is not None),
+                 "input mean 'source' names the weights file that holds it and their identity (mean_file, mean_of), "
+                 "and only then")
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ class Source:
         return str(self.folder / "mean.pt") if self.folder is not None else self.info.weights
 
     def input(self) -> InputAdapter:
-        return InputAdapter(size=self.info.size, channels=self.info.channels, mean="source", mean_file=self.mean_file)
+        return InputAdapter(size=self.info.size, channels=self.info.channels, mean="source", mean_file=self.mean_file,
+                            mean_of=f"{self.info.config_hash}#{self.info.attempt}")
 
 
 def dataset_classes(dataset: str, root: str | None, options: DataOptions | None, where: str,

@@ -1,14 +1,16 @@
 """Class tables: each dataset's classes with their WordNet identity.
 
 A class table is a TSV shipped in ``transferbench/data/<dataset>_classes.tsv`` with the
-columns ``index  wnid  synset  name  path``:
+columns ``index  wnid  synset  name  path  ancestors``:
 
 * ``index``  the class's label in the dataset (ILSVRC-2012: line number in ``synsets.txt``);
 * ``wnid``   its WordNet 3.0 id (``n02123045``);
 * ``synset`` its nltk synset name (``tabby.n.01``);
 * ``name``   the dataset's human-readable class names;
 * ``path``   its canonical hypernym path, root first, as synset names joined by ``>``
-             (see :func:`transferbench.tasks.wordnet.canonical_path`).
+             (see :func:`transferbench.tasks.wordnet.canonical_path`);
+* ``ancestors`` every hypernym on every path (WordNet is a DAG), space-separated, sorted:
+             the clusters a stratified split balances.
 
 Shipping the table lets ImageNet-1k (and CIFAR-100, Fashion-MNIST) be split and loaded
 on a machine without WordNet; only regenerating it needs WordNet.
@@ -26,7 +28,7 @@ from typing import Sequence
 
 from transferbench.errors import UserError
 
-TABLE_COLUMNS = ("index", "wnid", "synset", "name", "path")
+TABLE_COLUMNS = ("index", "wnid", "synset", "name", "path", "ancestors")
 PATH_SEPARATOR = ">"
 DATASETS = ("imagenet1k", "cifar100", "fashion-mnist", "synthetic")
 
@@ -40,6 +42,7 @@ class ClassInfo:
     synset: str
     name: str
     path: tuple[str, ...]  # canonical hypernym path as synset names, root first, ending in ``synset``
+    ancestors: tuple[str, ...] = ()  # every hypernym on every path, sorted (not the class itself)
 
     @property
     def short_name(self) -> str:
@@ -71,7 +74,8 @@ class ClassTable:
         writer = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(TABLE_COLUMNS)
         for info in self.classes:
-            writer.writerow([info.index, info.wnid, info.synset, info.name, PATH_SEPARATOR.join(info.path)])
+            writer.writerow([info.index, info.wnid, info.synset, info.name, PATH_SEPARATOR.join(info.path),
+                             " ".join(info.ancestors)])
         return buffer.getvalue()
 
 
@@ -83,7 +87,8 @@ def parse_table(text: str, dataset: str, source: str) -> ClassTable:
     for line_number, row in enumerate(rows[1:], start=2):
         if len(row) != len(TABLE_COLUMNS) or not row[0].isdigit():
             raise UserError(f"{source}:{line_number}: expected {len(TABLE_COLUMNS)} tab-separated columns starting with an index")
-        classes.append(ClassInfo(int(row[0]), row[1], row[2], row[3], tuple(row[4].split(PATH_SEPARATOR))))
+        classes.append(ClassInfo(int(row[0]), row[1], row[2], row[3], tuple(row[4].split(PATH_SEPARATOR)),
+                                 tuple(row[5].split())))
     if [info.index for info in classes] != list(range(len(classes))):
         raise UserError(f"{source}: class indices must run 0..{len(classes) - 1} in order")
     return ClassTable(dataset, tuple(classes))
@@ -117,8 +122,15 @@ def build_table(dataset: str, entries: list[tuple[str, str]], wordnet) -> ClassT
             raise UserError(f"duplicate class {class_wnid} ({synset.name()}) at positions {seen[class_wnid]} and {index}; each class may appear once")
         seen[class_wnid] = index
         path = tuple(s.name() for s in canonical_path(synset))
-        classes.append(ClassInfo(index, class_wnid, synset.name(), name, path))
+        classes.append(ClassInfo(index, class_wnid, synset.name(), name, path, ancestor_names(synset)))
     return ClassTable(dataset, tuple(classes))
+
+
+def ancestor_names(synset) -> tuple[str, ...]:
+    """Every hypernym of ``synset`` on every path, sorted (not the synset itself)."""
+    from transferbench.tasks.wordnet import all_ancestors
+
+    return tuple(sorted(s.name() for s in all_ancestors(synset) if s != synset))
 
 
 def read_wordnet_map(path: Path | str, source: str | None = None, text: str | None = None) -> dict[str, str]:
@@ -172,7 +184,8 @@ def layout_table(dataset: str, names: Sequence[str], mapping: dict[str, str] | N
             raise
         except Exception as exc:
             raise UserError(f"the WordNet mapping names {target!r} for class {name!r}, which is not a WordNet 3.0 synset") from exc
-        classes.append(ClassInfo(index, wnid(synset), synset.name(), name, tuple(s.name() for s in canonical_path(synset))))
+        classes.append(ClassInfo(index, wnid(synset), synset.name(), name, tuple(s.name() for s in canonical_path(synset)),
+                                 ancestor_names(synset)))
     return ClassTable(dataset, tuple(classes))
 
 

@@ -98,6 +98,42 @@ def disagreement_report(split: Split, disagreements: Sequence[NatmanDisagreement
     return "\n".join(lines)
 
 
+def dataset_table(dataset: str, data_root: Path | None = None, wordnet_map: Path | None = None, wordnet_dir: str | None = None,
+                  need_wordnet: bool = False, background: bool = False) -> ClassTable:
+    """The class table to split: a shipped one, or, for a dataset read from its layout, its classes
+    on disk with their WordNet synsets where a mapping names them (``wordnet_map``, else the one
+    that ships for the dataset). ``need_wordnet``: every class must map (a WordNet-based split);
+    the ones that do not are listed, not guessed."""
+    from transferbench.schema.spec import LAYOUTS, DataOptions
+
+    if dataset not in LAYOUTS:
+        if data_root is not None or wordnet_map is not None:
+            raise UserError(f"--data-root and --wordnet-map are for datasets read from their layout; {dataset}'s classes ship "
+                            "with transferbench")
+        return load_table(dataset)
+    from transferbench.tasks.classes import layout_table, read_wordnet_map, shipped_wordnet_map, unmapped
+    from transferbench.tasks.layout import read_layout
+
+    if data_root is None:
+        raise UserError(f"{dataset}: give --data-root, the folder it unpacked to (its classes are read from there)")
+    # the class list alone: it does not depend on the draw of training images (train_per_class)
+    names = read_layout(dataset, data_root, DataOptions(train_per_class=1, background=background), check_files=False).classes
+    mapping = read_wordnet_map(wordnet_map) if wordnet_map else shipped_wordnet_map(dataset)
+    wordnet = None
+    if mapping and need_wordnet:
+        from transferbench.tasks.wordnet import load_wordnet
+
+        wordnet = load_wordnet(wordnet_dir)
+    table = layout_table(dataset, names, mapping, wordnet)
+    if need_wordnet:
+        missing = unmapped(table)
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise UserError(f"{len(missing)} of the {len(table)} classes of {dataset} have no WordNet synset ({shown}); give "
+                            "--wordnet-map FILE ('<class name><TAB><synset>' per line) for them, or split at random")
+    return table
+
+
 def make_table(dataset: str, synset_words: Path | None, wordnet) -> ClassTable:
     """Regenerate a shipped class table from its source list and WordNet."""
     if dataset == "imagenet1k":

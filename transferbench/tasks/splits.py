@@ -5,7 +5,8 @@ Four ways to make one:
 
 * :func:`random_split`      the paper's random halves, bit-exact (NumPy's legacy generator
                             seeded with a one-element list, as the authors' script did);
-* :func:`stratified_split`  a random split balanced at *every* node of the WordNet tree;
+* :func:`stratified_split`  a random split balanced in *every* WordNet cluster (every hypernym on
+                            every path: an integer program), the canonical tree as the fallback;
 * :func:`natman_split`      natural vs man-made classes from a WordNet rule plus overrides;
 * :func:`reduced_split`     all classes, each capped to its first k images.
 
@@ -279,30 +280,112 @@ def _balance(node: _Node, rng: random.Random) -> dict[int, int]:
     return merged
 
 
+def wordnet_clusters(classes: Sequence[ClassInfo]) -> dict[str, list[int]]:
+    """Every WordNet cluster of ``classes`` with 2+ members: synset -> the class indices under it on
+    any hypernym path (WordNet is a DAG), or on the canonical path where a table has no ancestors."""
+    members: dict[str, list[int]] = {}
+    for info in classes:
+        for synset in dict.fromkeys((*info.path, *info.ancestors)):
+            members.setdefault(synset, []).append(info.index)
+    return {synset: indices for synset, indices in members.items() if len(indices) >= 2}
+
+
+@dataclass(frozen=True)
+class Unbalanced:
+    """A WordNet cluster that no split balances together with all the others (|A - B| > 1)."""
+
+    synset: str
+    size: int
+    imbalance: int
+
+
+def balance_every_cluster(classes: Sequence[ClassInfo], seed: int) -> tuple[set[int] | None, list[Unbalanced]]:
+    """Side A of a half split with |A ∩ c| - |B ∩ c| in {-1, 0, 1} for every WordNet cluster c,
+    found as an integer program (scipy's HiGHS): one 0/1 variable per class, per distinct cluster
+    floor(|c|/2) <= |A ∩ c| <= ceil(|c|/2), |A| = |classes|/2, and a random objective drawn from
+    ``seed``, solved to proven optimality, so that the split is a random one of the balanced
+    splits and the same on every machine (a continuous random objective has one optimum).
+
+    Returns (side A, []) or, when no split balances every cluster, (None, the clusters that the
+    least total excess leaves off by more than one): the solver proves that none does better."""
+    import numpy as np
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_matrix, hstack, identity
+
+    order = [info.index for info in classes]
+    position = {index: i for i, index in enumerate(order)}
+    distinct: dict[tuple[int, ...], str] = {}
+    for synset, indices in sorted(wordnet_clusters(classes).items()):
+        distinct.setdefault(tuple(sorted(indices)), synset)
+    groups = list(distinct)
+    count = len(order)
+    rows = [row for row, group in enumerate(groups) for _ in group]
+    cols = [position[index] for group in groups for index in group]
+    matrix = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(groups), count))
+    low = np.array([len(group) // 2 for group in groups], dtype=float)
+    high = np.array([(len(group) + 1) // 2 for group in groups], dtype=float)
+    objective = np.random.default_rng(seed).standard_normal(count)
+    half = LinearConstraint(np.ones((1, count)), count // 2, count // 2)
+    options = {"mip_rel_gap": 0.0, "time_limit": 600.0}
+    result = milp(objective, constraints=[LinearConstraint(matrix, low, high), half], integrality=np.ones(count),
+                  bounds=Bounds(0, 1), options=options)
+    if result.status == 0:
+        return {order[i] for i in np.flatnonzero(np.round(result.x) > 0.5)}, []
+    # No split balances every cluster: the least total excess over the bounds (one slack per cluster) names them.
+    slack = identity(len(groups), format="csr")
+    relaxed = milp(np.concatenate([np.zeros(count), np.ones(len(groups))]),
+                   constraints=[LinearConstraint(hstack([matrix, slack]), low, np.inf),
+                                LinearConstraint(hstack([matrix, -slack]), -np.inf, high),
+                                LinearConstraint(np.concatenate([np.ones(count), np.zeros(len(groups))])[None, :],
+                                                 count // 2, count // 2)],
+                   integrality=np.concatenate([np.ones(count), np.zeros(len(groups))]),
+                   bounds=Bounds(0, np.concatenate([np.ones(count), np.full(len(groups), np.inf)])), options=options)
+    if relaxed.x is None:
+        raise UserError(f"the integer program found no half split at all ({relaxed.message}); report this as a bug")
+    chosen = np.round(relaxed.x[:count])
+    left = []
+    for group, synset in zip(groups, distinct.values()):
+        in_a = int(sum(chosen[position[index]] for index in group))
+        if abs(2 * in_a - len(group)) > 1:
+            left.append(Unbalanced(synset, len(group), 2 * in_a - len(group)))
+    return None, left
+
+
 def stratified_split(table: ClassTable, seed: int, wnids: Sequence[str] | None = None,
                      name: str | None = None) -> Split:
     """A random A/B split in which every WordNet cluster is divided as evenly as possible.
 
-    Clusters are the nodes of the tree formed by the classes' canonical hypernym paths; for
-    *every* node, |A ∩ node| - |B ∩ node| is -1, 0 or 1.  Any cluster rule that picks tree
-    nodes ("classes under an ancestor at depth d", "the lowest ancestor shared by at least
-    m classes") is therefore balanced too.  Deterministic per seed (Python's ``random``
-    generator, whose stream is stable across versions).
+    The clusters are every hypernym on every path of the classes (WordNet is a DAG: the 13
+    felids, the dogs, and also "instrumentality", reached by many paths): for each,
+    |A ∩ c| - |B ∩ c| is -1, 0 or 1 where any split achieves it (``balance_every_cluster``).
+    Where none does, the split balances every node of the tree of canonical paths instead (any
+    cluster rule that picks tree nodes, "classes under an ancestor at depth d", is balanced),
+    and the clusters that cannot be are named in the split's params. Deterministic per seed.
     """
     classes = select_classes(table, wnids)
     _half_size(len(classes), None)
-    rng = random.Random(seed)
-    sides = _balance(_build_tree(classes), rng)
-    side_a = tuple(info for info in classes if sides[info.index] > 0)
+    common = {"seed": seed, "classes": "all" if wnids is None else len(classes)}
+    side_a_indices, unbalanced = balance_every_cluster(classes, seed) if all(c.ancestors for c in classes) else (None, [])
+    if side_a_indices is not None:
+        side_a = tuple(info for info in classes if info.index in side_a_indices)
+        params = {**common, "cluster_rule": "every WordNet hypernym on every path of the classes",
+                  "generator": "integer program (scipy.optimize.milp, HiGHS, proven optimal) with the objective "
+                               "numpy.random.default_rng(seed).standard_normal(classes)"}
+        description = "Random split balanced within every WordNet cluster: |A∩c|-|B∩c| in {-1,0,1} for every hypernym c."
+    else:  # the canonical tree, whose every node can always be balanced
+        sides = _balance(_build_tree(classes), random.Random(seed))
+        side_a = tuple(info for info in classes if sides[info.index] > 0)
+        params = {**common, "cluster_rule": "every node of the canonical WordNet hypernym tree",
+                  "generator": "python random.Random(seed)"}
+        if unbalanced:
+            params["unbalanceable"] = {u.synset: u.size for u in unbalanced}
+        description = "Random split balanced within every WordNet cluster: |A∩c|-|B∩c| in {-1,0,1} for every node c."
     split = Split(
         name=name or f"{table.dataset}-stratified{seed}",
-        dataset=table.dataset, method="stratified",
-        params={"seed": seed, "cluster_rule": "every node of the canonical WordNet hypernym tree",
-                "generator": "python random.Random(seed)", "classes": "all" if wnids is None else len(classes)},
-        wordnet="3.0",
+        dataset=table.dataset, method="stratified", params=params, wordnet="3.0",
         side_names={"A": "stratified half", "B": "the other half"},
         sides={"A": side_a, "B": _complement(classes, side_a)},
-        description="Random split balanced within every WordNet cluster: |A∩c|-|B∩c| in {-1,0,1} for every node c.",
+        description=description,
     )
     assert len(split.sides["A"]) == len(split.sides["B"])
     return split
@@ -323,15 +406,15 @@ class ClusterBalance:
 
 
 def cluster_balance(split: Split) -> list[ClusterBalance]:
-    """The division of every node (with 2+ classes) of the split's canonical WordNet tree."""
+    """The division of every WordNet cluster (with 2+ classes) of the split: every hypernym on
+    every path (``wordnet_clusters``); ``depth`` is the cluster's place on a canonical path
+    (0 for a hypernym on none of them)."""
     in_a = {info.index for info in split.sides["A"]}
-    members: dict[tuple[str, ...], list[int]] = {}
-    for info in (*split.sides["A"], *split.sides["B"]):
-        for depth in range(1, len(info.path) + 1):
-            members.setdefault(info.path[:depth], []).append(info.index)
+    classes = (*split.sides["A"], *split.sides["B"])
+    depth = {synset: number for info in classes for number, synset in enumerate(info.path, 1)}
     return sorted(
-        (ClusterBalance(path[-1], len(path), len(indices), sum(i in in_a for i in indices))
-         for path, indices in members.items() if len(indices) >= 2),
+        (ClusterBalance(synset, depth.get(synset, 0), len(indices), sum(i in in_a for i in indices))
+         for synset, indices in wordnet_clusters(classes).items()),
         key=lambda c: (-c.size, c.depth, c.synset),
     )
 

@@ -370,7 +370,7 @@ def write_imported(imported: ImportedSource, folder: Path) -> SourceInfo:
     folder = Path(folder)
     for name, payload in (("model.pt", {"model": imported.state, "config_hash": imported.info.config_hash, "attempt": 1,
                                         "mean": imported.mean, "imported_from": imported.info.origin}),
-                          ("mean.pt", {"mean": imported.mean})):
+                          ("mean.pt", {"mean": imported.mean, "config_hash": imported.info.config_hash, "attempt": 1})):
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         atomic_write_bytes(folder / name, buffer.getvalue())

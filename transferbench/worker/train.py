@@ -441,6 +441,10 @@ class Trainer:
             raise UserError(f"{path} (the source weights that hold the mean image) is missing; train or import the source "
                             "first") from None
         mean = saved.get("mean") if isinstance(saved, dict) else None
+        found = f"{saved.get('config_hash')}#{saved.get('attempt', 1)}" if isinstance(saved, dict) else None
+        if found != adapter.mean_of:
+            raise UserError(f"{path} holds the mean of another source (found {found}, the plan's {adapter.mean_of}): the "
+                            "source was imported or trained again after this job was planned; plan the study again")
         if mean is None:
             raise UserError(f"{path} carries no mean image (written by an older transferbench); train the source again, or "
                             "plan with input mean = \"target\"")
