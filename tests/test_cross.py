@@ -226,3 +226,38 @@ def test_bad_cross_dataset_inputs_fail_in_one_line_and_write_nothing(tmp_path, c
     config.write_text(CAFFE_STUDY.replace('networks = ["AnB"', 'networks = ["A7B+WA-wide", "AnB"'))
     _one_line_error(capsys, plan, "trains on the source's own data, which is not known", "[source.caffenet] dataset")
     assert not (jobs / "gab").exists()  # nothing half-written: no plan, no import
+
+
+def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatch):
+    from tests.test_plan import _growing_a_brain_files
+
+    monkeypatch.chdir(tmp_path)
+    settings = _growing_a_brain_files(tmp_path)
+    # A relative path on the command line is relative to where plan runs, as --data-root is.
+    settings[0] = "source.caffenet.weights=caffenet.caffemodel"
+    code = main(["plan", "growing-a-brain", "--jobs-dir", "jobs", *sum((["--set", s] for s in settings), [])])
+    assert code == 0
+    study = Study.open(tmp_path / "jobs" / "growing-a-brain")
+    keys = set(study.jobs)
+    assert len(keys) == 46
+    assert {"caffenet-sun397/A7B+/seed0", "caffenet-sun397/A7B+DA4096/seed0", "caffenet-sun397/A7B+WWA4096/seed0",
+            "caffenet-sun397/A7B+WA2048-nonorm/seed0", "caffenet-sun397/A7B+DA2048-fc6/seed0", "caffenet-sun397/A7B+WA2048-wide/seed0",
+            "caffenet/baseA-WA2048/seed0", "caffenet-mit67/A7B+WA2048/seed0", "caffenet-cub200/A7B+WWA2048/seed0",
+            "caffenet-sun397-mit67/A7B7C+WA2048/seed0", "caffenet-sun397/A4B/seed0", "caffenet-sun397/baseB/seed0"} <= keys
+    wwa = study.jobs["caffenet-sun397/A7B+WWA4096/seed0"].spec
+    assert wwa.growth.units == (4096,) and wwa.train.lr_step_epochs == 10 and wwa.model.num_classes == 4
+    # Without ImageNet's folder the wide network from scratch (and what fine-tunes it) is held, the rest runs.
+    held = submit(study.directory, "debug", dry_run=True, echo=lambda *_: None)
+    assert held.skipped["caffenet/baseA-WA2048/seed0"].startswith("trains on ImageNet, whose folder the plan does not name")
+    assert "caffenet-sun397/A7B+WA2048-wide/seed0" in held.skipped
+    assert sum(len(keys) for _, keys in held.arrays) == 44
+
+
+def test_lr_step_epochs_sets_the_step_from_the_training_set(tmp_path):
+    from transferbench.worker.train import Trainer
+
+    config = _caffe_study(tmp_path)
+    plan = build_plan(config, tmp_path / "jobs", settings=["train.lr_step_epochs=2.5", "train.batch_size=3"])
+    write_plan(plan, echo=lambda *_: None)
+    trainer = Trainer(plan.jobs["caffenet-cub/baseB/seed0"].spec, progress=False)
+    assert trainer.config.lr_step == 7  # ceil(2.5 epochs x 8 images / 3)

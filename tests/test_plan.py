@@ -142,8 +142,34 @@ def test_cli_plan_and_local_executor(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().endswith("run `transferbench plan CONFIG.toml` first")
 
 
+def _growing_a_brain_files(tmp_path) -> list[str]:
+    """Small files in place of the BVLC CaffeNet and the three target datasets, as --set gives them."""
+    import torch
+
+    from tests.formats import make_cub200, make_mit67, make_sun397, write_caffemodel
+    from transferbench.schema.spec import ModelConfig
+    from transferbench.worker.models import TransferNet
+
+    write_caffemodel(tmp_path / "caffenet.caffemodel",
+                     TransferNet(ModelConfig(num_classes=1000, conv_widths=(8, 16, 16, 16, 16), fc_width=32)).state_dict())
+    return [f"source.caffenet.weights={tmp_path / 'caffenet.caffemodel'}",
+            f"target.sun397.data_root={make_sun397(tmp_path / 'sun')}", f"target.mit67.data_root={make_mit67(tmp_path / 'mit')}",
+            f"target.cub200.data_root={make_cub200(tmp_path / 'cub')}"]
+
+
+def _synthetic_source(tmp_path) -> list[str]:
+    """The study whose network cross-synthetic-fashion transfers from, planned beside it."""
+    write_plan(build_plan(REPO / "configs" / "synthetic-source.toml", tmp_path), echo=lambda *_: None)
+    return []
+
+
+EXTERNAL_FILES = {"growing-a-brain.toml": _growing_a_brain_files,  # presets whose files a user gives
+                  "cross-synthetic-fashion.toml": _synthetic_source}
+
+
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.toml")))
 def test_every_shipped_config_plans(config, tmp_path):
     """A planner change must not break a preset a user runs as documented."""
-    plan = build_plan(REPO / "configs" / config, tmp_path)
+    settings = EXTERNAL_FILES[config](tmp_path) if config in EXTERNAL_FILES else None
+    plan = build_plan(REPO / "configs" / config, tmp_path, settings=settings)
     assert plan.jobs and all(set(job.depends) <= set(plan.jobs) for job in plan.jobs.values())

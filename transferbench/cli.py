@@ -423,10 +423,27 @@ def run_plan(args: argparse.Namespace) -> None:
     # Paths on the command line are relative to where it runs (those in the config, to the config's folder).
     overrides = {name: str(Path(getattr(args, name)).expanduser().resolve())
                  for name in ("data_root", "val_list", "pack_dir") if getattr(args, name)}
-    plan = build_plan(args.config, args.jobs_dir, overrides or None, args.settings + (["study.fuse=true"] if args.fuse else []))
+    settings = [_absolute_path_setting(text) for text in args.settings] + (["study.fuse=true"] if args.fuse else [])
+    plan = build_plan(args.config, args.jobs_dir, overrides or None, settings)
     write_plan(plan, cancel_changed=args.cancel_changed)
     print(plan.summary(), end="")
     print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
+
+
+PATH_KEYS = ("data_root", "val_list", "pack_dir", "split_dir", "jobs_dir", "weights", "mean")
+
+
+def _absolute_path_setting(text: str) -> str:
+    """``--set source.x.weights=models/a.caffemodel``: a relative path on the command line is relative
+    to where the command runs (one in the config file, to the config's folder), as --data-root is."""
+    import json
+
+    from transferbench.schema.loader import parse_override
+
+    keys, value = parse_override(text)
+    if keys[-1] in PATH_KEYS and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return f"{'.'.join(keys)}={json.dumps(str(Path(value).expanduser().resolve()))}"
+    return text
 
 
 def run_submit(args: argparse.Namespace) -> int:

@@ -117,6 +117,7 @@ class TrainConfig:
     workers: int = 0  # ImageNet: decoding threads (0: one per core, at most 8)
     warmup: int = 0  # iterations over which the lr rises linearly from lr/warmup to lr (0: none, the paper's recipe)
     keep_checkpoint: bool = False  # keep checkpoint.pt once the record and model.pt are written (it is 2x model.pt)
+    lr_step_epochs: float | None = None  # if set, lr_step = ceil(lr_step_epochs * train images / batch_size): one recipe for datasets of any size
 
     def __post_init__(self) -> None:
         for name in ("lr", "input_scale", "lr_gamma"):
@@ -130,6 +131,7 @@ class TrainConfig:
         for name in ("seed", "pad", "workers", "warmup"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _require(self.epochs is None or self.epochs > 0, f"epochs must be positive, got {self.epochs}")
+        _require(self.lr_step_epochs is None or self.lr_step_epochs > 0, f"lr_step_epochs must be positive, got {self.lr_step_epochs}")
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,7 @@ class JobSpec:
         for optional in ("growth", "forgetting_side", "data_options", "input", "source_ref", "forgetting_data"):
             if data[optional] is None:
                 del data[optional]
-        for default_off in ("warmup", "keep_checkpoint"):  # likewise for settings added later, when off
+        for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs"):  # likewise for settings added later, when off
             if not data["train"][default_off]:
                 del data["train"][default_off]
         return data

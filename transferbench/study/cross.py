@@ -53,6 +53,12 @@ class SideData:
     def ref(self) -> DataRef:
         return DataRef(self.dataset, self.split, self.side, self.data_root, self.val_list, self.data_options)
 
+    @property
+    def loadable(self) -> bool:
+        """Whether its images can be read: a folder is given, or the dataset needs none (built in,
+        or Debian's Fashion-MNIST)."""
+        return self.data_root is not None or self.dataset in ("synthetic", "fashion-mnist")
+
 
 @dataclass
 class Source:
@@ -152,6 +158,9 @@ def resolve_source(name: str, settings: SourceSettings, study_dir: Path, jobs_ro
     if data is None:
         source.notes.append(f"forgetting is not measured and no wide network is trained on {name}'s own data: it is not "
                             f"known (give [source.{name}] dataset and data_root)")
+    elif not data.loadable:
+        source.notes.append(f"forgetting is not measured: {name}'s own data ({data.dataset}) has no data_root; a wide "
+                            f"network trained on it is planned, and submit holds it until [source.{name}] data_root is given")
     return source
 
 

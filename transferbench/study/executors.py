@@ -236,7 +236,9 @@ def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed:
             skipped[key] = state + (f": {detail}" if detail else "")
     chosen_set = set(chosen)
     for key in list(chosen):
-        waiting = source_waiting(jobs[key])  # a cross-dataset job's source outside the plan
+        spec = jobs[key].spec
+        # a cross-dataset job's source outside the plan, or ImageNet without its folder
+        waiting = source_waiting(jobs[key]) or (NO_IMAGENET if spec.dataset == "imagenet1k" and not spec.data_root else None)
         if waiting:
             chosen.remove(key)
             chosen_set.discard(key)
@@ -251,6 +253,10 @@ def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed:
                                 f"waits for {dep}, which is held back ({skipped.get(dep, 'not submitted')})")
                 break
     return chosen, skipped
+
+
+NO_IMAGENET = ("trains on ImageNet, whose folder the plan does not name: plan again with --data-root DIR ([study] "
+               "data_root), or [source.NAME] data_root for a cross-dataset block's source")
 
 
 def attempts(manifest: dict[str, ManifestEntry], key: str) -> int:
@@ -599,6 +605,10 @@ def _submit(study: Study, runner: Executor, executor: str, retry_failed: bool, d
         echo(f"warning: {len(unknown)} submitted jobs cannot be checked ({unknown[0].split(': ', 1)[-1]}); "
              "they are skipped below, and a real submit would stop")
     chosen, skipped = select_jobs(study, current, retry_failed)
+    if not chosen and NO_IMAGENET in skipped.values() and not dry_run:  # nothing else to run: the one thing to fix
+        from transferbench.tasks.layout import check_imagenet
+
+        check_imagenet(None, [], set(), None, str(study.directory / "plan.json"))
     units = units_of(study.jobs, chosen, study.settings.fuse, study.settings.fuse_memory_gb)
     groups = group_arrays(study, units, current)
     submission = Submission([(", ".join(w) or "nothing", [key for unit in array for key in unit]) for w, array in groups],

@@ -352,7 +352,8 @@ class _Planner:
                     data_options=data.data_options, input=self.cross.source.input(),
                     source_ref=SourceRef(self.cross.source.info.name, self.cross.source.info.config_hash,
                                          self.cross.source.info.attempt) if external else None,
-                    forgetting_data=source_data.ref() if forgetting and source_data is not None else None)
+                    forgetting_data=source_data.ref() if forgetting and source_data is not None and source_data.loadable
+                    else None)
 
     def add(self, network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
             growth: Growth | None = None) -> str:
@@ -469,9 +470,11 @@ def summarise(jobs, study: str) -> str:
     lines += ["", f"  {'condition (all blocks)':{width + 17}s} {'jobs':>5s}"]
     lines += [f"  {kind:{width + 17}s} {count:5d}" for kind, count in sorted(per_category.items())]
     lines.append(f"  {'total':{width + 17}s} {len(jobs):5d}")
-    if any(job.spec.dataset == "imagenet1k" and not job.spec.data_root for job in jobs):
-        lines += ["", "  data: no ImageNet data_root: the grid is laid out, but `submit` refuses until you plan again "
-                      "with --data-root DIR (then every class folder and the val_list are checked here)"]
+    no_root = sum(1 for job in jobs if job.spec.dataset == "imagenet1k" and not job.spec.data_root)
+    if no_root:
+        lines += ["", f"  data: no ImageNet data_root for the {no_root} jobs that train on it: they are laid out, but "
+                      "`submit` holds them until you plan again with --data-root DIR, or [source.NAME] data_root for a "
+                      "cross-dataset source (then every class folder and the val_list are checked here)"]
     weights = sum(job.spec.weights_bytes() for job in jobs)  # float32 model.pt per finished network, with its mean image
     largest = max((job.spec.weights_bytes() for job in jobs), default=0)
     lines += ["", f"  disk: about {_size(weights)} of final weights (model.pt, up to {_size(largest)} each), and while "

@@ -349,6 +349,9 @@ class Trainer:
         if shared is not None and shared.spec.stream() != spec.stream():
             raise ValueError(f"{spec.key} cannot share the images of {shared.spec.key}: their training streams differ")
         self._load_data(shared)
+        if self.config.lr_step_epochs is not None:  # the step in iterations, for this training set
+            steps = max(1, math.ceil(self.config.lr_step_epochs * len(self.train_set) / self.config.batch_size))
+            self.config = dataclasses.replace(self.config, lr_step=steps)
         self._build_model(shared)
         self.iterations = (self.config.iterations if self.config.epochs is None
                            else math.ceil(self.config.epochs * len(self.train_set) / self.config.batch_size))
