@@ -88,3 +88,49 @@ def test_agreement_is_kendalls_tau_per_split_with_an_interval_over_them():
     result = _agreement(table, measured)["probe"]
     assert result["pairs"] == 3 and result["tau"] == pytest.approx((-1 - 1 + 1) / 3)
     assert result["low"] == pytest.approx(-1.0) and result["high"] <= 1.0
+
+
+def test_a_cross_dataset_target_is_probed_with_the_blocks_source_as_base_a(tmp_path):
+    from tests import conftest
+    from transferbench.probe.run import probe_study
+    from transferbench.study.executors import submit
+    from transferbench.study.plan import build_plan, write_plan
+
+    data = conftest.make_fashion_mnist(tmp_path / "data", 400, 200)
+    source = conftest.tiny_study(tmp_path, "fm", ["baseA"], [1], iterations=120, every=20, lr=0.01, data=data)
+    submit(source, "debug", echo=lambda *_: None)
+    config = tmp_path / "x.toml"
+    config.write_text(f"""
+[study]
+name = "x"
+dataset = "fashion-mnist"
+seeds = [0]
+[train]
+lr = 0.01
+batch_size = 16
+iterations = 120
+eval_every = 20
+checkpoint_every = 60
+pad = 2
+[source.fm]
+job = "fm:random0/baseA/seed0"
+[target.other]
+dataset = "fashion-mnist"
+data_root = "{data}"
+split = "random0"
+side = "B"
+[[block]]
+source = "fm"
+targets = ["other"]
+networks = ["baseB", "AnB"]
+n = [1, 3, 5]
+""")
+    plan = build_plan(config, tmp_path / "jobs")
+    write_plan(plan, echo=lambda *_: None)
+    submit(plan.study_dir, "debug", echo=lambda *_: None)
+    result = probe_study(plan.study_dir, tmp_path / "out", echo=lambda *_: None)
+    assert list(result["parts"]) == ["x-fm-other"]  # the target's own figure and agreement
+    rows = [row for row in result["table"] if row["split"] == "fm-other"]
+    assert len(rows) == 7 * 3 + 1 and (tmp_path / "out" / "x-fm-other-probes.png").is_file()
+    # The source is the other study's network: its layer-1 probe reads the same features as its A1B.
+    assert result["parts"]["x-fm-other"]["agreement"]["probe"]["pairs"] == 1

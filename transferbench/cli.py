@@ -539,6 +539,25 @@ def run_import_weights(args: argparse.Namespace) -> None:
         print(f"wrote {args.out / 'model.pt'}, {args.out / 'mean.pt'} and {args.out / 'source.json'}")
 
 
+def run_probe(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from transferbench.probe.run import LAYER_MEASURES, probe_study
+
+    result = probe_study(args.study, args.out, args.device)
+    print(f"probed in {result['seconds']:.0f} s ({100 * result['seconds'] / max(1.0, result['training_seconds']):.1f}% "
+          f"of the {result['training_seconds']:.0f} s its networks took to train): {result['csv']}")
+    for name, part in result["parts"].items():
+        print(f"{name}: {part['figure']}")
+        for measure in LAYER_MEASURES:
+            a = part["agreement"][measure]
+            print(f"  {measure:6s} Kendall tau with the measured AnB curve: {a['tau']:+.2f} "
+                  f"[{a['low']:+.2f}, {a['high']:+.2f}] over {a['pairs']} splits/seeds" if a["pairs"] else
+                  f"  {measure:6s} no measured AnB curve of 3 or more layers to compare with")
+        print(f"  leep   of baseA's classifier on side B: {np.mean(part['leep']):+.3f} (mean over {len(part['leep'])} "
+              "splits/seeds; one number per network, so no curve)")
+
+
 def run_plot(args: argparse.Namespace) -> None:
     import time
 
@@ -714,21 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "submit":
             return run_submit(args)
         elif args.command == "probe":
-            import numpy as np
-
-            from transferbench.probe.run import LAYER_MEASURES, probe_study
-
-            result = probe_study(args.study, args.out, args.device)
-            print(f"probed in {result['seconds']:.0f} s ({100 * result['seconds'] / max(1.0, result['training_seconds']):.1f}% "
-                  f"of the {result['training_seconds']:.0f} s its networks took to train): {result['csv']}, {result['figure']}")
-            for measure in LAYER_MEASURES:
-                a = result["agreement"][measure]
-                print(f"  {measure:6s} Kendall tau with the measured AnB curve: {a['tau']:+.2f} "
-                      f"[{a['low']:+.2f}, {a['high']:+.2f}] over {a['pairs']} splits/seeds" if a["pairs"] else
-                      f"  {measure:6s} no measured AnB curve of 3 or more layers to compare with")
-            leeps = [row["value"] for row in result["table"] if row["measure"] == "leep"]
-            print(f"  leep   of baseA's classifier on side B: {np.mean(leeps):+.3f} (mean over {len(leeps)} splits/seeds; "
-                  "one number per network, so no curve)")
+            run_probe(args)
         elif args.command == "pack":
             from transferbench.study.executors import build_packs
 

@@ -287,7 +287,7 @@ def format_developmental(table: list[Row], study: str, metric: str) -> str:
             interval = f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]" if not np.isnan(row["ci_low"]) else ""
             versus = f"{row['vs_reference']:+.3f} vs {row['reference']}{interval}"
         source = (f"{row['source_top1_before']:.3f} -> {row['source_top1_after']:.3f}"
-                  if row["source_top1_after"] is not None else "")
+                  if row["source_top1_after"] is not None else "not measured" if row["reference"] else "")
         lines.append(f"  {row['network']:24s} {row['networks']:4d} {row['top1']:7.4f}  {versus:26s} {source:>16s}")
     return "\n".join(lines)
 

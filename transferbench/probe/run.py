@@ -1,7 +1,9 @@
 """`transferbench probe jobs/STUDY`: per layer 1..7, cheap predictions of how well base A's
 features transfer to side B, beside the measured AnB curve of the same split and seed.
 
-For every split and seed whose baseA and baseB finished healthy, on side B's images:
+For every split and seed whose baseA and baseB finished healthy, on side B's images (and for
+every target of a cross-dataset block with a healthy baseB, with the block's source network
+as base A, on the target's images brought to the source's input as its jobs see them):
 
 | measure  | from                                                    | predicts           |
 |----------|---------------------------------------------------------|--------------------|
@@ -23,8 +25,10 @@ the layers both have, per split and seed, with a 95% bootstrap interval over tho
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ from transferbench.study.status import Study
 from transferbench.tasks.splits import load_split
 from transferbench.worker.data import load_image_set
 from transferbench.worker.grow import build_model
-from transferbench.worker.train import Batches
+from transferbench.worker.train import Batches, input_mean
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
 LAYER_MEASURES = ("probe", "logme", "cka")
@@ -72,64 +76,127 @@ def _load_model(job, device):
     return model.to(device)
 
 
+@dataclass
+class _Pair:
+    """What one split and seed compares: the network whose layers transfer (side A) and the network
+    trained on the target (baseB), read on the target's images as baseB read them."""
+
+    split: str  # the split, or a cross-dataset block's <source>-<target>
+    seed: int
+    target: Any  # baseB's PlannedJob
+    source_job: Any = None  # baseA's PlannedJob (within one dataset)
+    source_weights: Path | None = None  # a cross-dataset block's source: its model.pt (checked against source_ref)
+    source_ref: Any = None
+
+    @property
+    def part(self) -> str | None:
+        """The cross-dataset target this pair belongs to (its figure), or None within one dataset."""
+        return self.split if self.source_weights is not None else None
+
+    def source_model(self, device):
+        if self.source_job is not None:
+            return _load_model(self.source_job, device)
+        state = torch.load(self.source_weights, map_location="cpu", weights_only=True)
+        if (state.get("config_hash"), state.get("attempt", 1)) != (self.source_ref.config_hash, self.source_ref.attempt):
+            raise UserError(f"{self.source_weights} is not the source {self.source_ref.name} the plan names (it was imported "
+                            "or trained again); plan the study again")
+        weights = state.get("model", state)
+        config = dataclasses.replace(self.target.spec.model, num_classes=int(weights["layers.fc8.bias"].shape[0]))
+        model = build_model(config, None)
+        model.load_state_dict(weights)
+        return model.to(device)
+
+
+def _pairs(study: Study, usable: set[str]) -> list[_Pair]:
+    """Every split and seed with a healthy baseA and baseB; and every cross-dataset target and seed
+    with a healthy baseB whose block transfers from its source (side A)."""
+    bases: dict[tuple, dict[str, Any]] = defaultdict(dict)
+    sources: dict[str, tuple[Path, Any]] = {}
+    for key, job in study.jobs.items():
+        spec = job.spec
+        if spec.source_ref is not None and job.side == "B":
+            sources.setdefault(job.split, (Path(spec.source_checkpoint), spec.source_ref))
+        if spec.condition.kind == "base" and spec.growth is None and key in usable and job.side in ("A", "B"):
+            bases[(job.split, job.seed)][job.side] = job
+    pairs = []
+    for (split, seed), found in sorted(bases.items()):
+        if "B" not in found:
+            continue
+        if found["B"].spec.input is not None:
+            if split in sources:
+                pairs.append(_Pair(split, seed, found["B"], source_weights=sources[split][0], source_ref=sources[split][1]))
+        elif "A" in found:
+            pairs.append(_Pair(split, seed, found["B"], source_job=found["A"]))
+    return pairs
+
+
 def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> dict[str, Any]:
-    """Probe every healthy (baseA, baseB) pair of the study; write the CSV and figure; return them."""
+    """Probe every healthy (baseA, baseB) pair of the study, and every cross-dataset target's (source,
+    baseB); write the CSV and a figure per study and per cross-dataset target; return them."""
     study = Study.open(study_dir)
     records: dict[str, Any] = {}
     rows, _ = collect_rows(study.directory, records)
     usable = {r.key for r in rows if r.usable}
-    pairs = defaultdict(dict)
-    for key, job in study.jobs.items():
-        if job.spec.condition.kind == "base" and job.spec.growth is None and key in usable and job.side in ("A", "B"):
-            pairs[(job.split, job.seed)][job.side] = job
-    pairs = {k: v for k, v in pairs.items() if set(v) == {"A", "B"}}
+    pairs = _pairs(study, usable)
     if not pairs:
-        raise UserError(f"{study_dir}: no split and seed with a healthy baseA and baseB to probe; train the bases first")
+        raise UserError(f"{study_dir}: no split and seed with a healthy baseA and baseB (nor a cross-dataset target with a "
+                        "healthy baseB and its source) to probe; train the bases first")
     started = time.perf_counter()
     table: list[dict[str, Any]] = []
-    for (split_name, seed), bases in sorted(pairs.items()):
-        spec = bases["B"].spec
-        split = load_split(spec.split)
+    for pair in pairs:
+        spec = pair.target.spec
+        adapter = spec.input
+        split = load_split(spec.split) if spec.split else None
         common = dict(strict=spec.strict, pack_dir=Path(spec.pack_dir) if spec.pack_dir else None,
-                      workers=spec.train.workers, size=spec.train.resize)
+                      workers=spec.train.workers, size=adapter.size if adapter else spec.train.resize,
+                      channels=adapter.channels if adapter else None, options=spec.data_options, adapt=adapter is not None)
         root = Path(spec.data_root) if spec.data_root else None
-        train_set = load_image_set(spec.dataset, root, True, split, "B", **common)
-        val_set = load_image_set(spec.dataset, root, False, split, "B", Path(spec.val_list) if spec.val_list else None,
+        train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
+        val_set = load_image_set(spec.dataset, root, False, split, spec.side, Path(spec.val_list) if spec.val_list else None,
                                  **common)
-        train_batches = Batches(train_set, spec.train, torch.device(device), False)
+        train_batches = Batches(train_set, spec.train, torch.device(device), False, mean=input_mean(adapter))
         val_batches = Batches(val_set, spec.train, torch.device(device), False, mean=train_batches.mean)
-        model_a, model_b = _load_model(bases["A"], device), _load_model(bases["B"], device)
-        a_train, y_train, a_probabilities = _features(model_a, train_batches, TRAIN_IMAGES, seed)
-        a_val, y_val, _ = _features(model_a, val_batches, VAL_IMAGES, seed)
-        b_val, _, _ = _features(model_b, val_batches, VAL_IMAGES, seed)
+        model_a, model_b = pair.source_model(device), _load_model(pair.target, device)
+        a_train, y_train, a_probabilities = _features(model_a, train_batches, TRAIN_IMAGES, pair.seed)
+        a_val, y_val, _ = _features(model_a, val_batches, VAL_IMAGES, pair.seed)
+        b_val, _, _ = _features(model_b, val_batches, VAL_IMAGES, pair.seed)
+        where = {"study": study.name, "split": pair.split, "seed": pair.seed}
         for n in range(1, 8):
             values = {"probe": ridge_probe(a_train[n - 1], y_train, a_val[n - 1], y_val),
                       "logme": logme(a_train[n - 1], y_train), "cka": linear_cka(a_val[n - 1], b_val[n - 1])}
-            table += [{"study": study.name, "split": split_name, "seed": seed, "layer": n, "measure": measure,
-                       "value": value} for measure, value in values.items()]
-        table.append({"study": study.name, "split": split_name, "seed": seed, "layer": 8, "measure": "leep",
-                      "value": leep(a_probabilities, y_train)})
+            table += [{**where, "layer": n, "measure": measure, "value": value} for measure, value in values.items()]
+        table.append({**where, "layer": 8, "measure": "leep", "value": leep(a_probabilities, y_train)})
         # Where the study fine-tuned AnB+: how close its copied layer n came to baseB's. (A frozen AnB's
         # layer n is baseA's, so its CKA with baseB is the `cka` row itself.)
         for job in study.jobs.values():
             condition = job.spec.condition
-            if (job.split, job.seed, job.side) == (split_name, seed, "B") and condition.kind == "transfer" \
+            if (job.split, job.seed, job.side) == (pair.split, pair.seed, "B") and condition.kind == "transfer" \
                     and condition.fine_tune and job.spec.growth is None and job.key in usable:
-                tuned_val, _, _ = _features(_load_model(job, device), val_batches, VAL_IMAGES, seed)
+                tuned_val, _, _ = _features(_load_model(job, device), val_batches, VAL_IMAGES, pair.seed)
                 n = condition.n_transferred
-                table.append({"study": study.name, "split": split_name, "seed": seed, "layer": n,
-                              "measure": "cka_anb_plus", "value": linear_cka(tuned_val[n - 1], b_val[n - 1])})
-        echo(f"probed {split_name} seed {seed}")
+                table.append({**where, "layer": n, "measure": "cka_anb_plus", "value": linear_cka(tuned_val[n - 1], b_val[n - 1])})
+        echo(f"probed {pair.split} seed {pair.seed}")
     seconds = time.perf_counter() - started
     measured = {(r.split, r.seed, int(r.n)): r.top1_mean_best10 for r in rows
                 if r.usable and r.condition == "transfer" and not int(r.fine_tune) and not r.growth
                 and r.top1_mean_best10 is not None and r.target_side == "B"}
-    agreement = _agreement(table, measured)
     ensure_writable_dir(out)
     atomic_write_text(out / f"{study.name}-probes.csv", table_csv(table))
-    figure = _figure(study.name, table, measured, agreement, out)
-    return {"table": table, "agreement": agreement, "seconds": seconds, "csv": out / f"{study.name}-probes.csv",
-            "figure": figure, "training_seconds": sum(record.wall_time_s for record in records.values())}
+    # One figure and one agreement per study, and per cross-dataset target: curves of different
+    # targets are never averaged together.
+    parts: dict[str, dict[str, Any]] = {}
+    for part in dict.fromkeys(pair.part for pair in pairs):
+        name = study.name if part is None else f"{study.name}-{part}"
+        splits = {pair.split for pair in pairs if pair.part == part}
+        rows_of = [row for row in table if row["split"] in splits]
+        measured_of = {key: value for key, value in measured.items() if key[0] in splits}
+        agreement = _agreement(rows_of, measured_of)
+        parts[name] = {"agreement": agreement, "figure": _figure(name, rows_of, measured_of, agreement, out),
+                       "leep": [row["value"] for row in rows_of if row["measure"] == "leep"]}
+    first = next(iter(parts.values()))
+    return {"table": table, "parts": parts, "agreement": first["agreement"], "seconds": seconds,
+            "csv": out / f"{study.name}-probes.csv", "figure": first["figure"],
+            "training_seconds": sum(record.wall_time_s for record in records.values())}
 
 
 def _agreement(table: list[dict[str, Any]], measured: dict[tuple, float]) -> dict[str, dict[str, float]]:

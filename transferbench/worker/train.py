@@ -411,7 +411,7 @@ class Trainer:
             state = torch.load(spec.source_checkpoint, map_location="cpu", weights_only=True)
             self._check_source(state)
             self.source_state = state.get("model", state)
-        mean = self._input_mean()
+        mean = input_mean(spec.input)
         if spec.growth is not None:
             self.layers = apply_growth(model, self.source_state)
             self.frozen_prefix = 0  # frozen layers are requires_grad=False; autograd records nothing for them
@@ -431,31 +431,6 @@ class Trainer:
         else:
             self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict, mean=mean)
             self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
-
-    def _input_mean(self) -> torch.Tensor | None:
-        """A cross-dataset job subtracts its source network's mean image (None: the training set's own)."""
-        adapter = self.spec.input
-        if adapter is None or adapter.mean != "source":
-            return None
-        path = Path(adapter.mean_file)
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise UserError(f"{path} (the source weights that hold the mean image) is missing; train or import the source "
-                            "first") from None
-        mean = saved.get("mean") if isinstance(saved, dict) else None
-        found = f"{saved.get('config_hash')}#{saved.get('attempt', 1)}" if isinstance(saved, dict) else None
-        if found != adapter.mean_of:
-            raise UserError(f"{path} holds the mean of another source (found {found}, the plan's {adapter.mean_of}): the "
-                            "source was imported or trained again after this job was planned; plan the study again")
-        if mean is None:
-            raise UserError(f"{path} carries no mean image (written by an older transferbench); train the source again, or "
-                            "plan with input mean = \"target\"")
-        mean = mean.float()
-        if mean.shape[0] != adapter.channels or (mean.shape[1:] != (1, 1) and mean.shape[1:] != (adapter.size, adapter.size)):
-            raise UserError(f"the mean image in {path} has shape {tuple(mean.shape)}; the source's input is "
-                            f"{adapter.channels} x {adapter.size} x {adapter.size}")
-        return mean
 
     def _check_source(self, state: dict[str, Any]) -> None:
         """A result must rest on the base its plan names: the base's weights carry its spec hash
@@ -719,6 +694,32 @@ def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
         if id(trainer) not in records:
             finish(trainer, None)
     return [records[id(t)] for t in trainers]
+
+
+def input_mean(adapter) -> torch.Tensor | None:
+    """The mean image a cross-dataset job subtracts: its source network's (None: the training set's own).
+    ``adapter``: the spec's InputAdapter (or None)."""
+    if adapter is None or adapter.mean != "source":
+        return None
+    path = Path(adapter.mean_file)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path} (the source weights that hold the mean image) is missing; train or import the source "
+                        "first") from None
+    mean = saved.get("mean") if isinstance(saved, dict) else None
+    found = f"{saved.get('config_hash')}#{saved.get('attempt', 1)}" if isinstance(saved, dict) else None
+    if found != adapter.mean_of:
+        raise UserError(f"{path} holds the mean of another source (found {found}, the plan's {adapter.mean_of}): the "
+                        "source was imported or trained again after this job was planned; plan the study again")
+    if mean is None:
+        raise UserError(f"{path} carries no mean image (written by an older transferbench); train the source again, or "
+                        "plan with input mean = \"target\"")
+    mean = mean.float()
+    if mean.shape[0] != adapter.channels or (mean.shape[1:] != (1, 1) and mean.shape[1:] != (adapter.size, adapter.size)):
+        raise UserError(f"the mean image in {path} has shape {tuple(mean.shape)}; the source's input is "
+                        f"{adapter.channels} x {adapter.size} x {adapter.size}")
+    return mean
 
 
 def dataset_classes(dataset: str, root: Path | None, options=None) -> int:
