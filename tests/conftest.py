@@ -162,3 +162,46 @@ def stop_during(iteration: int):
         yield
     finally:
         train_module.learning_rate = original
+
+
+CROSS_STUDY = """
+[study]
+name = "{name}"
+dataset = "fashion-mnist"
+seeds = [0]
+[train]
+lr = {lr}
+batch_size = {batch}
+iterations = {iterations}
+eval_every = {every}
+checkpoint_every = {every}
+pad = 2
+[source.fm]
+job = "fm:random0/baseA/seed0"
+[target.{target}]
+{target_table}
+[[block]]
+source = "fm"
+targets = ["{target}"]
+networks = {networks}
+n = {n}
+{extra}"""
+
+
+def cross_study(tmp_path: Path, name: str, target: str, target_table: str, networks: list[str], n: list[int],
+                iterations: int, every: int, lr: float, batch: int, extra: str = "") -> tuple[Path, Path]:
+    """A healthy tiny source (fm:random0/baseA/seed0, trained on a miniature Fashion-MNIST, not yet
+    submitted) and a cross-dataset study from it to ``target`` (planned): their folders."""
+    import json
+
+    from transferbench.study.plan import build_plan, write_plan
+
+    data = make_fashion_mnist(tmp_path / "data", 400, 200)
+    source = tiny_study(tmp_path, "fm", ["baseA"], [1], iterations=120, every=20, lr=0.01, data=data)
+    config = tmp_path / f"{name}.toml"
+    config.write_text(CROSS_STUDY.format(name=name, lr=lr, batch=batch, iterations=iterations, every=every, target=target,
+                                         target_table=target_table.format(data=data), networks=json.dumps(networks),
+                                         n=json.dumps(n), extra=extra))
+    plan = build_plan(config, tmp_path / "jobs")
+    write_plan(plan, echo=lambda *_: None)
+    return source, plan.study_dir

@@ -144,49 +144,24 @@ def test_transfers_from_an_imported_caffemodel_train_and_copy_exactly(tmp_path):
 
 
 def test_a_network_of_another_study_is_a_source_and_forgetting_is_measured_on_its_data(tmp_path):
-    data = conftest.make_fashion_mnist(tmp_path / "data", 400, 100)
-    source_dir = conftest.tiny_study(tmp_path, "fm", ["baseA"], [1], iterations=120, every=20, lr=0.01, data=data)
-    make_folder(tmp_path / "shapes", per_class=6)
-    config = tmp_path / "cross.toml"
-    config.write_text(f"""
-[study]
-name = "cross"
-dataset = "fashion-mnist"
-seeds = [0]
-[train]
-lr = 0.05
-batch_size = 4
-iterations = 4
-eval_every = 2
-checkpoint_every = 2
-pad = 2
-[source.fm]
-job = "fm:random0/baseA/seed0"
-[target.shapes]
-dataset = "folder"
-data_root = "{tmp_path / 'shapes'}"
-[[block]]
-source = "fm"
-targets = ["shapes"]
-networks = ["AnB", "A7B+WA", "baseA-WA"]
-n = [2]
-units = [4]
-""")
-    plan = build_plan(config, tmp_path / "jobs")
-    write_plan(plan, echo=lambda *_: None)
+    shapes = make_folder(tmp_path / "shapes", per_class=6)
+    source_dir, study_dir = conftest.cross_study(
+        tmp_path, "cross", "shapes", f'dataset = "folder"\ndata_root = "{shapes}"', ["AnB", "A7B+WA", "baseA-WA"], [2],
+        iterations=4, every=2, lr=0.05, batch=4, extra="units = [4]")
+    plan = Study.open(study_dir)
     job = plan.jobs["fm-shapes/A2B/seed0"]
     assert job.spec.model.in_channels == 1 and job.spec.input.size == 28 and job.spec.input.channels == 1
     assert job.spec.train.input_scale == 0.015625 and job.spec.train.crop == 28
     wide = plan.jobs["fm/baseA-WA4/seed0"]  # a wide network trained from scratch on the source's own data
     assert wide.spec.dataset == "fashion-mnist" and wide.spec.side == "A" and wide.spec.model.num_classes == 5
     # The source is not trained yet: submit holds the transfers, and says why.
-    held = submit(plan.study_dir, "debug", dry_run=True, echo=lambda *_: None)
+    held = submit(study_dir, "debug", dry_run=True, echo=lambda *_: None)
     assert held.skipped["fm-shapes/A2B/seed0"].startswith("waits for its source fm:random0/baseA/seed0, which is not trained")
     assert "fm-shapes/A7B+WA4/seed0" in held.skipped and [k for _, keys in held.arrays for k in keys] == ["fm/baseA-WA4/seed0"]
-    table, _ = status_table(plan.study_dir, every=True)
+    table, _ = status_table(study_dir, every=True)
     assert "waits for its source fm:random0/baseA/seed0" in table
     submit(source_dir, "debug", echo=lambda *_: None)
-    submit(plan.study_dir, "debug", echo=lambda *_: None)
+    submit(study_dir, "debug", echo=lambda *_: None)
     base = json.loads((Study.open(source_dir).jobs["random0/baseA/seed0"].out_dir / "result.json").read_text())
     grown = json.loads((plan.jobs["fm-shapes/A7B+WA4/seed0"].out_dir / "result.json").read_text())
     assert grown["status"] == "done" and grown["forgetting_side"] == "source"

@@ -94,41 +94,12 @@ def test_a_cross_dataset_target_is_probed_with_the_blocks_source_as_base_a(tmp_p
     from tests import conftest
     from transferbench.probe.run import probe_study
     from transferbench.study.executors import submit
-    from transferbench.study.plan import build_plan, write_plan
-
-    data = conftest.make_fashion_mnist(tmp_path / "data", 400, 200)
-    source = conftest.tiny_study(tmp_path, "fm", ["baseA"], [1], iterations=120, every=20, lr=0.01, data=data)
+    source, study_dir = conftest.cross_study(
+        tmp_path, "x", "other", 'dataset = "fashion-mnist"\ndata_root = "{data}"\nsplit = "random0"\nside = "B"',
+        ["baseB", "AnB"], [1, 3, 5], iterations=120, every=20, lr=0.01, batch=16)
     submit(source, "debug", echo=lambda *_: None)
-    config = tmp_path / "x.toml"
-    config.write_text(f"""
-[study]
-name = "x"
-dataset = "fashion-mnist"
-seeds = [0]
-[train]
-lr = 0.01
-batch_size = 16
-iterations = 120
-eval_every = 20
-checkpoint_every = 60
-pad = 2
-[source.fm]
-job = "fm:random0/baseA/seed0"
-[target.other]
-dataset = "fashion-mnist"
-data_root = "{data}"
-split = "random0"
-side = "B"
-[[block]]
-source = "fm"
-targets = ["other"]
-networks = ["baseB", "AnB"]
-n = [1, 3, 5]
-""")
-    plan = build_plan(config, tmp_path / "jobs")
-    write_plan(plan, echo=lambda *_: None)
-    submit(plan.study_dir, "debug", echo=lambda *_: None)
-    result = probe_study(plan.study_dir, tmp_path / "out", echo=lambda *_: None)
+    submit(study_dir, "debug", echo=lambda *_: None)
+    result = probe_study(study_dir, tmp_path / "out", echo=lambda *_: None)
     assert list(result["parts"]) == ["x-fm-other"]  # the target's own figure and agreement
     rows = [row for row in result["table"] if row["split"] == "fm-other"]
     assert len(rows) == 7 * 3 + 1 and (tmp_path / "out" / "x-fm-other-probes.png").is_file()
