@@ -85,3 +85,19 @@ def test_plan_cli_takes_data_root_val_list_and_pack_dir_relative_to_where_it_run
     written = json.loads((tmp_path / "jobs" / "yosinski2014" / "plan.json").read_text())
     first = next(job for job in written["jobs"] if job["key"] == "random0/baseA/seed0")["spec"]
     assert (first["data_root"], first["val_list"], first["pack_dir"]) == (spec.data_root, spec.val_list, spec.pack_dir)
+
+
+def test_a_cross_dataset_sources_imagenet_is_checked_at_plan_and_measures_forgetting(tmp_path, imagenet, monkeypatch):
+    from tests.test_plan import _growing_a_brain_files
+
+    settings = _growing_a_brain_files(tmp_path) + [f"source.caffenet.data_root={imagenet}",
+                                                   f"source.caffenet.val_list={imagenet / 'val.txt'}"]
+    planned = build_plan(REPO / "configs" / "growing-a-brain.toml", tmp_path / "jobs", settings=settings)
+    grown = planned.jobs["caffenet-sun397/A7B+WA2048/seed0"].spec
+    assert (grown.forgetting_data.dataset, grown.forgetting_data.data_root) == ("imagenet1k", str(imagenet))
+    wide = planned.jobs["caffenet/baseA-WA2048/seed0"].spec
+    assert (wide.dataset, wide.data_root, wide.model.num_classes) == ("imagenet1k", str(imagenet), 1000)
+    assert "no ImageNet data_root" not in planned.summary() and "forgetting is not measured" not in planned.summary()
+    shutil.rmtree(imagenet / "train" / WNIDS[3])
+    with pytest.raises(UserError, match=f"1 of the 1000 class folders the study uses are missing .*{WNIDS[3]}"):
+        build_plan(REPO / "configs" / "growing-a-brain.toml", tmp_path / "jobs", settings=settings)

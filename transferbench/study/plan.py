@@ -106,7 +106,9 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
     planner = _Planner(config, study_dir, split_dirs, data_path, root)
     for number, block in enumerate(config.blocks, 1):
         planner.block(number, block)
-    if study.dataset == "imagenet1k" and study.data_root:  # without one, plan still lays out the grid; submit refuses
+    if any(job.spec.dataset == "imagenet1k" and job.spec.data_root or job.spec.forgetting_data is not None
+           and job.spec.forgetting_data.dataset == "imagenet1k" for job in planner.jobs.values()):
+        # (without a data_root, plan still lays out the grid; submit holds those jobs)
         check_imagenet_data(planner.jobs, source, set(planner.splits_written))
     raw = config.raw if not overrides else {**config.raw, "study": {**config.raw.get("study", {}), **overrides}}
     imports = {found.folder: found.imported for found in planner.sources.values() if found.imported is not None}
@@ -124,15 +126,21 @@ def check_imagenet_data(jobs: dict[str, PlannedJob], source: str, generated: set
     wnids = [c.wnid for c in load_table("imagenet1k").classes]
     needed: dict[tuple[str | None, str | None], set[int]] = {}
     splits: dict[str, Any] = {}
+    uses = []  # (data_root, val_list, split file, the sides it reads: None for every side)
     for job in jobs.values():
-        spec = job.spec
-        classes = needed.setdefault((spec.data_root, spec.val_list), set())
-        if spec.split is None or spec.split in generated:
+        spec, other = job.spec, job.spec.forgetting_data  # a cross-dataset source's own data, for forgetting
+        if spec.dataset == "imagenet1k" and spec.data_root:
+            uses.append((spec.data_root, spec.val_list, spec.split,
+                         {spec.side, spec.forgetting_side} - {None} if spec.side is not None else None))
+        if other is not None and other.dataset == "imagenet1k" and other.data_root:
+            uses.append((other.data_root, other.val_list, other.split, {other.side} if other.side is not None else None))
+    for root, val_list, split_file, sides in uses:  # the other datasets are checked as they are read
+        classes = needed.setdefault((root, val_list), set())
+        if split_file is None or split_file in generated:
             classes.update(range(len(wnids)))
             continue
-        split = splits.setdefault(spec.split, load_split(spec.split))
-        sides = {spec.side, spec.forgetting_side} - {None} if spec.side is not None else set(split.sides)
-        for side in sides:
+        split = splits.setdefault(split_file, load_split(split_file))
+        for side in sides if sides is not None else split.sides:
             classes.update(split.label_map(side))
     for (root, val_list), classes in needed.items():
         check_imagenet(Path(root) if root else None, wnids, classes, Path(val_list) if val_list else None, source)

@@ -391,7 +391,8 @@ class Trainer:
             if split is None:
                 raise UserError(f"{spec.key}: forgetting_side {spec.forgetting_side} needs a split")
             self.forgetting_sets = tuple(
-                load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None, **common)
+                load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None,
+                               options=spec.data_options, **common)
                 for train in (True, False))
         elif spec.forgetting_data is not None:  # the source's own validation set, brought to its input as it saw it in training
             data = spec.forgetting_data
