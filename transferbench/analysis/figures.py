@@ -384,11 +384,14 @@ def _plot_part(all_rows: list[Row], study: str, cross: bool, reference, metric: 
     if any(is_developmental(r) for r in all_rows):
         plot_developmental(all_rows, study, metric, out, written, echo, plt)
     study_rows = [r for r in all_rows if not is_developmental(r)]
-    shown = plot_fig2(study_rows, None if cross else reference, study, metric, out, written, missing, plt)
-    plot_fig3(study_rows, study, metric, out, written, missing, plt)
+    shown: list[str] = []
+    curves = not cross or any(int(r.n) for r in study_rows)  # a target with layers transferred: the paper's curves
+    if curves:
+        shown = plot_fig2(study_rows, None if cross else reference, study, metric, out, written, missing, plt)
+        plot_fig3(study_rows, study, metric, out, written, missing, plt)
+        plot_preserved(study_rows, study, metric, out, written, missing, plt)
     if not cross:
         plot_reduced(study_rows, study, metric, out, written, missing, plt)
-    plot_preserved(study_rows, study, metric, out, written, missing, plt)
     for name, table, pooled in (("boost", boost_table(study_rows, metric), False),
                                 ("boost-pooled", pooled_boost_table(study_rows, metric), True)):
         if cross and not any(line["anb_plus_networks"] for line in table):
@@ -396,7 +399,7 @@ def _plot_part(all_rows: list[Row], study: str, cross: bool, reference, metric: 
         atomic_write_text(out / f"{study}-{name}.csv", table_csv(table))
         written.append(out / f"{study}-{name}.csv")
         echo(format_boost(table, study, pooled))
-    if any(group_values(study_rows, metric).values()):
+    if curves and any(group_values(study_rows, metric).values()):
         unseen = [name for name in EFFECTS if name not in shown]
         echo(f"  {study} fig2: " + (f"shaded and named: {', '.join(shown)}" if shown else "no effect of the paper's "
                                     "reading is shown by the 95% intervals")
@@ -421,6 +424,7 @@ def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_lab
     means = [float(np.mean(v)) for _, v, _ in entries]
     errors = np.array([[m - lo, hi - m] if not np.isnan(lo) else [0, 0]
                        for m, (lo, hi) in zip(means, (bootstrap_ci(v) for _, v, _ in entries))]).T
+    errors = np.clip(errors, 0.0, None)  # identical values: the interval is the mean, up to rounding
     ax.bar(range(len(entries)), means, yerr=errors, color="#ff9896", edgecolor="black", capsize=3, width=0.6)
     ax.set_xticks(range(len(entries)), [label for label, _, _ in entries], rotation=60, ha="right", fontsize=7)
     ax.set_xlim(-0.75, len(entries) - 0.25)

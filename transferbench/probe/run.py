@@ -196,7 +196,19 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
     first = next(iter(parts.values()))
     return {"table": table, "parts": parts, "agreement": first["agreement"], "seconds": seconds,
             "csv": out / f"{study.name}-probes.csv", "figure": first["figure"],
-            "training_seconds": sum(record.wall_time_s for record in records.values())}
+            "training_seconds": training_seconds(study, records)}
+
+
+def training_seconds(study: Study, records: dict[str, Any]) -> float:
+    """The wall time the study's networks took to train: a fused group's members each record the
+    group's time, so each process (one manifest job id or pid) is counted once."""
+    manifest = study.manifest()
+    per_process: dict[Any, float] = {}
+    for key, record in records.items():
+        entry = manifest.get(key)
+        process = (entry.executor, entry.job_id or entry.pid, entry.attempt) if entry and (entry.job_id or entry.pid) else key
+        per_process[process] = max(per_process.get(process, 0.0), record.wall_time_s)
+    return sum(per_process.values())
 
 
 def _agreement(table: list[dict[str, Any]], measured: dict[tuple, float]) -> dict[str, dict[str, float]]:
