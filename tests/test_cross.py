@@ -154,6 +154,7 @@ def test_a_network_of_another_study_is_a_source_and_forgetting_is_measured_on_it
     assert job.spec.train.input_scale == 0.015625 and job.spec.train.crop == 28
     wide = plan.jobs["fm/baseA-WA4/seed0"]  # a wide network trained from scratch on the source's own data
     assert wide.spec.dataset == "fashion-mnist" and wide.spec.side == "A" and wide.spec.model.num_classes == 5
+    assert (wide.spec.train.lr, wide.spec.train.iterations) == (0.01, 120)  # the source's recipe, not the block's (0.05, 4)
     # The source is not trained yet: submit holds the transfers, and says why.
     held = submit(study_dir, "debug", dry_run=True, echo=lambda *_: None)
     assert held.skipped["fm-shapes/A2B/seed0"].startswith("waits for its source fm:random0/baseA/seed0, which is not trained")

@@ -253,7 +253,7 @@ def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
             axes[name].grid(alpha=0.3)
             axes[name].legend(fontsize=7)
     if relative:
-        _relative_panel(axes["relative"], transfer, by_n, random_pairs)
+        _relative_panel(axes["relative"], transfer, by_n, random_pairs, all(r.cross_dataset for r in rows))
     if any(not r.usable for r in natman + nolearn):
         fig.text(0.01, 0.01, UNUSABLE_LABEL, fontsize=7)
     fig.suptitle(study)
@@ -262,11 +262,12 @@ def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
     plt.close(fig)
 
 
-def _relative_panel(rel, transfer, by_n, random_pairs) -> None:
-    """Transfer on random splits, on man-made/natural, and random frozen features, each relative to its own base."""
+def _relative_panel(rel, transfer, by_n, random_pairs, cross: bool = False) -> None:
+    """Transfer on random splits (or to a cross-dataset target), on man-made/natural, and random frozen
+    features, each relative to its own base."""
     if transfer:
         rel.plot([0, *transfer], [0, *(float(np.mean(v)) for v in transfer.values())], marker="D", color="#d62728",
-                 label="AnB, random splits (mean of pairs)")
+                 label="AnB from the source (mean of pairs)" if cross else "AnB, random splits (mean of pairs)")
     if by_n:
         ns = sorted(by_n)
         rel.plot([0, *ns], [0, *(float(np.mean(by_n[n])) for n in ns)], marker="D", color="#2ca02c",
@@ -453,6 +454,7 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
         return paired_entries(rows, metric, select, label, order)
 
     single = lambda r: not r.name.later_chain_step  # noqa: E731
+    compared = {reference_network(str(r.network)) for r in rows if r.growth}  # the classic networks grown ones face
     transfer = lambda r: single(r) and r.growth and r.condition != "base"  # noqa: E731  (not a wide base)
     classic = "classic fine-tuning A7B+, same splits and seeds"
     nonorm = {str(r.network).removesuffix("-nonorm") for r in rows if str(r.network).endswith("-nonorm")}
@@ -468,7 +470,8 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
                  order=lambda name: (name.replace(f"-{parse_network(name).scope}", ""),
                                      scope_order.get(name.rsplit("-", 1)[-1], 3))),
          classic, "fine-tuning scope (new, fc7, fc6, all)", "top-1 accuracy"),
-        (bar_entries(rows, single, lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before")),
+        (bar_entries(rows, lambda r: single(r) and (r.growth or r.network in compared),
+                     lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before")),
          "the source network before the transfer", "forgetting: source top-1 after transfer", "source top-1"),
         (entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
          "the fixed network along the same chain", "chain of tasks: last task, grown at every step", "top-1 accuracy"),

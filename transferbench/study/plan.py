@@ -363,6 +363,14 @@ class _Planner:
                     forgetting_data=source_data.ref() if forgetting and source_data is not None and source_data.loadable
                     else None)
 
+    def _recipe(self, side: str | None) -> dict[str, Any]:
+        """A job's TrainConfig values: the block's; a network trained from scratch on a cross-dataset
+        source's own data (side A: a wide network) takes the recipe the source was trained with, where
+        it is known (another study's job), so that the two differ only in width."""
+        if self.cross is not None and side == "A" and self.cross.source.info.train is not None:
+            return {key: value for key, value in self.cross.source.info.train.items() if key != "seed"}
+        return self.context.train
+
     def add(self, network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
             growth: Growth | None = None) -> str:
         source, context, study = self.config.source, self.context, self.config.study
@@ -379,7 +387,7 @@ class _Planner:
             spec = JobSpec(
                 key=key, out_dir=str(out_dir), condition=condition, source_checkpoint=checkpoint,
                 model=ModelConfig(**{**context.model, "num_classes": classes}),
-                train=TrainConfig(**{**context.train, "seed": self.seed}),
+                train=TrainConfig(**{**self._recipe(side), "seed": self.seed}),
                 strict=study.strict, pack_dir=self.data_path(study.pack_dir), growth=growth,
                 **self._data(side, external, source_side))
         except UserError as exc:
