@@ -190,7 +190,7 @@ def test_bad_cross_dataset_inputs_fail_in_one_line_and_write_nothing(tmp_path, c
     _one_line_error(capsys, plan, "class folders that TrainImages.txt / TestImages.txt names are missing", "bakery")
     (tmp_path / "bakery").rename(tmp_path / "mit" / "Images" / "bakery")
     write_caffemodel(tmp_path / "bad.caffemodel", TransferNet(TINY_CAFFENET).state_dict(), shapes={"conv3.weight": (16, 8, 3, 3)})
-    _one_line_error(capsys, [*plan, "--set", "source.caffenet.weights=bad.caffemodel"], "source caffenet",
+    _one_line_error(capsys, [*plan, "--set", f"source.caffenet.weights={tmp_path / 'bad.caffemodel'}"], "source caffenet",
                     "layer conv3 weight has shape (16, 8, 3, 3)", "needs (16, 16, 3, 3)")
     config.write_text(config.read_text().replace('weights = "net.caffemodel"', 'job = "other:all/base/seed0"'))
     conftest.tiny_study(tmp_path, "other", ["baseA"], [1])

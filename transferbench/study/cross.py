@@ -24,11 +24,12 @@ from typing import Any, Callable
 
 from transferbench.errors import UserError
 from transferbench.fileio import file_sha256
-from transferbench.schema.config import DATASET_CLASSES, IMAGE_SIZES, SourceSettings, TargetSettings
+from transferbench.schema.config import IMAGE_SIZES, SourceSettings, TargetSettings
 from transferbench.schema.plan import PlanFile
 from transferbench.schema.record import read_attempts
 from transferbench.schema.source import SourceInfo
 from transferbench.schema.spec import LAYOUTS, DataOptions, DataRef, InputAdapter
+from transferbench.tasks.layout import dataset_classes
 
 # The model values that are the source's: a cross-dataset block takes them from its weights.
 SOURCE_MODEL_KEYS = ("arch", "in_channels", "conv_widths", "fc_width")
@@ -78,24 +79,6 @@ class Source:
     def input(self) -> InputAdapter:
         return InputAdapter(size=self.info.size, channels=self.info.channels, mean="source", mean_file=self.mean_file,
                             mean_of=f"{self.info.config_hash}#{self.info.attempt}")
-
-
-def dataset_classes(dataset: str, root: str | None, options: DataOptions | None, where: str,
-                    check_files: bool = True) -> tuple[int, str]:
-    """(classes, a description) of a whole dataset: its shipped table, or its layout on disk (read and
-    checked here: missing lists, absent class folders, one class, a sample of the files)."""
-    if dataset in LAYOUTS:
-        from transferbench.tasks.layout import read_layout
-
-        if root is None:
-            raise UserError(f"{where}: {dataset} needs data_root, the folder it unpacked to")
-        try:
-            index = read_layout(dataset, Path(root), options, check_files=check_files)
-        except UserError as exc:
-            raise UserError(f"{where}: {exc}") from None
-        return len(index.classes), f"{dataset} at {root}: {len(index.classes)} classes, {len(index.train)} training and " \
-                                   f"{len(index.test)} test images"
-    return DATASET_CLASSES[dataset], f"{dataset}{f' at {root}' if root else ''}: {DATASET_CLASSES[dataset]} classes"
 
 
 def resolve_target(name: str, settings: TargetSettings, data_path: Callable[[str | None], str | None],

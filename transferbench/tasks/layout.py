@@ -284,3 +284,24 @@ def read_layout(dataset: str, root: Path | None, options=None, check_files: bool
             raise UserError(f"{dataset}: {len(absent)} of {len(sample)} sampled images that its lists name are not on disk "
                             f"(e.g. {absent[0]}); the download is incomplete or data_root is wrong")
     return index
+
+
+def dataset_classes(dataset: str, root: str | Path | None, options=None, where: str = "",
+                    check_files: bool = True) -> tuple[int, str]:
+    """(classes, a description) of a whole dataset: its shipped table, or its layout on disk (read and
+    checked here: missing lists, absent class folders, one class, a sample of the files)."""
+    from transferbench.schema.spec import LAYOUTS
+    from transferbench.tasks.classes import load_table
+
+    prefix = f"{where}: " if where else ""
+    if dataset in LAYOUTS:
+        if root is None:
+            raise UserError(f"{prefix}{dataset} needs data_root, the folder it unpacked to")
+        try:
+            index = read_layout(dataset, Path(root), options, check_files=check_files)
+        except UserError as exc:
+            raise UserError(f"{prefix}{exc}") from None
+        return len(index.classes), f"{dataset} at {root}: {len(index.classes)} classes, {len(index.train)} training and " \
+                                   f"{len(index.test)} test images"
+    count = len(load_table(dataset))
+    return count, f"{dataset}{f' at {root}' if root else ''}: {count} classes"

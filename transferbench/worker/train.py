@@ -32,6 +32,7 @@ from transferbench.provenance import git_commit
 from transferbench.schema.health import HealthSettings, judge
 from transferbench.schema.record import JobIdentity, ResultRecord, attempt_seed, mean_of_best, read_attempts
 from transferbench.schema.spec import JobSpec, TrainConfig, load_spec  # noqa: F401  (load_spec: `transferbench train`)
+from transferbench.tasks.layout import dataset_classes
 from transferbench.tasks.splits import load_split
 from transferbench.worker.data import LUMINANCE, ImageFileReader, ImageSet, load_image_set
 from transferbench.worker.grow import GrownNet, apply_growth, build_model, is_classifier
@@ -383,7 +384,7 @@ class Trainer:
         if split is not None:
             num_classes, what = len(split.label_map(spec.side)), f"side {spec.side} of split {split.name}"
         else:
-            num_classes, what = dataset_classes(spec.dataset, root, spec.data_options), spec.dataset
+            num_classes, what = dataset_classes(spec.dataset, root, spec.data_options, check_files=False)[0], spec.dataset
         if spec.model.num_classes != num_classes:
             raise UserError(f"model.num_classes is {spec.model.num_classes} but {what} has {num_classes} classes; set model.num_classes")
         self.forgetting_sets = None
@@ -721,19 +722,6 @@ def input_mean(adapter) -> torch.Tensor | None:
         raise UserError(f"the mean image in {path} has shape {tuple(mean.shape)}; the source's input is "
                         f"{adapter.channels} x {adapter.size} x {adapter.size}")
     return mean
-
-
-def dataset_classes(dataset: str, root: Path | None, options=None) -> int:
-    """How many classes a dataset has: from its shipped class table, or from its layout on disk."""
-    from transferbench.schema.spec import LAYOUTS
-
-    if dataset in LAYOUTS:
-        from transferbench.tasks.layout import read_layout
-
-        return len(read_layout(dataset, root, options, check_files=False).classes)
-    from transferbench.tasks.classes import load_table
-
-    return len(load_table(dataset).classes)
 
 
 def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> ResultRecord:
