@@ -237,3 +237,25 @@ def test_lr_step_epochs_sets_the_step_from_the_training_set(tmp_path):
     write_plan(plan, echo=lambda *_: None)
     trainer = Trainer(plan.jobs["caffenet-cub/baseB/seed0"].spec, progress=False)
     assert trainer.config.lr_step == 7  # ceil(2.5 epochs x 8 images / 3)
+
+
+def test_an_unusable_source_of_another_study_holds_and_flags_its_transfers(tmp_path):
+    from transferbench.analysis.results import collect_rows
+
+    source_dir, study_dir = conftest.cross_study(
+        tmp_path, "flags", "other", 'dataset = "fashion-mnist"\ndata_root = "{data}"\nsplit = "random0"\nside = "B"',
+        ["AnB"], [2], iterations=4, every=2, lr=0.01, batch=8)
+    submit(source_dir, "debug", echo=lambda *_: None)
+    submit(study_dir, "debug", echo=lambda *_: None)
+    assert {row.health for row in collect_rows(study_dir)[0]} != {"source_unhealthy"}
+    # The source study judges its network stalled after all (say, a retrained attempt): what rests on it is left out.
+    record_path = Study.open(source_dir).jobs["random0/baseA/seed0"].out_dir / "result.json"
+    record = json.loads(record_path.read_text())
+    record["health"] = {"state": "stalled", "reason": "top-1 at chance"}
+    record_path.write_text(json.dumps(record))
+    rows, _ = collect_rows(study_dir)
+    assert [(row.network, row.health) for row in rows] == [("A2B", "source_unhealthy")] and not rows[0].usable
+    assert "its source fm:random0/baseA/seed0 is stalled" in rows[0].health_reason
+    (Study.open(study_dir).jobs["fm-other/A2B/seed0"].out_dir / "result.json").unlink()  # to be trained again:
+    held = submit(study_dir, "debug", retry_failed=True, dry_run=True, echo=lambda *_: None)
+    assert held.skipped["fm-other/A2B/seed0"].startswith("its source fm:random0/baseA/seed0 is stalled")

@@ -148,30 +148,48 @@ def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Hea
         bad = [dep for dep in study.jobs[key].depends if dep in verdicts and verdicts[dep].excluded]
         if bad and not health.excluded:
             health = Health("source_unhealthy", f"copies its layers from {bad[0]}, which is {verdicts[bad[0]].state.replace('_', ' ')}")
-        waiting = source_waiting(study.jobs[key])
-        if waiting and not health.excluded and "is not trained" not in waiting:  # another study's source, since judged unusable
-            health = Health("source_unhealthy", waiting)
+        unusable = source_unusable(study.jobs[key])  # another study's network, judged since
+        if unusable and not health.excluded:
+            health = Health("source_unhealthy", unusable)
         verdicts[key] = health
     return verdicts
 
 
+def _other_study_source(job: PlannedJob) -> dict[str, Any] | None:
+    """The result record of the network of another study that a cross-dataset job copies from
+    (None: the job has no such source, or it has written no record yet)."""
+    ref = job.spec.source_ref
+    if ref is None or ref.name.startswith("source:"):
+        return None
+    record = _read_json(Path(job.spec.source_checkpoint).with_name("result.json"))
+    return record if isinstance(record, dict) else None
+
+
+def source_unusable(job: PlannedJob) -> str | None:
+    """Why the network of another study that a cross-dataset job copies from must not be built on
+    (it finished stalled or diverged, as its study judged it), or None."""
+    record = _other_study_source(job)
+    state = ((record or {}).get("health") or {}).get("state")
+    if state in EXCLUDED:
+        return (f"its source {job.spec.source_ref.name} is {state.replace('_', ' ')} (train it again in its study: "
+                "submit --retry-stalled)")
+    return None
+
+
 def source_waiting(job: PlannedJob) -> str | None:
-    """Why a cross-dataset job cannot start yet because of the network it copies from outside its
-    plan (another study's job that is not trained, or trained and unusable; imported weights that
-    are gone), or None when that source is ready or the job has none."""
+    """Why a cross-dataset job cannot start because of the network it copies from outside its plan
+    (imported weights that are gone; another study's job not trained yet, or unusable), or None
+    when that source is ready or the job has none."""
     ref = job.spec.source_ref
     if ref is None:
         return None
     weights = Path(job.spec.source_checkpoint)
     if ref.name.startswith("source:"):
         return None if weights.is_file() else f"its source weights {weights} are missing: plan again to import them"
-    record = _read_json(weights.with_name("result.json"))
-    if not isinstance(record, dict) or record.get("status") != "done" or not weights.is_file():
+    record = _other_study_source(job)
+    if record is None or record.get("status") != "done" or not weights.is_file():
         return f"waits for its source {ref.name}, which is not trained yet (submit that study first)"
-    state = (record.get("health") or {}).get("state")
-    if state in EXCLUDED:
-        return f"its source {ref.name} is {state.replace('_', ' ')} (train it again in its study: submit --retry-stalled)"
-    return None
+    return source_unusable(job)
 
 
 def resumable(job: PlannedJob) -> str:
