@@ -202,6 +202,9 @@ def _study_source(name: str, reference: str, jobs_root: Path, where: str) -> Sou
     data = SideData(name, spec.dataset, spec.split, spec.side, spec.model.num_classes, spec.data_root, spec.val_list,
                     spec.data_options, f"{spec.dataset}{f' side {spec.side}' if spec.side else ''}, as {plan.study} planned it")
     source = Source(name, info, None, None, data)
+    if not data.loadable:
+        source.notes.append(f"forgetting is not measured and a wide network on its data is held: {plan.study} was planned "
+                            f"without its data_root; plan it again with --data-root, then this study")
     if not (Path(spec.out_dir) / "result.json").is_file():
         source.notes.append(f"{plan.study}:{key} is not trained yet: `submit` holds this block's transfers until it is")
     return source
