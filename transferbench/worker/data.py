@@ -186,21 +186,26 @@ def decode_resized(path: Path, size: int = 256, channels: int = 3) -> torch.Tens
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
 
+ADAPT_CHUNK = 4096  # images resized at a time: float copies of a whole dataset would take gigabytes
+
+
 def adapt_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """uint8 N x C x H x W brought to N x ``channels`` x ``size`` x ``size``: gray repeated to three
-    channels or colour reduced to its luminance, then resized (bilinear, antialiased) and rounded
-    back to bytes. Unchanged when it already fits."""
-    if images.shape[1] != channels:
-        if images.shape[1] == 1 and channels == 3:
-            images = images.expand(-1, 3, -1, -1)
-        elif images.shape[1] == 3 and channels == 1:
-            weights = torch.tensor(LUMINANCE).view(1, 3, 1, 1)
-            images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-        else:
-            raise UserError(f"cannot bring images of {images.shape[1]} channels to {channels}")
+    """uint8 N x C x H x W brought to N x ``channels`` x ``size`` x ``size``: colour reduced to its
+    luminance or gray repeated to three channels, each channel resized (bilinear, antialiased) and
+    rounded back to bytes. Unchanged when it already fits. Channels are reduced before and
+    repeated after the resize, in chunks, so that no float copy of more than one chunk exists."""
+    if images.shape[1] not in (1, 3) or channels not in (1, 3):
+        raise UserError(f"cannot bring images of {images.shape[1]} channels to {channels}")
+    if images.shape[1] == 3 and channels == 1:
+        weights = torch.tensor(LUMINANCE).view(1, 3, 1, 1)
+        images = torch.cat([(part.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+                            for part in images.split(ADAPT_CHUNK)])
     if images.shape[-2:] != (size, size):
-        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        images = resized.round().clamp(0, 255).to(torch.uint8)
+        images = torch.cat([F.interpolate(part.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                          antialias=True).round().clamp(0, 255).to(torch.uint8)
+                            for part in images.split(ADAPT_CHUNK)])
+    if images.shape[1] == 1 and channels == 3:
+        images = images.expand(-1, 3, -1, -1)
     return images.contiguous()
 
 
