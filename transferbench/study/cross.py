@@ -124,7 +124,7 @@ def resolve_source(name: str, settings: SourceSettings, study_dir: Path, jobs_ro
     mean = settings.mean if not isinstance(settings.mean, str) else data_path(settings.mean)
     import_settings = {"format": settings.format, "mean": list(mean) if isinstance(mean, tuple) else mean,
                        "channel_order": settings.channel_order, "size": settings.size}
-    info, imported = _cached_import(folder, path, import_settings)
+    info, imported = _cached_import(folder, path, import_settings), None
     if info is None:
         from transferbench.worker.sources import import_weights
 
@@ -147,20 +147,18 @@ def resolve_source(name: str, settings: SourceSettings, study_dir: Path, jobs_ro
     return source
 
 
-def _cached_import(folder: Path, path: Path, settings: dict[str, Any]) -> tuple[SourceInfo | None, None]:
+def _cached_import(folder: Path, path: Path, settings: dict[str, Any]) -> SourceInfo | None:
     """The description of an earlier import of the same file with the same settings, else None."""
     described = folder / "source.json"
     if not described.is_file() or not (folder / "model.pt").is_file() or not (folder / "mean.pt").is_file():
-        return None, None
+        return None
     try:
         info = SourceInfo.read(described)
     except UserError:
-        return None, None
-    if info.origin != str(path) or info.settings != settings:
-        return None, None
-    if file_sha256(path)[:16] != info.config_hash:
-        return None, None
-    return info, None
+        return None
+    if info.origin != str(path) or info.settings != settings or file_sha256(path)[:16] != info.config_hash:
+        return None
+    return info
 
 
 def _source_data(name: str, settings: SourceSettings, info: SourceInfo, data_path, find_split, where: str) -> SideData:
