@@ -45,7 +45,7 @@ from transferbench.study.status import Study
 from transferbench.tasks.splits import load_split
 from transferbench.worker.data import load_image_set
 from transferbench.worker.grow import build_model
-from transferbench.worker.train import Batches, input_mean
+from transferbench.worker.train import Batches, check_source, image_set_settings, input_mean
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
 LAYER_MEASURES = ("probe", "logme", "cka")
@@ -97,9 +97,7 @@ class _Pair:
         if self.source_job is not None:
             return _load_model(self.source_job, device)
         state = torch.load(self.source_weights, map_location="cpu", weights_only=True)
-        if (state.get("config_hash"), state.get("attempt", 1)) != (self.source_ref.config_hash, self.source_ref.attempt):
-            raise UserError(f"{self.source_weights} is not the source {self.source_ref.name} the plan names (it was imported "
-                            "or trained again); plan the study again")
+        check_source(state, self.source_weights, self.source_ref.expected())
         weights = state.get("model", state)
         config = dataclasses.replace(self.target.spec.model, num_classes=int(weights["layers.fc8.bias"].shape[0]))
         model = build_model(config, None)
@@ -145,16 +143,13 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
     table: list[dict[str, Any]] = []
     for pair in pairs:
         spec = pair.target.spec
-        adapter = spec.input
         split = load_split(spec.split) if spec.split else None
-        common = dict(strict=spec.strict, pack_dir=Path(spec.pack_dir) if spec.pack_dir else None,
-                      workers=spec.train.workers, size=adapter.size if adapter else spec.train.resize,
-                      channels=adapter.channels if adapter else None, options=spec.data_options, adapt=adapter is not None)
+        common = image_set_settings(spec)
         root = Path(spec.data_root) if spec.data_root else None
         train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
         val_set = load_image_set(spec.dataset, root, False, split, spec.side, Path(spec.val_list) if spec.val_list else None,
                                  **common)
-        train_batches = Batches(train_set, spec.train, torch.device(device), False, mean=input_mean(adapter))
+        train_batches = Batches(train_set, spec.train, torch.device(device), False, mean=input_mean(spec.input))
         val_batches = Batches(val_set, spec.train, torch.device(device), False, mean=train_batches.mean)
         model_a, model_b = pair.source_model(device), _load_model(pair.target, device)
         a_train, y_train, a_probabilities = _features(model_a, train_batches, TRAIN_IMAGES, pair.seed)

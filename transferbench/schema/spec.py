@@ -301,6 +301,10 @@ class SourceRef:
     config_hash: str  # an imported file: the first 16 hex digits of its sha256; a job: its spec hash
     attempt: int = 1  # a study job's attempt: a retrained network is another network
 
+    def expected(self) -> dict[str, Any]:
+        """What the weights must carry, as the worker checks a base: {"key", "config_hash", "attempt"}."""
+        return {"key": self.name, "config_hash": self.config_hash, "attempt": self.attempt}
+
 
 @dataclass(frozen=True)
 class DataRef:

@@ -52,8 +52,7 @@ def source_identity(study: Study, job) -> dict[str, Any] | None:
     """The base a job copies from, as the plan names it now: its key, spec hash and attempt (a
     cross-dataset job's source: as its spec names it, an imported file's hash or another study's job)."""
     if job.spec.source_ref is not None:
-        ref = job.spec.source_ref
-        return {"key": ref.name, "config_hash": ref.config_hash, "attempt": ref.attempt}
+        return job.spec.source_ref.expected()
     for dep in job.depends:
         base = study.jobs[dep]
         if job.spec.source_checkpoint and Path(job.spec.source_checkpoint) == base.out_dir / "model.pt":

@@ -365,19 +365,15 @@ class Trainer:
     # ------------------------------------------------------------------ build
 
     def _load_data(self, shared: "Trainer | None") -> None:
-        spec, config = self.spec, self.config
+        spec = self.spec
         split = load_split(spec.split) if spec.split else None
         root = Path(spec.data_root) if spec.data_root else None
         val_list = Path(spec.val_list) if spec.val_list else None
-        pack_dir = Path(spec.pack_dir) if spec.pack_dir else None
-        adapter = spec.input  # a cross-dataset job: every image brought to the source network's input
-        common = dict(strict=spec.strict, pack_dir=pack_dir, workers=config.workers, progress=self.progress,
-                      size=adapter.size if adapter else config.resize, channels=adapter.channels if adapter else None)
+        own = image_set_settings(spec, self.progress)
         val_split = split if split and split.method != "reduced" else None
         if shared is not None:
             self.train_set, self.val_set = shared.train_set, shared.val_set
         else:
-            own = dict(common, options=spec.data_options, adapt=adapter is not None)
             self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **own)
             self.val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list,
                                           **own)
@@ -392,15 +388,14 @@ class Trainer:
             if split is None:
                 raise UserError(f"{spec.key}: forgetting_side {spec.forgetting_side} needs a split")
             self.forgetting_sets = tuple(
-                load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None,
-                               options=spec.data_options, **common)
+                load_image_set(spec.dataset, root, train, split, spec.forgetting_side, val_list if not train else None, **own)
                 for train in (True, False))
         elif spec.forgetting_data is not None:  # the source's own validation set, brought to its input as it saw it in training
             data = spec.forgetting_data
             self.forgetting_sets = (None, load_image_set(
                 data.dataset, Path(data.data_root) if data.data_root else None, False,
                 load_split(data.split) if data.split else None, data.side, Path(data.val_list) if data.val_list else None,
-                options=data.data_options, adapt=True, **dict(common, pack_dir=None)))
+                **dict(own, pack_dir=None, options=data.data_options, adapt=True)))
 
     def _build_model(self, shared: "Trainer | None") -> None:
         spec, config = self.spec, self.config
@@ -435,23 +430,8 @@ class Trainer:
             self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
 
     def _check_source(self, state: dict[str, Any]) -> None:
-        """A result must rest on the base its plan names: the base's weights carry its spec hash
-        and attempt (older ones: the record beside them), and both must match."""
-        expected = self.expected_source
-        if expected is None:
-            return
-        found_hash, found_attempt = state.get("config_hash"), state.get("attempt", 1)
-        if found_hash is None:  # weights written before they carried their hash
-            beside = Path(self.spec.source_checkpoint).with_name("result.json")
-            try:
-                found_hash = json.loads(beside.read_text(encoding="utf-8")).get("config_hash")
-            except (OSError, ValueError, AttributeError):
-                found_hash = None
-        if found_hash != expected["config_hash"] or found_attempt != expected["attempt"]:
-            raise UserError(f"{self.spec.source_checkpoint} is not the base {expected['key']} this job's plan names "
-                            f"(found spec {found_hash}, attempt {found_attempt}; the plan's: {expected['config_hash']}, "
-                            f"attempt {expected['attempt']}): the base was re-planned or retrained after this job was "
-                            "queued; train the base, then `transferbench submit --retry-failed`")
+        if self.expected_source is not None:
+            check_source(state, Path(self.spec.source_checkpoint), self.expected_source)
 
     def _resume(self) -> None:
         """Resume from the newest readable checkpoint: ``checkpoint.pt``, else the one before it
@@ -696,6 +676,32 @@ def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
         if id(trainer) not in records:
             finish(trainer, None)
     return [records[id(t)] for t in trainers]
+
+
+def image_set_settings(spec: JobSpec, progress: bool = False) -> dict[str, Any]:
+    """How a job reads its own images (``load_image_set``'s keywords); a cross-dataset job's are
+    brought to its source network's input."""
+    adapter = spec.input
+    return dict(strict=spec.strict, pack_dir=Path(spec.pack_dir) if spec.pack_dir else None, workers=spec.train.workers,
+                progress=progress, size=adapter.size if adapter else spec.train.resize,
+                channels=adapter.channels if adapter else None, options=spec.data_options, adapt=adapter is not None)
+
+
+def check_source(state: dict[str, Any], weights: Path, expected: dict[str, Any]) -> None:
+    """A result must rest on the base its plan names (``expected``: {"key", "config_hash",
+    "attempt"}): the base's weights carry its spec hash and attempt (older ones: the record beside
+    them), and both must match."""
+    found_hash, found_attempt = state.get("config_hash"), state.get("attempt", 1)
+    if found_hash is None:  # weights written before they carried their hash
+        try:
+            found_hash = json.loads(weights.with_name("result.json").read_text(encoding="utf-8")).get("config_hash")
+        except (OSError, ValueError, AttributeError):
+            found_hash = None
+    if found_hash != expected["config_hash"] or found_attempt != expected["attempt"]:
+        raise UserError(f"{weights} is not the base {expected['key']} this job's plan names "
+                        f"(found spec {found_hash}, attempt {found_attempt}; the plan's: {expected['config_hash']}, "
+                        f"attempt {expected['attempt']}): the base was re-planned or retrained after this job was "
+                        "queued; train the base, then `transferbench submit --retry-failed`")
 
 
 def input_mean(adapter) -> torch.Tensor | None:
