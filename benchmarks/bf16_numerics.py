@@ -26,7 +26,9 @@ import torch
 from transferbench.worker.data import ImageSet
 from transferbench.worker.models import ModelConfig, TransferNet
 from transferbench.worker.synthetic import NUM_CLASSES, load_synthetic
-from transferbench.worker.train import Batches, TrainConfig, build_optimizer, evaluate, learning_rate, sgd_step
+from transferbench.schema.spec import TrainConfig
+from transferbench.worker.inputs import Batches
+from transferbench.worker.steps import build_optimizer, evaluate_models, learning_rate, sgd_step
 
 
 def upscaled(train: bool, per_class: int, device: torch.device) -> ImageSet:
@@ -59,7 +61,7 @@ def run(seed: int, amp: bool, args: argparse.Namespace, train_set: ImageSet, val
         loss = sgd_step(model, optimizer, x, y, 0, amp)
         if (iteration + 1) % args.every == 0:
             losses.append(round(float(loss.detach()), 4))
-    final = evaluate(model, val_batches, 256, amp)
+    final = evaluate_models([model], val_batches, 256, amp)[0]
     return {"seed": seed, "precision": "bf16" if amp else "fp32", "losses": losses, "val_top1": final["top1"],
             "val_loss": final["loss"], "seconds": time.perf_counter() - started}
 

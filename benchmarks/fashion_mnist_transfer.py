@@ -13,7 +13,8 @@ import dataclasses
 from pathlib import Path
 
 from transferbench.worker.models import ModelConfig
-from transferbench.worker.train import JobSpec, TrainConfig, run_job
+from transferbench.schema.spec import JobSpec, TrainConfig
+from transferbench.worker.train import run_job
 from transferbench.worker.transfer import Condition
 
 REPO = Path(__file__).resolve().parents[1]

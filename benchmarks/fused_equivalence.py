@@ -35,10 +35,11 @@ def main() -> None:
         torch.use_deterministic_algorithms(True)
 
     from transferbench.shipped import find_config
-    from transferbench.study.executors import run_task
+    from transferbench.study.run import run_task
     from transferbench.study.plan import build_plan, write_plan
-    from transferbench.study.status import Study
-    from transferbench.worker.train import Trainer, train_together
+    from transferbench.study.study import Study
+    from transferbench.worker.fused import train_together
+    from transferbench.worker.train import Trainer
 
     with tempfile.TemporaryDirectory(prefix="transferbench-fused-") as scratch:
         plan = build_plan(find_config("demo"), Path(scratch) / "jobs", None,

@@ -114,18 +114,23 @@ n = {n}
 {extra}"""
 
 
+# A slightly larger network without dropout, which learns the miniature data within 200 iterations.
+LEARNING_STUDY = TINY_STUDY.replace("conv_widths = [4, 4, 6, 6, 4]\nfc_width = 16",
+                                    "conv_widths = [8, 8, 8, 8, 8]\nfc_width = 32\ndropout = 0.0")
+
+
 def tiny_study(tmp_path: Path, name: str, networks: list[str], n: list[int], iterations: int = 12, every: int = 4,
-               lr: float = 0.05, data: Path | None = None, extra: str = "") -> Path:
+               lr: float = 0.05, data: Path | None = None, extra: str = "", template: str = TINY_STUDY) -> Path:
     """Plan a study of the tiny network on a miniature Fashion-MNIST (config at tmp_path/<name>.toml); its folder.
-    ``extra``: more keys of the block (e.g. ``units = [8]``)."""
+    ``extra``: more keys of the block (e.g. ``units = [8]``); ``template``: TINY_STUDY or LEARNING_STUDY."""
     import json
 
     from transferbench.study.plan import build_plan, write_plan
 
     data = data or make_fashion_mnist(tmp_path / "data")
     config = tmp_path / f"{name}.toml"
-    config.write_text(TINY_STUDY.format(name=name, data=data, lr=lr, iterations=iterations, every=every,
-                                        networks=json.dumps(networks), n=json.dumps(n), extra=extra))
+    config.write_text(template.format(name=name, data=data, lr=lr, iterations=iterations, every=every,
+                                      networks=json.dumps(networks), n=json.dumps(n), extra=extra))
     plan = build_plan(config, tmp_path / "jobs")
     write_plan(plan, echo=lambda *_: None)
     return plan.study_dir
@@ -148,20 +153,20 @@ def record_text(spec, status: str = "done") -> str:
 def stop_during(iteration: int):
     """Training asks itself to stop (as SIGTERM would) while it runs ``iteration`` (0-based): it
     checkpoints after that iteration and raises StopRequested."""
-    import transferbench.worker.train as train_module
+    from transferbench.worker import steps
 
-    original = train_module.learning_rate
+    original = steps.learning_rate
 
     def stopping(config, number):
         if number == iteration:
             os.kill(os.getpid(), signal.SIGUSR1)
         return original(config, number)
 
-    train_module.learning_rate = stopping
+    steps.learning_rate = stopping
     try:
         yield
     finally:
-        train_module.learning_rate = original
+        steps.learning_rate = original
 
 
 CROSS_STUDY = """
@@ -205,3 +210,25 @@ def cross_study(tmp_path: Path, name: str, target: str, target_table: str, netwo
     plan = build_plan(config, tmp_path / "jobs")
     write_plan(plan, echo=lambda *_: None)
     return source, plan.study_dir
+
+
+@pytest.fixture
+def fashion_root(tmp_path):
+    """A miniature Fashion-MNIST in torchvision's layout: class-dependent blobs, real IDX files."""
+    return make_fashion_mnist(tmp_path)
+
+
+TINY_MODEL = dict(arch="small", num_classes=5, in_channels=1, conv_widths=(4, 4, 6, 6, 4), fc_width=16, dropout=0.5,
+                  init="kaiming")
+
+
+def tiny_spec(tmp_path, fashion_root, name="base", side="A", condition=None, source=None, iterations=12, **train):
+    """A job spec of the tiny network on side ``side`` of fashion-mnist-random0 (the miniature data)."""
+    from transferbench.schema.spec import Condition, JobSpec, ModelConfig, TrainConfig
+
+    return JobSpec(key=f"t/{name}", dataset="fashion-mnist", split=str(REPO / "splits" / "fashion-mnist-random0.json"),
+                   side=side, out_dir=str(tmp_path / name), condition=condition or Condition(), source_checkpoint=source,
+                   model=ModelConfig(**TINY_MODEL),
+                   train=TrainConfig(**{**dict(lr=0.05, batch_size=16, iterations=iterations, lr_step=8, eval_every=4,
+                                                checkpoint_every=4, crop=28, pad=2, input_scale=1 / 64), **train}),
+                   data_root=str(fashion_root))

@@ -178,3 +178,17 @@ def write_binaryproto(path: Path, mean_bgr: np.ndarray) -> Path:
     blob.data.extend(np.asarray(mean_bgr, dtype=np.float32).ravel().tolist())
     path.write_bytes(blob.SerializeToString())
     return path
+
+
+def growing_a_brain_files(tmp_path) -> list[str]:
+    """Small files in place of the BVLC CaffeNet and the three target datasets, as --set gives them."""
+    import torch
+
+    from transferbench.schema.spec import ModelConfig
+    from transferbench.worker.models import TransferNet
+
+    write_caffemodel(tmp_path / "caffenet.caffemodel",
+                     TransferNet(ModelConfig(num_classes=1000, conv_widths=(8, 16, 16, 16, 16), fc_width=32)).state_dict())
+    return [f"source.caffenet.weights={tmp_path / 'caffenet.caffemodel'}",
+            f"target.sun397.data_root={make_sun397(tmp_path / 'sun')}", f"target.mit67.data_root={make_mit67(tmp_path / 'mit')}",
+            f"target.cub200.data_root={make_cub200(tmp_path / 'cub')}"]

@@ -95,7 +95,7 @@ def test_planning_submitting_status_collecting_and_plotting_import_no_torch(tmp_
 import sys
 from pathlib import Path
 from transferbench.study.plan import build_plan, write_plan
-from transferbench.study.executors import submit
+from transferbench.study.submit import submit
 from transferbench.study.status import status_table
 from transferbench.analysis.results import collect_rows, read_csv
 from transferbench.analysis.figures import plot_all

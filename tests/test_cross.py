@@ -14,9 +14,10 @@ from tests.formats import make_cub200, make_folder, make_mit67, write_caffemodel
 from transferbench.cli import main
 from transferbench.fileio import file_sha256
 from transferbench.schema.spec import ModelConfig
-from transferbench.study.executors import submit
+from transferbench.study.submit import submit
 from transferbench.study.plan import build_plan, write_plan
-from transferbench.study.status import Study, status_table
+from transferbench.study.study import Study
+from transferbench.study.status import status_table
 from transferbench.worker.models import TransferNet
 
 TINY_CAFFENET = ModelConfig(num_classes=10, conv_widths=(8, 16, 16, 16, 16), fc_width=32)
@@ -205,10 +206,10 @@ def test_bad_cross_dataset_inputs_fail_in_one_line_and_write_nothing(tmp_path, c
 
 
 def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatch):
-    from tests.test_plan import _growing_a_brain_files
+    from tests.formats import growing_a_brain_files
 
     monkeypatch.chdir(tmp_path)
-    settings = _growing_a_brain_files(tmp_path)
+    settings = growing_a_brain_files(tmp_path)
     # A relative path on the command line is relative to where plan runs, as --data-root is.
     settings[0] = "source.caffenet.weights=caffenet.caffemodel"
     code = main(["plan", "growing-a-brain", "--jobs-dir", "jobs", *sum((["--set", s] for s in settings), [])])

@@ -8,11 +8,12 @@ import os
 import pytest
 import torch
 
-import transferbench.worker.train as train_module
 from tests.conftest import stop_during
-from tests.test_worker import fashion_root, tiny_spec  # noqa: F401  (fashion_root: a fixture)
+from tests.conftest import tiny_spec
 from transferbench.schema.spec import Condition
-from transferbench.worker.train import Trainer, prefix_chains, run_job, train_together
+from transferbench.worker.fused import prefix_chains, train_together
+from transferbench.worker.running import StopRequested
+from transferbench.worker.train import Trainer, run_job
 
 # Frozen transfers that share base A's layers 1..3, 1..6 and 1..7 (A6B takes fc6's output, after
 # its dropout, from A7B's pass: the random state must be A7B's after fc6), a fine-tuned
@@ -60,7 +61,7 @@ def test_a_fused_group_trains_exactly_the_separate_networks_and_resumes_exactly(
 
     # Killed mid-run (a stop at iteration 6 checkpoints every member) and resumed: the same again.
     resumed_specs = _specs(tmp_path / "resumed", fashion_root, sources)
-    with stop_during(5), pytest.raises(train_module.StopRequested):
+    with stop_during(5), pytest.raises(StopRequested):
         train_together(_fused(resumed_specs))
     assert all(not os.path.exists(os.path.join(spec.out_dir, "result.json")) for spec in resumed_specs)
     resumed = train_together(_fused(resumed_specs))
@@ -99,7 +100,7 @@ def test_the_paper_grid_fuses_by_stream_and_depth_and_splits_groups_by_memory(tm
     from tests.conftest import REPO
     from transferbench.study.fuse import depths, fuse_jobs
     from transferbench.study.plan import build_plan
-    from transferbench.study.status import order_jobs
+    from transferbench.study.study import order_jobs
 
     jobs = build_plan(REPO / "configs" / "yosinski2014.toml", tmp_path).jobs
     order = order_jobs(jobs)
@@ -120,8 +121,9 @@ def test_the_paper_grid_fuses_by_stream_and_depth_and_splits_groups_by_memory(tm
 
 def test_a_fused_study_runs_on_the_local_and_debug_executors_with_the_separate_study_s_results(tmp_path):
     from tests.conftest import tiny_study
-    from transferbench.study.executors import submit
-    from transferbench.study.status import Study, status_table
+    from transferbench.study.submit import submit
+    from transferbench.study.study import Study
+    from transferbench.study.status import status_table
 
     separate = tiny_study(tmp_path / "separate", "g", ["AnB", "AnB+", "BnB", "RnB"], [2, 7])
     fused = tiny_study(tmp_path / "fused", "g", ["AnB", "AnB+", "BnB", "RnB"], [2, 7])

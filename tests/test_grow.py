@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from transferbench.errors import UserError
-from transferbench.study.executors import submit
-from transferbench.study.status import Study
+from transferbench.study.submit import submit
+from transferbench.study.study import Study
 from transferbench.worker.grow import VARIANTS, Growth, GrownNet, apply_growth
 from transferbench.worker.models import ModelConfig, TransferNet
 from transferbench.study.plan import build_plan
 from transferbench.schema.spec import TrainConfig
-from transferbench.worker.train import build_optimizer
+from transferbench.worker.steps import build_optimizer
 from tests.conftest import tiny_study
 
 CONFIG = ModelConfig.small(5, 1, conv_widths=(4, 4, 6, 6, 4), fc_width=16)

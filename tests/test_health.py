@@ -17,8 +17,9 @@ from transferbench.demo import reading
 from transferbench.errors import UserError
 from transferbench.schema.health import HealthSettings, judge
 from transferbench.schema.record import Row
-from transferbench.study.executors import submit
-from transferbench.study.status import Study, judge_study, read_record, status_table
+from transferbench.study.submit import submit
+from transferbench.study.study import Study, read_record
+from transferbench.study.status import judge_study, status_table
 
 CURVE = [(i, min(0.9, 0.2 + 0.01 * i)) for i in range(10, 210, 10)]  # learns, then flat at 0.9
 
@@ -51,8 +52,6 @@ def test_health_settings_are_checked_at_plan(tmp_path):
         conftest.tiny_study(tmp_path, "badhealth", ["AnB"], [2], extra=extra.replace("[health]", "[health]"))
 
 
-STALL_STUDY = conftest.TINY_STUDY.replace("conv_widths = [4, 4, 6, 6, 4]\nfc_width = 16",
-                                          "conv_widths = [8, 8, 8, 8, 8]\nfc_width = 32\ndropout = 0.0")
 # A second block trains its own base on another split with an absurd weight decay: every step
 # shrinks the weights by a quarter, the network's output goes flat and it guesses.
 ABSURD = '\n[[block]]\nname = "absurd"\nsplits = ["random1"]\nnetworks = ["baseA"]\ntrain = {weight_decay = 5.0, lr = 0.05}\n'
@@ -61,13 +60,9 @@ ABSURD = '\n[[block]]\nname = "absurd"\nsplits = ["random1"]\nnetworks = ["baseA
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("health")
-    original = conftest.TINY_STUDY
-    conftest.TINY_STUDY = STALL_STUDY
-    try:
-        study_dir = conftest.tiny_study(tmp_path, "health", ["baseB", "AnB"], [2], iterations=200, every=10, lr=0.005,
-                                        data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200), extra=ABSURD)
-    finally:
-        conftest.TINY_STUDY = original
+    study_dir = conftest.tiny_study(tmp_path, "health", ["baseB", "AnB"], [2], iterations=200, every=10, lr=0.005,
+                                    data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200), extra=ABSURD,
+                                    template=conftest.LEARNING_STUDY)
     submit(study_dir, "debug", echo=lambda *_: None)
     return study_dir
 
@@ -98,20 +93,21 @@ def test_a_stalled_network_is_flagged_everywhere_and_left_out_of_means(trained, 
     assert any("networks left out of every mean" in line and stalled_key in line for line in reading(list(by_key.values())))
 
 
-def test_retry_stalled_trains_again_with_another_seed_and_keeps_both_attempts(trained):
+def test_retry_stalled_trains_again_from_other_random_streams_and_keeps_both_attempts(trained):
     messages = []
     submit(trained, "debug", retry_stalled=True, echo=messages.append)
-    assert messages[0].startswith("training 1 stalled networks again with another seed (random1/baseA/seed0)")
+    assert messages[0].startswith("training 1 stalled networks again from other random streams (random1/baseA/seed0)")
     job = Study.open(trained).jobs["random1/baseA/seed0"]
     record = read_record(job)
-    assert record.seed_used == 1000 and len(record.attempts) == 1
+    assert record.retry == 1 and record.seed_used is None and len(record.attempts) == 1
+    assert record.random_streams == "seedsequence/1"
     first = record.attempts[0]
-    assert first["why"] == "stalled" and first["health"] == "stalled" and first["seed"] == 0
+    assert first["why"] == "stalled" and first["health"] == "stalled" and first["seed"] == 0 and first["retry"] == 0
     assert (job.out_dir / "attempt1" / "result.json").is_file()
     assert json.loads((job.out_dir / "attempt1" / "result.json").read_text())["health"]["state"] == "stalled"
     rows, _ = collect_rows(trained)
     row = next(r for r in rows if r.key == "random1/baseA/seed0")
-    assert "attempt 2, trained with seed 1000" in row.notes and row.seed == 0  # the key keeps its seed
+    assert "attempt 2, random streams of retry 1" in row.notes and row.seed == 0  # the key keeps its seed
 
 
 def test_a_network_built_on_a_stalled_base_is_source_unhealthy(tmp_path):
@@ -129,7 +125,7 @@ def test_a_network_built_on_a_stalled_base_is_source_unhealthy(tmp_path):
     verdicts = judge_study(study, records)
     assert verdicts["random0/baseA/seed0"].state == "stalled"
     assert verdicts["random0/A2B/seed0"].state == "source_unhealthy" and "random0/baseA/seed0" in verdicts["random0/A2B/seed0"].reason
-    retrain = __import__("transferbench.study.executors", fromlist=["stalled_retrains"]).stalled_retrains(study, verdicts)
+    retrain = __import__("transferbench.study.submit", fromlist=["stalled_retrains"]).stalled_retrains(study, verdicts)
     assert retrain == {"random0/baseA/seed0": "stalled", "random0/A2B/seed0": "source retrained"}
 
 
@@ -170,3 +166,15 @@ def test_pairing_reads_each_network_against_its_own_base(tmp_path):
     summary = next(m for m in messages if "fig2:" in m)
     assert "shaded and named: specificity, lingering boost" in summary and "not seen in these data (not shaded): co-adaptation loss" in summary
 
+
+
+def test_the_chance_line_is_three_standard_errors_above_chance():
+    """A frozen network 2.5 standard errors above guessing is still guessing; one 3.5 above is not."""
+    from transferbench.schema.health import chance_line
+
+    images, classes = 400, 5
+    se = math.sqrt(0.2 * 0.8 / images)
+    assert chance_line(classes, images, 3.0) == pytest.approx(0.2 + 3 * se)
+    flat = lambda top1: [(i, top1) for i, _ in CURVE]  # noqa: E731
+    assert judge(flat(0.2 + 2.5 * se), losses(1.0), classes, images).state == "stalled"
+    assert judge(flat(0.2 + 3.5 * se), losses(1.0), classes, images).state == "healthy"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 from transferbench.errors import UserError
-from transferbench.study.executors import submit
+from transferbench.study.submit import submit
 from transferbench.study.plan import build_plan, write_plan
 from transferbench.tasks.classes import load_table
 
@@ -88,9 +88,9 @@ def test_plan_cli_takes_data_root_val_list_and_pack_dir_relative_to_where_it_run
 
 
 def test_a_cross_dataset_sources_imagenet_is_checked_at_plan_and_measures_forgetting(tmp_path, imagenet, monkeypatch):
-    from tests.test_plan import _growing_a_brain_files
+    from tests.formats import growing_a_brain_files
 
-    settings = _growing_a_brain_files(tmp_path) + [f"source.caffenet.data_root={imagenet}",
+    settings = growing_a_brain_files(tmp_path) + [f"source.caffenet.data_root={imagenet}",
                                                    f"source.caffenet.val_list={imagenet / 'val.txt'}"]
     planned = build_plan(REPO / "configs" / "growing-a-brain.toml", tmp_path / "jobs", settings=settings)
     grown = planned.jobs["caffenet-sun397/A7B+WA2048/seed0"].spec

@@ -1,25 +1,32 @@
 """Installed, not only checked out: the wheel carries what a user needs at run time, and works
-from an empty folder in a fresh virtual environment (torch and the rest from this Python's
-site-packages: nothing is downloaded)."""
+from an empty folder in a fresh virtual environment (torch and the rest from the site-packages of
+the Python that runs the tests, a virtual environment or not: nothing is downloaded)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
 
 from tests.conftest import REPO
 
+# The environment of the commands run in the new virtual environment: no PYTHONPATH that could
+# put a checkout before the installed wheel.
+CLEAN_ENV = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+
 
 def run(command, cwd, timeout=600):
     done = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+                          check=False, env=CLEAN_ENV)
     assert done.returncode == 0, f"{command}: {done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
 
 def test_the_wheel_carries_the_shipped_files_and_works_from_an_empty_folder(tmp_path):
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "wheel", REPO], REPO)
+    # Built as pip builds it for a user: in an isolated environment with the build backend
+    # pyproject.toml names (from the package index), so the test runs the same in any environment.
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "wheel", REPO], REPO)
     [wheel] = (tmp_path / "wheel").glob("transferbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder, pattern in (("splits", "*.json"), ("configs", "*.toml")):
@@ -30,7 +37,13 @@ def test_the_wheel_carries_the_shipped_files_and_works_from_an_empty_folder(tmp_
     assert not any(name.startswith(("tests/", "splits/", "results/", "configs/")) for name in names)
 
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", venv], tmp_path)
+    run([sys.executable, "-m", "venv", venv], tmp_path)
+    # torch, numpy, ... from the tests' own Python (--system-site-packages would give a venv made
+    # inside a venv the base interpreter's packages instead). A path in a .pth file is searched
+    # after the venv's own site-packages, and its own .pth files (an editable checkout) are not run.
+    own = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    paths = dict.fromkeys(path for path in sys.path if os.path.basename(path) in ("site-packages", "dist-packages"))
+    (own / "tests-site-packages.pth").write_text("".join(f"{path}\n" for path in paths))
     run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -12,9 +12,11 @@ import pytest
 
 from tests import conftest
 from tests.conftest import REPO
+from tests.formats import growing_a_brain_files
 from transferbench.errors import UserError
-from transferbench.study.executors import submit
-from transferbench.study.status import Study, states, status_table
+from transferbench.study.submit import submit
+from transferbench.study.study import Study
+from transferbench.study.status import states, status_table
 from transferbench.study.plan import build_plan, category, write_plan
 from transferbench.analysis.results import collect_rows
 
@@ -114,7 +116,8 @@ def test_diverging_base_fails_its_dependents_and_retry_runs_them(tmp_path):
     submit(study_dir, "debug", echo=lambda *_: None)
     current = states(Study.open(study_dir))
     assert current["random0/baseA/seed0"][0] == "failed" and current["random0/baseA/seed0"][1].startswith("diverged")
-    assert current["random0/A2B/seed0"] == ("failed", "interrupted before it wrote a result (its executor stopped)")
+    assert current["random0/A2B/seed0"][0] == "planned"  # never started: its base failed
+    assert "random0/A2B/seed0" not in Study.open(study_dir).manifest()
     skipped = submit(study_dir, "debug", dry_run=True, echo=lambda *_: None).skipped
     assert "use --retry-failed" in skipped["random0/baseA/seed0"]
     retry = submit(study_dir, "debug", retry_failed=True, dry_run=True, echo=lambda *_: None)
@@ -142,28 +145,13 @@ def test_cli_plan_and_local_executor(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().endswith("run `transferbench plan CONFIG.toml` first")
 
 
-def _growing_a_brain_files(tmp_path) -> list[str]:
-    """Small files in place of the BVLC CaffeNet and the three target datasets, as --set gives them."""
-    import torch
-
-    from tests.formats import make_cub200, make_mit67, make_sun397, write_caffemodel
-    from transferbench.schema.spec import ModelConfig
-    from transferbench.worker.models import TransferNet
-
-    write_caffemodel(tmp_path / "caffenet.caffemodel",
-                     TransferNet(ModelConfig(num_classes=1000, conv_widths=(8, 16, 16, 16, 16), fc_width=32)).state_dict())
-    return [f"source.caffenet.weights={tmp_path / 'caffenet.caffemodel'}",
-            f"target.sun397.data_root={make_sun397(tmp_path / 'sun')}", f"target.mit67.data_root={make_mit67(tmp_path / 'mit')}",
-            f"target.cub200.data_root={make_cub200(tmp_path / 'cub')}"]
-
-
 def _synthetic_source(tmp_path) -> list[str]:
     """The study whose network cross-synthetic-fashion transfers from, planned beside it."""
     write_plan(build_plan(REPO / "configs" / "synthetic-source.toml", tmp_path), echo=lambda *_: None)
     return []
 
 
-EXTERNAL_FILES = {"growing-a-brain.toml": _growing_a_brain_files,  # presets whose files a user gives
+EXTERNAL_FILES = {"growing-a-brain.toml": growing_a_brain_files,  # presets whose files a user gives
                   "cross-synthetic-fashion.toml": _synthetic_source}
 
 
@@ -173,3 +161,19 @@ def test_every_shipped_config_plans(config, tmp_path):
     settings = EXTERNAL_FILES[config](tmp_path) if config in EXTERNAL_FILES else None
     plan = build_plan(REPO / "configs" / config, tmp_path, settings=settings)
     assert plan.jobs and all(set(job.depends) <= set(plan.jobs) for job in plan.jobs.values())
+
+
+def test_a_job_whose_base_changed_is_changed_too(tmp_path):
+    """A transfer rests on its base: its identity covers the base's (source_id), and a re-plan
+    marks it changed when only the base changed, even if its own spec did not record that."""
+    import dataclasses
+
+    study_dir = conftest.tiny_study(tmp_path, "bases", ["AnB"], [2])
+    plan = build_plan(tmp_path / "bases.toml", tmp_path / "jobs")
+    base, transfer = plan.jobs["random0/baseA/seed0"], plan.jobs["random0/A2B/seed0"]
+    assert transfer.spec.source_id == base.config_hash
+    changed_base = dataclasses.replace(base, spec=dataclasses.replace(base.spec, train=dataclasses.replace(base.spec.train, lr=0.01)))
+    plan.jobs[base.key] = changed_base  # the transfer's spec is left as it was: only the dependency says it rests on the base
+    changes = write_plan(plan, echo=lambda *_: None)
+    assert changes["changed"] == ["random0/A2B/seed0", "random0/baseA/seed0"]
+    assert Study.open(study_dir).jobs[base.key].spec.train.lr == 0.01

@@ -54,16 +54,11 @@ def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured
     import sys
 
     from tests import conftest
-    from transferbench.study.executors import submit
+    from transferbench.study.submit import submit
 
-    from tests.test_health import STALL_STUDY  # the small network that learns the miniature data (tests/test_health.py)
-
-    original, conftest.TINY_STUDY = conftest.TINY_STUDY, STALL_STUDY
-    try:
-        study_dir = conftest.tiny_study(tmp_path, "probed", ["baseB", "AnB", "AnB+"], [1, 3, 5], iterations=200, every=10,
-                                        lr=0.005, data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200))
-    finally:
-        conftest.TINY_STUDY = original
+    study_dir = conftest.tiny_study(tmp_path, "probed", ["baseB", "AnB", "AnB+"], [1, 3, 5], iterations=200, every=10,
+                                    lr=0.005, data=conftest.make_fashion_mnist(tmp_path / "data", 400, 200),
+                                    template=conftest.LEARNING_STUDY)
     submit(study_dir, "debug", echo=lambda *_: None)
     run = subprocess.run([sys.executable, "-m", "transferbench", "probe", str(study_dir), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, check=False)
@@ -93,7 +88,7 @@ def test_agreement_is_kendalls_tau_per_split_with_an_interval_over_them():
 def test_a_cross_dataset_target_is_probed_with_the_blocks_source_as_base_a(tmp_path):
     from tests import conftest
     from transferbench.probe.run import probe_study
-    from transferbench.study.executors import submit
+    from transferbench.study.submit import submit
     source, study_dir = conftest.cross_study(
         tmp_path, "x", "other", 'dataset = "fashion-mnist"\ndata_root = "{data}"\nsplit = "random0"\nside = "B"',
         ["baseB", "AnB"], [1, 3, 5], iterations=120, every=20, lr=0.01, batch=16)

@@ -121,18 +121,23 @@ def test_plan_file_rejects_a_wrong_shape_or_an_edited_job(tmp_path):
     job = {"key": "k", "block": "b", "split": "all", "network": "base", "pattern": "base", "side": None, "seed": 0,
            "depends": [], "spec": spec(tmp_path, condition=Condition(), growth=None, source_checkpoint=None).to_dict()}
     job.update(condition="base", n=0, out_dir=str(tmp_path), config_hash=JobSpec.from_dict(job["spec"]).config_hash())
-    plan = PlanFile.from_dict({"format": "transferbench-plan/1", "study": "s", "config": {}, "jobs": [job]}, "p.json")
+    current = "transferbench-plan/2"
+    plan = PlanFile.from_dict({"format": current, "study": "s", "config": {}, "jobs": [job]}, "p.json", tmp_path / "elsewhere")
     assert list(plan.jobs) == ["k"] and plan.jobs["k"].depends == ()
     for data, message in [([], "is not a transferbench plan"),
-                          ({"format": "transferbench-plan/1", "study": "s", "config": {}, "jobs": {}}, "lacks"),
-                          ({"format": "transferbench-plan/1", "study": "s", "config": {}, "jobs": [dict(job, seed="0")]},
+                          ({"format": "transferbench-plan/1", "study": "s", "config": {}, "jobs": [job]},
+                           "written by an older transferbench.*plan.*again"),
+                          ({"format": current, "study": "s", "config": {}, "jobs": {}}, "lacks"),
+                          ({"format": current, "study": "s", "config": {}, "jobs": [dict(job, seed="0")]},
                            "seed must be an integer"),
-                          ({"format": "transferbench-plan/1", "study": "s", "config": {}, "jobs": [dict(job, n=3)]},
+                          ({"format": current, "study": "s", "config": {}, "jobs": [dict(job, n=3)]},
                            "edited by hand"),
-                          ({"format": "transferbench-plan/1", "study": "s", "config": {}, "jobs": [dict(job, depends=["x"])]},
+                          ({"format": current, "study": "s", "config": {}, "jobs": [dict(job, config_hash="0" * 16)]},
+                           "edited by hand"),
+                          ({"format": current, "study": "s", "config": {}, "jobs": [dict(job, depends=["x"])]},
                            "depends on x, which is not in the plan")]:
         with pytest.raises(UserError, match=message):
-            PlanFile.from_dict(data, "p.json")
+            PlanFile.from_dict(data, "p.json", tmp_path / "elsewhere")
     assert ManifestEntry.from_dict({"executor": "slurm", "job_id": "3_1"}, "m.json").to_dict() == \
         {"executor": "slurm", "attempt": 1, "job_id": "3_1"}
 

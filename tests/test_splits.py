@@ -221,3 +221,19 @@ def test_a_dataset_read_from_its_layout_is_split_at_random_and_by_wordnet(tmp_pa
     pet_split = load_split(tmp_path / "splits" / "folder-stratified0.json")
     carnivores = {c.name for c in pet_split.sides["A"]} & {"cat", "dog", "fox"}
     assert len(carnivores) in (1, 2)  # the three carnivores are divided, not put on one side
+
+
+def test_chain_splits_are_the_legacy_generators_permutation_cut_in_parts():
+    """A chain's tasks are RandomState([seed]).permutation of the classes cut into near-equal parts:
+    the draw is part of every chain study's identity, so it must not move."""
+    import numpy as np
+
+    from transferbench.tasks.splits import chain_split
+
+    table = load_table("imagenet1k")
+    split = chain_split(table, 3, 3)
+    order = np.random.RandomState([3]).permutation(1000)
+    assert [len(split.sides[side]) for side in "ABC"] == [334, 333, 333]
+    assert [c.index for c in split.sides["A"]] == sorted(order[:334].tolist())
+    assert [c.index for c in split.sides["C"]][:5] == sorted(order[667:].tolist())[:5]
+    assert split.content_hash() == chain_split(table, 3, 3).content_hash() != chain_split(table, 4, 3).content_hash()

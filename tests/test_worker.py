@@ -15,25 +15,12 @@ from transferbench.errors import UserError
 from transferbench.worker.models import LAYER_NAMES, ModelConfig, TransferNet
 from transferbench.tasks.splits import load_split
 from transferbench.schema.spec import JobSpec, TrainConfig
-from transferbench.worker.train import Batches, run_job
+from transferbench.worker.inputs import Batches
+from transferbench.worker.train import run_job
 from transferbench.worker.transfer import Condition, apply_condition
-from tests.conftest import REPO, make_fashion_mnist, stop_during
+from tests.conftest import REPO, TINY_MODEL, make_fashion_mnist, stop_during, tiny_spec
 
-TINY = ModelConfig("small", 5, 1, (4, 4, 6, 6, 4), 16, 0.5, "kaiming")
-
-
-@pytest.fixture()
-def fashion_root(tmp_path):
-    """A miniature Fashion-MNIST in torchvision's layout: class-dependent blobs, real IDX files."""
-    return make_fashion_mnist(tmp_path)
-
-
-def tiny_spec(tmp_path, fashion_root, name="base", side="A", condition=Condition(), source=None, iterations=12, **train) -> JobSpec:
-    return JobSpec(key=f"t/{name}", dataset="fashion-mnist", split=str(REPO / "splits" / "fashion-mnist-random0.json"),
-                   side=side, out_dir=str(tmp_path / name), condition=condition, source_checkpoint=source, model=TINY,
-                   train=TrainConfig(**{**dict(lr=0.05, batch_size=16, iterations=iterations, lr_step=8, eval_every=4,
-                                                checkpoint_every=4, crop=28, pad=2, input_scale=1 / 64), **train}),
-                   data_root=str(fashion_root))
+TINY = ModelConfig(**TINY_MODEL)
 
 
 def test_idx_reader_and_split_side(fashion_root):
@@ -165,9 +152,9 @@ def test_frozen_layers_unchanged_and_resume_is_exact(tmp_path, fashion_root):
     short = json.loads(json.dumps(partial.to_dict()))
     short["train"]["iterations"] = 12
     # Stop the run at iteration 6 by asking for a stop (as SIGTERM would) mid-way.
-    import transferbench.worker.train as train_module
+    from transferbench.worker.running import StopRequested
 
-    with stop_during(5), pytest.raises(train_module.StopRequested):
+    with stop_during(5), pytest.raises(StopRequested):
         run_job(partial, progress=False)
     assert not (tmp_path / "resumed" / "result.json").exists()
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
@@ -208,7 +195,7 @@ def test_imagenet_pack_trains_like_the_decoded_files(tmp_path):
     """The uint8 pack: decoded once (corrupt files dropped), memory-mapped, same batches as decoding."""
     from transferbench.tasks.classes import load_table
     from transferbench.worker.data import pack_images, imagenet_items
-    from transferbench.worker.train import Batches
+    from transferbench.worker.inputs import Batches
 
     wnids = [c.wnid for c in load_table("imagenet1k").classes]
     _jpeg_tree(tmp_path, wnids[:3], 4)
@@ -348,3 +335,18 @@ def test_a_killed_pack_build_resumes_and_gives_the_same_pack(tmp_path, monkeypat
     assert calls == [8]  # it went on from the last saved chunk, not from the start
     assert np.array_equal(resumed.images, whole.images) and torch.equal(resumed.mean, whole.mean)
     assert not list((tmp_path / "pack").glob("*.partial.npy"))
+
+
+def test_random_streams_differ_by_purpose_epoch_and_iteration():
+    """One tree of streams keyed by (seed, retry, purpose, index): no two purposes, epochs or
+    iterations share one, and every batch draws its own crops and flips."""
+    from transferbench.worker import streams
+    from transferbench.worker.inputs import augment_generator, batch_indices
+
+    seeds = {(purpose, index): streams.stream_seed(0, purpose, index) for purpose in streams.PURPOSES for index in range(50)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert streams.stream_seed(0, "dropout", 3) != streams.stream_seed(0, "dropout", 3, retry=1) != streams.stream_seed(1, "dropout", 3)
+    draws = {tuple(torch.randint(0, 100, (8,), generator=augment_generator(0, i)).tolist()) for i in range(20)}
+    assert len(draws) == 20  # a batch's crops are its own: none repeats another iteration's
+    assert batch_indices(100, 10, 0, 0) != batch_indices(100, 10, 0, 10)  # epoch 1 is shuffled afresh
+    assert sorted(batch_indices(100, 10, 0, 0) + [i for it in range(1, 10) for i in batch_indices(100, 10, 0, it)]) == list(range(100))

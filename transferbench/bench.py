@@ -187,7 +187,8 @@ def model_config(arch: str) -> tuple[ModelConfig, int]:
 
 def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device) -> BenchRow:
     """``mode``: train, frozen3/5/7 or eval, on a batch that already sits on the device."""
-    from transferbench.worker.train import TrainConfig, build_optimizer, sgd_step
+    from transferbench.schema.spec import TrainConfig
+    from transferbench.worker.steps import build_optimizer, sgd_step
 
     model_cfg, size = model_config(arch)
     model = TransferNet(model_cfg).to(device)
@@ -234,7 +235,8 @@ def fused_members(config: BenchConfig, device: torch.device) -> list:
     """The seven AnB networks (n = 1..7) of one split at CaffeNet 227 px: each copies and freezes
     layers 1..n of one base A (random weights stand in for a trained base)."""
     from transferbench.schema.spec import Condition
-    from transferbench.worker.train import TrainConfig, build_optimizer
+    from transferbench.schema.spec import TrainConfig
+    from transferbench.worker.steps import build_optimizer
     from transferbench.worker.transfer import apply_condition
 
     model_cfg, _ = model_config("caffenet")
@@ -256,7 +258,8 @@ def bench_fused(config: BenchConfig, device: torch.device, stream=None) -> list[
     each separate network also reads its own batches, as separate jobs do, and the fused group
     reads each batch once. Returns the separate row, the fused row (its note: measured and
     counted ratios)."""
-    from transferbench.worker.train import SharedPrefix, prefix_chains, sgd_step
+    from transferbench.worker.fused import SharedPrefix, prefix_chains
+    from transferbench.worker.steps import sgd_step
 
     members = fused_members(config, device)
     chains = prefix_chains([(model, n) for model, _, n in members])
@@ -373,7 +376,8 @@ def our_batches(files: list[Path] | None, config: BenchConfig, device: torch.dev
     pack held in device memory when ``resident``), one batch fetched ahead in a thread,
     mean/crop/mirror on the device."""
     from transferbench.worker.data import ImageSet
-    from transferbench.worker.train import Batches, TrainConfig
+    from transferbench.schema.spec import TrainConfig
+    from transferbench.worker.inputs import Batches
 
     count = len(files) if files is not None else len(pack.images)
     labels = torch.arange(count) % 10
@@ -413,7 +417,8 @@ def nvjpeg_batches(jpegs: list[torch.Tensor], mean: torch.Tensor, config: BenchC
     from torchvision.io import decode_jpeg
 
     from transferbench.worker.data import ImageSet
-    from transferbench.worker.train import Batches, TrainConfig
+    from transferbench.schema.spec import TrainConfig
+    from transferbench.worker.inputs import Batches
 
     labels = torch.arange(len(jpegs)) % 10
     batches = Batches(ImageSet(None, labels, mean=mean), TrainConfig(crop=crop, channels_last=config.channels_last),
@@ -435,7 +440,8 @@ def bench_data(name: str, stream, config: BenchConfig, device: torch.device) -> 
 def bench_train(name: str, stream, config: BenchConfig, device: torch.device, ours: bool) -> BenchRow:
     """CaffeNet at 227 px, fed by ``stream``: ours with the configured precision and layout, the
     reference in fp32 NCHW with plain SGD over every parameter (the ImageNet example)."""
-    from transferbench.worker.train import TrainConfig, build_optimizer, sgd_step
+    from transferbench.schema.spec import TrainConfig
+    from transferbench.worker.steps import build_optimizer, sgd_step
 
     model_cfg, _ = model_config("caffenet")
     model = TransferNet(model_cfg).to(device)

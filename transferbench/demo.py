@@ -133,7 +133,7 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
              data_root: str | None = None, echo=print, first_seed: int = 0, settings: list[str] | None = None) -> dict:
     from transferbench.analysis.figures import plot_all
     from transferbench.analysis.results import collect_rows, write_rows
-    from transferbench.study.executors import submit
+    from transferbench.study.submit import submit
     from transferbench.study.plan import build_plan, write_plan
     from transferbench.study.status import status_table
 
@@ -190,6 +190,6 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
     for line in reading(rows):
         echo(f"  - {line}")
     if any(r.health == "stalled" for r in rows):
-        echo(f"stalled networks can be trained again with another seed: transferbench submit {plan.study_dir} "
+        echo(f"stalled networks can be trained again from other random streams: transferbench submit {plan.study_dir} "
              "--executor local --retry-stalled, then run the demo again")
     return {"rows": rows, "figures": figures, "seconds": elapsed, "csv": csv_path}

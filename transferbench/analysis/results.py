@@ -59,6 +59,15 @@ def read_csv(path: Path) -> list[Row]:
     return rows
 
 
+def column_values(path: Path, column: str) -> set[str]:
+    """The values one column of a CSV holds (none if the file has no such column or cannot be read)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return {row.get(column) or "" for row in csv.DictReader(handle)}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
 def write_rows(path: Path, rows: list[Row]) -> None:
     atomic_write_text(path, to_csv(rows))
 
@@ -104,7 +113,8 @@ def collect_rows(study_dir: Path, records: dict | None = None) -> tuple[list[Row
     """Rows of the finished jobs of a study (each from its record alone, its health judged with
     the study's thresholds), and the keys that have none yet. The records read (each once) go
     into ``records`` when given."""
-    from transferbench.study.status import Study, judge_study, read_record
+    from transferbench.study.study import Study, read_record
+    from transferbench.study.status import judge_study
 
     study = Study.open(study_dir)
     records = {} if records is None else records

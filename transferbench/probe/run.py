@@ -41,11 +41,11 @@ from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from transferbench.probe.measures import leep, linear_cka, logme, ridge_probe
 from transferbench.schema.spec import LAYER_NAMES
-from transferbench.study.status import Study
-from transferbench.tasks.splits import load_split
+from transferbench.study.study import Study
 from transferbench.worker.data import load_image_set
 from transferbench.worker.grow import build_model
-from transferbench.worker.train import Batches, check_source, image_set_settings, input_mean
+from transferbench.worker.inputs import Batches, image_set_settings, input_mean, load_planned_split
+from transferbench.worker.transfer import check_source
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
 LAYER_MEASURES = ("probe", "logme", "cka")
@@ -143,7 +143,7 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
     table: list[dict[str, Any]] = []
     for pair in pairs:
         spec = pair.target.spec
-        split = load_split(spec.split) if spec.split else None
+        split = load_planned_split(spec.split, spec.split_hash)
         common = image_set_settings(spec)
         root = Path(spec.data_root) if spec.data_root else None
         train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)

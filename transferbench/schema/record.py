@@ -127,9 +127,11 @@ class ResultRecord:
     source_top1_before: float | None = None
     source_top1_after: float | None = None
     health: dict[str, Any] | None = None  # {"state", "reason"} judged when written (transferbench.schema.health)
-    seed_used: int | None = None  # the seed this attempt trained with, when a retry re-seeded it (else spec's)
+    seed_used: int | None = None  # records of older versions: the seed a retried attempt trained with
     attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # earlier attempts, oldest first
     source: dict[str, Any] | None = None  # the base it copied from, checked: {"key", "config_hash", "attempt"}
+    retry: int = 0  # how many stalled attempts came before: the random streams' retry key (worker/streams.py)
+    random_streams: str | None = None  # the scheme its random numbers were drawn with (worker/streams.VERSION)
 
     def __post_init__(self) -> None:
         if self.status not in RECORD_STATUSES:
@@ -164,7 +166,6 @@ class ResultRecord:
 # ---------------------------------------------------------------------------- earlier attempts
 
 ATTEMPTS_FILE = "attempts.json"  # in a job's out_dir: what earlier attempts gave, oldest first (written by submit)
-RESEED_STRIDE = 1000  # a stalled network's k-th re-seeded attempt trains with seed + k x this
 
 
 def read_attempts(out_dir: Path) -> list[dict[str, Any]]:
@@ -182,9 +183,10 @@ def read_attempts(out_dir: Path) -> list[dict[str, Any]]:
     return data
 
 
-def attempt_seed(seed: int, attempts: list[dict[str, Any]]) -> int:
-    """The seed the next attempt trains with: the planned seed, moved on once per stalled attempt."""
-    return seed + RESEED_STRIDE * sum(1 for entry in attempts if entry.get("why") == "stalled")
+def retries(attempts: list[dict[str, Any]]) -> int:
+    """The retry key of the next attempt's random streams: one more per stalled attempt (a network
+    retrained because its source was retrained draws the same streams as before)."""
+    return sum(1 for entry in attempts if entry.get("why") == "stalled")
 
 
 # ---------------------------------------------------------------------------- the CSV row
@@ -277,8 +279,10 @@ class Row:
             health = Health(record.health["state"], record.health.get("reason"))
         notes = [f"device {record.device}, wall {record.wall_time_s:.0f} s"]
         if record.attempts:
-            notes.append(f"attempt {len(record.attempts) + 1}, trained with seed {record.seed_used}; earlier: "
-                         + ", ".join(f"{a.get('health', '?')} (seed {a.get('seed')})" for a in record.attempts))
+            drawn = (f"random streams of retry {record.retry}" if record.seed_used is None else
+                     f"trained with seed {record.seed_used}")
+            notes.append(f"attempt {len(record.attempts) + 1}, {drawn}; earlier: "
+                         + ", ".join(f"{a.get('health', '?')} ({_attempt_draw(a)})" for a in record.attempts))
         condition = spec["condition"]
         growth = Growth(**spec["growth"]) if spec.get("growth") is not None else None
         evaluations = record.evaluations
@@ -298,6 +302,10 @@ class Row:
             source_top1_before=record.source_top1_before, source_top1_after=record.source_top1_after,
             health=health.state if health else None, health_reason=health.reason if health else None,
             cross_dataset=1 if spec.get("input") is not None else None)
+
+
+def _attempt_draw(entry: dict[str, Any]) -> str:
+    return f"retry {entry['retry']}" if "retry" in entry else f"seed {entry.get('seed')}"
 
 
 SCHEMA = tuple(f.name for f in dataclasses.fields(Row))

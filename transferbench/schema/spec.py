@@ -251,6 +251,9 @@ def check_growth(condition: Condition, growth: Growth) -> None:
                         f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
 
 
+# Recipe settings that change how a job runs, never what it computes: left out of its identity.
+TRAIN_PLACEMENT = ("workers", "keep_checkpoint", "checkpoint_every")
+
 LAYOUTS = ("cub200", "mit67", "sun397", "caltech101", "folder")  # datasets read in their genuine layouts (tasks/layout.py)
 IMAGE_SIZES = {"fashion-mnist": 28, "cifar100": 32, "synthetic": 32}  # datasets held in memory: their images' size
 MEANS = ("source", "target")
@@ -300,6 +303,7 @@ class SourceRef:
     name: str  # "source:<name>" for an imported file ([source.<name>]), "<study>:<job key>" for another study's job
     config_hash: str  # an imported file: the first 16 hex digits of its sha256; a job: its spec hash
     attempt: int = 1  # a study job's attempt: a retrained network is another network
+    settings: str | None = None  # an imported file: its import settings (canonical JSON), part of what it computes
 
     def expected(self) -> dict[str, Any]:
         """What the weights must carry, as the worker checks a base: {"key", "config_hash", "attempt"}."""
@@ -317,6 +321,8 @@ class DataRef:
     data_root: str | None = None
     val_list: str | None = None
     data_options: DataOptions | None = None
+    split_hash: str | None = None  # the split's content hash (its identity; ``split`` is only where it lies)
+    data_id: str | None = None  # the data's fingerprint (tasks/fingerprint.py; ``data_root`` is only where it lies)
 
 
 @dataclass(frozen=True)
@@ -342,6 +348,10 @@ class JobSpec:
     input: InputAdapter | None = None  # cross-dataset: how the images are brought to the source network's input
     source_ref: SourceRef | None = None  # cross-dataset: the imported weights or other study's job it copies from
     forgetting_data: DataRef | None = None  # cross-dataset: the source's own data, for its accuracy before and after
+    # What the paths above hold, which is what the job's identity covers (set by the planner):
+    split_hash: str | None = None  # the split file's content hash
+    data_id: str | None = None  # the fingerprint of the dataset's images (tasks/fingerprint.py)
+    source_id: str | None = None  # the identity (config hash) of the base network of its own study it copies from
 
     def __post_init__(self) -> None:
         if self.growth is not None:
@@ -358,9 +368,14 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         # absent when unset: older plans keep their config hashes
-        for optional in ("growth", "forgetting_side", "data_options", "input", "source_ref", "forgetting_data"):
+        for optional in ("growth", "forgetting_side", "data_options", "input", "source_ref", "forgetting_data",
+                         "split_hash", "data_id", "source_id"):
             if data[optional] is None:
                 del data[optional]
+        for part, names in (("source_ref", ("settings",)), ("forgetting_data", ("split_hash", "data_id"))):
+            for name in names:
+                if data.get(part) is not None and data[part][name] is None:
+                    del data[part][name]
         for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs"):  # likewise for settings added later, when off
             if not data["train"][default_off]:
                 del data["train"][default_off]
@@ -370,8 +385,39 @@ class JobSpec:
     def from_dict(data: Any, source: str = "job spec") -> "JobSpec":
         return build(JobSpec, data, "spec", source)
 
+    def identity(self) -> dict[str, Any]:
+        """What the job computes: ``to_dict`` without its placement (where it runs, reads and writes).
+
+        A path is left out where the planner recorded what it holds: the split file's content
+        hash, the data's fingerprint, the base's identity. A spec written by hand (``transferbench
+        train``) without them keeps its paths, which are then all that tells its inputs apart."""
+        data = self.to_dict()
+        data.pop("key")
+        data.pop("out_dir")
+        data.pop("pack_dir")  # a pack holds the same bytes as the files it was built from
+        for name in TRAIN_PLACEMENT:
+            data["train"].pop(name, None)
+        if self.split_hash is not None:
+            data.pop("split")
+        if self.data_id is not None:
+            data.pop("data_root")
+            data.pop("val_list")
+        if self.source_id is not None or self.source_ref is not None:
+            data.pop("source_checkpoint")
+        if "input" in data and self.input.mean_of is not None:
+            data["input"].pop("mean_file")
+        ref = data.get("forgetting_data")
+        if ref is not None:
+            if ref.get("split_hash") is not None:
+                ref.pop("split")
+            if ref.get("data_id") is not None:
+                ref.pop("data_root")
+                ref.pop("val_list")
+        return data
+
     def config_hash(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The job's identity, hashed: what names its checkpoint, weights and record (``identity``)."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def image_size(self) -> int:

@@ -50,9 +50,12 @@ class SideData:
     val_list: str | None
     data_options: DataOptions | None
     description: str  # for the plan summary
+    split_hash: str | None = None  # the split's content hash
+    data_id: str | None = None  # the data's fingerprint (tasks/fingerprint.py)
 
     def ref(self) -> DataRef:
-        return DataRef(self.dataset, self.split, self.side, self.data_root, self.val_list, self.data_options)
+        return DataRef(self.dataset, self.split, self.side, self.data_root, self.val_list, self.data_options,
+                       self.split_hash, self.data_id)
 
     @property
     def loadable(self) -> bool:
@@ -71,6 +74,15 @@ class Source:
     imported: Any = None  # worker.sources.ImportedSource still to write, or None (written already, or a study's job)
     data: SideData | None = None  # its own data, where known
     notes: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)  # another study's job: its legacy hash -> its identity now
+
+    @property
+    def settings_text(self) -> str | None:
+        """An imported file's import settings as canonical JSON (part of the identity of every job
+        that copies from it); None for another study's job, whose identity is its own hash."""
+        if self.info.settings is None:
+            return None
+        return json.dumps(self.info.settings, sort_keys=True, separators=(",", ":"))
 
     @property
     def mean_file(self) -> str:
@@ -81,13 +93,17 @@ class Source:
                             mean_of=f"{self.info.config_hash}#{self.info.attempt}")
 
 
+DataId = Callable[[str, "str | None", "DataOptions | None", "str | None"], "str | None"]
+
+
 def resolve_target(name: str, settings: TargetSettings, data_path: Callable[[str | None], str | None],
-                   find_split: Callable[[str, str, str], Path], where: str) -> SideData:
-    """A [target.<name>]: its classes (all, or one side of a split), checked on disk where it is read from a layout."""
+                   find_split: Callable[[str, str, str], Path], where: str, data_id: DataId) -> SideData:
+    """A [target.<name>]: its classes (all, or one side of a split), checked on disk where it is read
+    from a layout. ``data_id``: the planner's fingerprint of a dataset (computed once per plan)."""
     root = data_path(settings.data_root)
     options = settings.data_options or (DataOptions() if settings.dataset in LAYOUTS else None)
     classes, description = dataset_classes(settings.dataset, root, options, where)
-    split_file = None
+    split_file = split_hash = None
     if settings.split is not None:
         from transferbench.tasks.splits import load_split
 
@@ -101,17 +117,19 @@ def resolve_target(name: str, settings: TargetSettings, data_path: Callable[[str
             check_split_classes(split, layout_table(settings.dataset, read_layout(settings.dataset, Path(root), options,
                                                                                   check_files=False).classes), where)
         classes = len(split.side(settings.side))
+        split_hash = split.content_hash()
         description += f"; side {settings.side} of {split.name} ({split.side_names.get(settings.side, '')}): {classes} classes"
     if classes < 2:
         raise UserError(f"{where}: target {name} has {classes} class; a classifier needs at least 2 (choose a larger side "
                         "or dataset)")
-    return SideData(name, settings.dataset, split_file, settings.side, classes, root, data_path(settings.val_list), options,
-                    description)
+    val_list = data_path(settings.val_list)
+    return SideData(name, settings.dataset, split_file, settings.side, classes, root, val_list, options, description,
+                    split_hash, data_id(settings.dataset, root, options, val_list))
 
 
 def resolve_source(name: str, settings: SourceSettings, study_dir: Path, jobs_root: Path,
                    data_path: Callable[[str | None], str | None], find_split: Callable[[str, str, str], Path],
-                   where: str) -> Source:
+                   where: str, data_id: DataId) -> Source:
     """A [source.<name>]: another study's job (from its plan), or weights imported from a file."""
     if settings.job is not None:
         return _study_source(name, settings.job, jobs_root, where)
@@ -136,7 +154,7 @@ def resolve_source(name: str, settings: SourceSettings, study_dir: Path, jobs_ro
         imported.info = info
     data = None
     if settings.dataset is not None:
-        data = _source_data(name, settings, info, data_path, find_split, where)
+        data = _source_data(name, settings, info, data_path, find_split, where, data_id)
     source = Source(name, info, folder, imported, data)
     if data is None:
         source.notes.append(f"forgetting is not measured and no wide network is trained on {name}'s own data: it is not "
@@ -161,10 +179,11 @@ def _cached_import(folder: Path, path: Path, settings: dict[str, Any]) -> Source
     return info
 
 
-def _source_data(name: str, settings: SourceSettings, info: SourceInfo, data_path, find_split, where: str) -> SideData:
+def _source_data(name: str, settings: SourceSettings, info: SourceInfo, data_path, find_split, where: str,
+                 data_id: DataId) -> SideData:
     target = TargetSettings(settings.dataset, settings.data_root, settings.val_list, settings.data_options,
                             settings.split, settings.side)
-    data = resolve_target(name, target, data_path, find_split, f"{where}: [source.{name}]")
+    data = resolve_target(name, target, data_path, find_split, f"{where}: [source.{name}]", data_id)
     if data.classes != info.model.num_classes:
         raise UserError(f"{where}: source {name} has {info.model.num_classes} classes, but its data ({data.description}) "
                         f"has {data.classes}; [source.{name}] dataset, split and side name the data it was trained on")
@@ -195,11 +214,14 @@ def _study_source(name: str, reference: str, jobs_root: Path, where: str) -> Sou
                       attempt=len(read_attempts(Path(spec.out_dir))) + 1, weights=str(Path(spec.out_dir) / "model.pt"),
                       model=spec.model, size=size, crop=spec.train.crop, input_scale=spec.train.input_scale,
                       mean=f"the mean image {plan.study}:{key} was trained with (stored in its model.pt)",
-                      data=DataRef(spec.dataset, spec.split, spec.side, spec.data_root, spec.val_list, spec.data_options),
+                      data=DataRef(spec.dataset, spec.split, spec.side, spec.data_root, spec.val_list, spec.data_options,
+                                   spec.split_hash, spec.data_id),
                       train=json.loads(json.dumps(spec.to_dict()["train"])))
     data = SideData(name, spec.dataset, spec.split, spec.side, spec.model.num_classes, spec.data_root, spec.val_list,
-                    spec.data_options, f"{spec.dataset}{f' side {spec.side}' if spec.side else ''}, as {plan.study} planned it")
-    source = Source(name, info, None, None, data)
+                    spec.data_options, f"{spec.dataset}{f' side {spec.side}' if spec.side else ''}, as {plan.study} planned it",
+                    spec.split_hash, spec.data_id)
+    legacy = plan.migrated.get(key)
+    source = Source(name, info, None, None, data, aliases={legacy: job.config_hash} if legacy else {})
     if not data.loadable:
         source.notes.append(f"forgetting is not measured and a wide network on its data is held: {plan.study} was planned "
                             f"without its data_root; plan it again with --data-root, then this study")

@@ -1,10 +1,18 @@
-"""Running a planned study: one Executor interface, three executors (debug, local, Slurm).
+"""Where jobs run: one Executor interface, three executors (debug, local, Slurm), each owning the
+whole life of the jobs it runs.
 
-Every executor takes the same call, ``launch(study, groups, manifest, echo)``, for the jobs
-``submit`` chose, and records a ManifestEntry per job; status is read the same way for all
-of them (``transferbench.study.status``). ``run_task`` is what every job runs, wherever it
-runs: it opens the plan, trains the network with the worker and writes error.json if the
-job raises. This is the only module that imports submitit.
+| what                  | debug                  | local                        | slurm                          |
+|-----------------------|------------------------|------------------------------|--------------------------------|
+| ``launch``            | in this process        | worker processes here        | sbatch arrays (submitit)       |
+| ``live_view``/``state`` | the process         | the processes                | squeue                         |
+| ``cancel``            | SIGTERM                | SIGTERM to the worker        | scancel                        |
+| after a stop signal   | run again to resume    | run again to resume          | requeued (``requeue_on_warning``) |
+
+A manifest entry names its executor; ``executor_class`` gives the class that reads its state
+and cancels it, so no caller branches on an executor's name. Foreground executors (debug,
+local) train after ``submit`` has chosen and recorded their jobs and let the study's lock go
+(``claim``): the lock covers deciding and recording, never training. This is the only module
+that imports submitit.
 
 Slurm arrays and dependencies: all tasks of one array share one dependency string, so jobs
 are grouped by *what they wait for*. Jobs with nothing to wait for form one array; every
@@ -15,247 +23,32 @@ grid of 170 networks is 11 sbatch calls, and no job waits for a base it does not
 
 from __future__ import annotations
 
-import json
+import getpass
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from transferbench.errors import UserError
-from transferbench.fileio import atomic_write_text
-from transferbench.provenance import git_commit
 from transferbench.schema.config import SlurmSettings
-from transferbench.schema.plan import ManifestEntry
-from transferbench.schema.health import Health
-from transferbench.schema.record import ATTEMPTS_FILE, JobIdentity, ResultRecord, read_attempts
-from transferbench.study.fuse import Unit, units_of
-from transferbench.study.lock import study_lock
-from transferbench.study.status import Study, judge_study, order_jobs, outcome, source_waiting, states
+from transferbench.schema.plan import ManifestEntry, PlannedJob
+from transferbench.study.fuse import Unit
+from transferbench.study.run import TaskFailed, build_packs, packs_needed, run_task, run_unit
+from transferbench.study.study import Study, outcome, resumable
 
 Groups = list[tuple[tuple[str, ...], list[Unit]]]  # (the bases an array waits for, its units: one process each)
+State = tuple[str, str]  # (state, detail)
 
 
-class TaskFailed(Exception):
-    """A job ended without a usable result; its reason is in error.json or result.json."""
-
-
-# ---------------------------------------------------------------------------- one job
-
-def source_identity(study: Study, job) -> dict[str, Any] | None:
-    """The base a job copies from, as the plan names it now: its key, spec hash and attempt (a
-    cross-dataset job's source: as its spec names it, an imported file's hash or another study's job)."""
-    if job.spec.source_ref is not None:
-        return job.spec.source_ref.expected()
-    for dep in job.depends:
-        base = study.jobs[dep]
-        if job.spec.source_checkpoint and Path(job.spec.source_checkpoint) == base.out_dir / "model.pt":
-            return {"key": dep, "config_hash": base.config_hash, "attempt": len(read_attempts(base.out_dir)) + 1}
-    return None
-
-
-def run_task(study_dir: str, key: str, device: str | None = None) -> str:
-    """Run one planned job: what a Slurm array task, a local worker or the debug executor calls.
-
-    Writes error.json (atomically) when the job raises, so the failure and its reason are on
-    disk even where Slurm accounting is off. A timeout warning (SIGUSR2) or a preemption or
-    requeue (SIGTERM) checkpoints the job; after a timeout warning the job requeues itself.
-    """
-    from transferbench.worker.train import StopRequested
-
-    study = Study.open(Path(study_dir))
-    job = study.jobs.get(key)
-    if job is None:
-        raise UserError(f"{key} is not a job of {study_dir}")
-    if outcome(job) == ("done", None):
-        return key  # a finished job run again (a requeue after it ended): its result stands, nothing to train
-    (job.out_dir / "error.json").unlink(missing_ok=True)
-    try:
-        record = _trainer(study, job, device).run()
-    except StopRequested as stop:
-        _requeue_after_warning(stop)
-        raise
-    except BaseException as exc:
-        _write_error(job, exc)
-        raise
-    if record.status != "done":
-        raise TaskFailed(f"{key}: {record.reason}")
-    return key
-
-
-def _trainer(study: Study, job, device: str | None, shared=None):
-    """The worker's Trainer for a planned job: on the study's device (default: CUDA when
-    visible), with its identity, health thresholds and the base its plan names; a progress
-    bar on a terminal, else a log line per evaluation. ``shared``: see ``Trainer``."""
-    from transferbench.worker.train import Trainer
-
-    if device is None:
-        import torch
-
-        device = study.slurm.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tty = sys.stderr.isatty()
-    return Trainer(job.spec, device, progress=tty, identity=_identity(study, job), health=study.health,
-                   source=source_identity(study, job), shared=shared,
-                   log=None if tty else lambda line: print(line, file=sys.stderr, flush=True))
-
-
-def _identity(study: Study, job) -> JobIdentity:
-    source_side = study.jobs[job.depends[0]].side if job.depends else "A" if job.spec.source_ref is not None else None
-    return JobIdentity(study.name, job.split, job.network, job.seed, source_side, job.side if job.side not in (None, "all") else None)
-
-
-def _requeue_after_warning(stop) -> None:
-    """After Slurm's warning before the time limit (SIGUSR2) the job requeues itself."""
-    if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
-        task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}" if task else os.environ["SLURM_JOB_ID"]
-        subprocess.run(["scontrol", "requeue", slurm_id], check=False)
-
-
-def _write_error(job, exc: BaseException) -> None:
-    """error.json (atomically): the failure and its reason on disk even where Slurm accounting is off."""
-    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-    atomic_write_text(job.out_dir / "error.json", json.dumps({
-        "key": job.key, "config_hash": job.config_hash, "reason": reason,
-        "traceback": traceback.format_exc()[-4000:], "host": os.uname().nodename,
-        "slurm_job": os.environ.get("SLURM_JOB_ID"), "time": time.time()}, indent=1) + "\n")
-
-
-def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None) -> Unit:
-    """Run one unit: a single job (``run_task``), or a fused group (``study/fuse.py``) trained in
-    this process from one data stream (``worker.train.train_together``). Members already done
-    are left alone; a member that cannot start (its base missing, say) gets its error.json and
-    the others train. Every member writes its own record. Raises TaskFailed when no member
-    finished, so that a Slurm task fails only when nothing of it can be used."""
-    from transferbench.worker.train import StopRequested, Trainer, train_together
-
-    keys = tuple(keys)
-    if len(keys) == 1:
-        return (run_task(study_dir, keys[0], device),)
-    study = Study.open(Path(study_dir))
-    unknown = [key for key in keys if key not in study.jobs]
-    if unknown:
-        raise UserError(f"{unknown[0]} is not a job of {study_dir}")
-    trainers: list[Trainer] = []
-    failed: list[str] = []
-    for key in keys:
-        job = study.jobs[key]
-        if outcome(job) == ("done", None):
-            continue
-        (job.out_dir / "error.json").unlink(missing_ok=True)
-        try:
-            trainers.append(_trainer(study, job, device,
-                                     shared=next((t for t in trainers if t.spec.stream() == job.spec.stream()), None)))
-        except Exception as exc:  # noqa: BLE001 - this member cannot start; the others can
-            _write_error(job, exc)
-            failed.append(f"{key}: {exc}")
-    by_config: dict[Any, list[Trainer]] = {}  # a retried stalled member trains with another seed: its own stream
-    for trainer in trainers:
-        by_config.setdefault(trainer.config, []).append(trainer)
-    done = 0
-    for group in by_config.values():
-        try:
-            records = train_together(group)
-        except StopRequested as stop:
-            _requeue_after_warning(stop)
-            raise
-        except BaseException as exc:
-            for trainer in group:
-                _write_error(study.jobs[trainer.spec.key], exc)
-            raise
-        done += sum(record.status == "done" for record in records)
-        failed += [f"{record.key}: {record.reason}" for record in records if record.status != "done"]
-    if failed and not done:
-        raise TaskFailed("; ".join(failed))
-    for line in failed:
-        print(f"transferbench: {line} (the rest of the fused group finished)", file=sys.stderr)
-    return keys
-
-
-def packs_needed(study: Study, keys: list[str]) -> list[tuple[str, str | None, str, int, bool]]:
-    """(data_root, val_list, pack_dir, size, strict) of every ImageNet pack the jobs ``keys`` read."""
-    found = {(job.spec.data_root, job.spec.val_list, job.spec.pack_dir, job.spec.train.resize, job.spec.strict)
-             for job in (study.jobs[key] for key in keys)
-             if job.spec.dataset == "imagenet1k" and job.spec.pack_dir and job.spec.data_root}
-    return sorted(found, key=str)
-
-
-def build_packs(study_dir: str, keys: list[str] | None = None, progress: bool | None = None) -> int:
-    """Build the ImageNet packs of a study (train and val), each once: what `transferbench pack`
-    runs, and the first Slurm job of a study with a pack_dir. Returns how many packs it checked."""
-    from transferbench.tasks.classes import load_table
-    from transferbench.worker.data import imagenet_items, pack_images
-
-    study = Study.open(Path(study_dir))
-    progress = sys.stderr.isatty() if progress is None else progress
-    wnids = [c.wnid for c in load_table("imagenet1k").classes]
-    needed = packs_needed(study, list(study.jobs) if keys is None else keys)
-    for root, val_list, pack_dir, size, strict in needed:
-        for train in (True, False):
-            items = imagenet_items(Path(root), train, wnids, Path(val_list) if val_list and not train else None)
-            pack_images(items, Path(pack_dir), "train" if train else "val", strict, progress=progress, size=size)
-    return 2 * len(needed)
-
-
-# ---------------------------------------------------------------------------- choosing what to run
-
-@dataclass
-class Submission:
-    """What one submit did or would do."""
-
-    arrays: list[tuple[str, list[str]]]  # (dependency description, keys) per sbatch call
-    skipped: dict[str, str]  # key -> why it is not submitted
-    sbatch_calls: int = 0
-    units: int = 0  # processes (array tasks) the jobs run in: fewer than the jobs when fused
-    tasks: list[int] = field(default_factory=list)  # array tasks per sbatch call
-
-
-def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed: bool) -> tuple[list[str], dict[str, str]]:
-    """Which jobs to submit, in dependency order, and why the others are left alone."""
-    jobs = study.jobs
-    chosen: list[str] = []
-    skipped: dict[str, str] = {}
-    for key in order_jobs(jobs):
-        state, detail = current[key]
-        if state == "planned":
-            chosen.append(key)
-        elif state in ("failed", "blocked") and retry_failed:
-            chosen.append(key)
-        elif state in ("failed", "blocked"):
-            skipped[key] = f"{state}: {detail} (use --retry-failed to run it again)"
-        elif state == "unknown":
-            skipped[key] = detail
-        else:
-            skipped[key] = state + (f": {detail}" if detail else "")
-    chosen_set = set(chosen)
-    for key in list(chosen):
-        spec = jobs[key].spec
-        # a cross-dataset job's source outside the plan, or ImageNet without its folder
-        waiting = source_waiting(jobs[key]) or (NO_IMAGENET if spec.dataset == "imagenet1k" and not spec.data_root else None)
-        if waiting:
-            chosen.remove(key)
-            chosen_set.discard(key)
-            skipped[key] = waiting
-            continue
-        for dep in jobs[key].depends:
-            dep_state = current[dep][0]
-            if dep not in chosen_set and dep_state in ("failed", "blocked", "unknown", "planned"):
-                chosen.remove(key)
-                chosen_set.discard(key)
-                skipped[key] = (f"waits for {dep}, which is {dep_state} (use --retry-failed)" if dep_state != "planned" else
-                                f"waits for {dep}, which is held back ({skipped.get(dep, 'not submitted')})")
-                break
-    return chosen, skipped
-
-
-NO_IMAGENET = ("trains on ImageNet, whose folder the plan does not name: plan again with --data-root DIR ([study] "
-               "data_root), or [source.NAME] data_root for a cross-dataset block's source")
+def flatten(groups: Groups) -> list[str]:
+    """The keys of all groups in dependency order (a group comes after the groups of its bases)."""
+    return [key for _, units in groups for unit in units for key in unit]
 
 
 def attempts(manifest: dict[str, ManifestEntry], key: str) -> int:
@@ -263,109 +56,85 @@ def attempts(manifest: dict[str, ManifestEntry], key: str) -> int:
     return manifest[key].attempt if key in manifest else 0
 
 
-def _clear_failure(study: Study, key: str, attempt: int) -> None:
-    out_dir = study.jobs[key].out_dir
-    for name in ("result.json", "error.json"):
-        path = out_dir / name
-        if path.is_file():
-            path.rename(out_dir / f"{path.stem}.attempt{attempt}.json")
-
-
-def stalled_retrains(study: Study, health: dict[str, Health]) -> dict[str, str]:
-    """Job key -> why it trains again under --retry-stalled: "stalled" for a stalled network (it
-    gets another seed), "source retrained" for a finished network that copies from one (directly
-    or through another)."""
-    retrain = {key: "stalled" for key, verdict in health.items() if verdict.state == "stalled"}
-    for key in order_jobs(study.jobs):  # bases first: a dependent sees its source's verdict
-        if key not in retrain and key in health and any(dep in retrain for dep in study.jobs[key].depends):
-            retrain[key] = "source retrained"
-    return retrain
-
-
-def archive_attempt(study: Study, key: str, why: str, record: ResultRecord, health: Health) -> Path:
-    """Move a finished attempt's files into ``out_dir/attempt<k>/`` and add it to attempts.json,
-    so the next run trains afresh (re-seeded if ``why`` is "stalled") and its record lists this one."""
-    out_dir = study.jobs[key].out_dir
-    previous = read_attempts(out_dir)
-    number = len(previous) + 1
-    folder = out_dir / f"attempt{number}"
-    folder.mkdir(exist_ok=True)
-    for name in ("result.json", "model.pt", "checkpoint.pt", "checkpoint.prev.pt", "error.json", "log.txt"):
-        if (out_dir / name).exists():
-            (out_dir / name).rename(folder / name)
-    entry = {"attempt": number, "seed": record.seed_used if record.seed_used is not None else record.spec["train"]["seed"],
-             "why": why, "health": health.state, "reason": health.reason, "top1_mean_best10": record.top1_mean_best10,
-             "top1_final": record.top1_final, "archived": folder.name}
-    atomic_write_text(out_dir / ATTEMPTS_FILE, json.dumps([*previous, entry], indent=1) + "\n")
-    return folder
-
-
-def group_arrays(study: Study, units: list[Unit], current: dict[str, tuple[str, str]]) -> Groups:
-    """Group units (jobs, or fused groups) by the base jobs they must wait for (those not done
-    yet); one array per group."""
-    groups: dict[tuple[str, ...], list[Unit]] = {}
-    for unit in units:
-        waits = tuple(dict.fromkeys(dep for key in unit for dep in study.jobs[key].depends if current[dep][0] != "done"))
-        groups.setdefault(waits, []).append(unit)
-    # arrays without waits first, then in the order of their units
-    return sorted(groups.items(), key=lambda item: (len(item[0]) > 0, units.index(item[1][0])))
-
-
-def slurm_parameters(settings: SlurmSettings, overrides: dict[str, Any]) -> dict[str, Any]:
-    """submitit's SlurmExecutor parameters from the study's [slurm] table and the submit flags."""
-    import dataclasses
-
-    merged = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    params: dict[str, Any] = {"job_name": "transferbench", "time": merged.time_min, "cpus_per_task": merged.cpus,
-                              "ntasks_per_node": 1, "array_parallelism": merged.array_parallelism,
-                              "signal_delay_s": merged.signal_delay_s, "additional_parameters": {"requeue": True},
-                              "wckey": ""}
-    if merged.gpus:
-        params["gpus_per_node"] = merged.gpus
-    if merged.mem_gb:
-        params["mem"] = f"{merged.mem_gb}G"
-    for name in ("partition", "account", "qos"):
-        if getattr(merged, name):
-            params[name] = getattr(merged, name)
-    return params
-
-
-def sbatch_script(study: Study, tasks: int, dependency: str | None = None, folder: Path | None = None,
-                  command: str | None = None) -> str:
-    """The sbatch script submitit writes for an array of ``tasks`` jobs of this study (nothing is submitted)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    folder = Path(folder or study.slurm.folder or study.directory / "slurm")
-    command = command or f"{sys.executable} -u -m submitit.core._submit {folder}"
-    return _make_sbatch_string(command=command, folder=folder, map_count=tasks, dependency=dependency,
-                               **slurm_parameters(study.slurm, {}))
-
-
-# ---------------------------------------------------------------------------- the executors
-
-def flatten(groups: Groups) -> list[str]:
-    """The keys of all groups in dependency order (a group comes after the groups of its bases)."""
-    return [key for _, units in groups for unit in units for key in unit]
-
-
 @dataclass
 class Executor:
-    """Runs the chosen jobs of a study and records each in the manifest.
+    """Runs the chosen jobs of a study, records each in the manifest, and knows their state.
 
-    ``launch`` gets the jobs grouped by the bases they wait for, in dependency order; an
-    executor that runs in the foreground (debug, local) returns when they have run.
+    ``launch`` gets the jobs grouped by the bases they wait for, in dependency order; a
+    foreground executor (debug, local) returns when they have run, a queueing one (Slurm) when
+    they are queued.
     """
 
     name: ClassVar[str] = ""
+    foreground: ClassVar[bool] = True  # trains the jobs itself (outside the study's lock)
     echo: Callable[[str], Any] = print
 
     def check(self, study: Study) -> None:
         """Fail before anything is launched if this executor cannot run here."""
 
+    def claim(self, study: Study, keys: list[str], manifest: dict[str, ManifestEntry]) -> dict[str, ManifestEntry | None]:
+        """Record ``keys`` as this executor's (under the study's lock, before a foreground run lets it
+        go), so that another submit leaves them alone; returns their entries before."""
+        before = {key: manifest.get(key) for key in keys}
+        for key in keys:
+            manifest[key] = ManifestEntry(self.name, attempts(manifest, key) + 1, pid=os.getpid(), submitted_at=time.time())
+        study.save_manifest(manifest)
+        return before
+
+    def release(self, study: Study, before: dict[str, ManifestEntry | None]) -> None:
+        """After a foreground run: the claimed jobs it never started (their base failed, or the run
+        was interrupted) go back to the entries they had."""
+        current = study.manifest()
+        unstarted = {key: entry for key, entry in before.items()
+                     if key in current and current[key].pid == os.getpid() and current[key].log is None}
+        if unstarted:
+            study.update_manifest(unstarted)
+
     def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
         """Run or queue the groups; returns the number of sbatch calls made (0 in the foreground)."""
         raise NotImplementedError
 
+    @classmethod
+    def live_view(cls) -> tuple[Any, str | None]:
+        """What this executor knows of its jobs now (read once per status), and why it could not be read."""
+        return None, None
+
+    @classmethod
+    def state(cls, job: PlannedJob, entry: ManifestEntry, live: Any, live_error: str | None) -> State:
+        """The state of a job it ran that has not written a result: a foreground executor's job is
+        running (or waiting for its turn) while its process lives, and was interrupted otherwise."""
+        if entry.pid and _alive(entry.pid):
+            if entry.log is None:
+                return "queued", f"waits for its turn in {entry.executor} submit process {entry.pid}"
+            return "running", f"{entry.executor} process {entry.pid}"
+        return "failed", f"interrupted before it wrote a result (its executor stopped){resumable(job)}"
+
+    @classmethod
+    def cancel(cls, entries: list[ManifestEntry]) -> None:
+        """Stop the jobs of ``entries`` (they checkpoint first where they can)."""
+        for pid in {entry.pid for entry in entries if entry.pid}:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, ended but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+# ---------------------------------------------------------------------------- debug
 
 @dataclass
 class DebugExecutor(Executor):
@@ -377,20 +146,24 @@ class DebugExecutor(Executor):
         failed: set[str] = set()
         for _, units in groups:
             for unit in units:
-                for key in unit:
-                    manifest[key] = ManifestEntry("debug", attempts(manifest, key) + 1)
-                study.save_manifest(manifest)
                 failed |= {key for key in unit if any(dep in failed for dep in study.jobs[key].depends)}
                 runnable = [key for key in unit if key not in failed]
                 if not runnable:
                     continue
+                started = {key: ManifestEntry("debug", attempts(manifest, key), pid=os.getpid(), log="(this process)",
+                                              submitted_at=time.time()) for key in runnable}
+                study.update_manifest(started)
                 try:
                     run_unit(str(study.directory), runnable, device="cpu")
                 except (TaskFailed, UserError) as exc:
                     self.echo(f"{', '.join(runnable)} failed: {exc}")
+                finally:  # this process lives on: the entries must not read as running once the unit is over
+                    study.update_manifest({key: replace(entry, pid=None) for key, entry in started.items()})
                 failed |= {key for key in runnable if outcome(study.jobs[key]) != ("done", None)}
         return 0
 
+
+# ---------------------------------------------------------------------------- local
 
 @dataclass
 class LocalExecutor(Executor):
@@ -478,11 +251,65 @@ class LocalExecutor(Executor):
         process = subprocess.Popen([sys.executable, "-m", "transferbench", "task", str(study.directory), *unit],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        for key in unit:
-            manifest[key] = ManifestEntry("local", attempts(manifest, key) + 1, pid=process.pid, log=str(log_path),
-                                          submitted_at=time.time())
-        study.save_manifest(manifest)
+        updates = {key: ManifestEntry("local", attempts(manifest, key), pid=process.pid, log=str(log_path),
+                                      submitted_at=time.time()) for key in unit}
+        manifest.update(updates)
+        study.update_manifest(updates)
         return process
+
+
+# ---------------------------------------------------------------------------- Slurm
+
+LIVE_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+# States of a job that has ended for good (squeue -t all lists them until MinJobAge passes).
+# Every other state is queued: PENDING, REQUEUED, REQUEUE_HOLD, REQUEUE_FED, SUSPENDED,
+# RESV_DEL_HOLD, CONFIGURING, ... (a job that will still run).
+SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+               "TIMEOUT", "REVOKED"}
+
+
+def squeue_states() -> dict[str, tuple[str, str]]:
+    """Slurm id (``123`` or ``123_4``) -> (state, reason) for every job of this user that slurmctld knows.
+
+    ``-t all`` lists every state, including the transitional ones (REQUEUED, REQUEUE_HOLD,
+    SUSPENDED, ...) that squeue's default filter leaves out and ended jobs until MinJobAge.
+    """
+    if shutil.which("squeue") is None:
+        raise UserError("squeue is not on PATH: Slurm's client tools are missing; install slurm-client or use --executor local")
+    user = os.environ.get("USER") or getpass.getuser()
+    try:
+        result = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", user, "-o", "%i|%T|%r"], capture_output=True, text=True,
+                                timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserError("squeue did not answer in 60 s: is slurmctld up? (scontrol ping)") from None
+    if result.returncode:
+        raise UserError(f"Slurm is unreachable: squeue said {result.stderr.strip() or result.returncode}; "
+                        "start slurmctld or check `scontrol ping`")
+    states = {}
+    for line in result.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            states[parts[0]] = (parts[1], parts[2])
+    return states
+
+
+def slurm_parameters(settings: SlurmSettings, overrides: dict[str, Any]) -> dict[str, Any]:
+    """submitit's SlurmExecutor parameters from the study's [slurm] table and the submit flags."""
+    import dataclasses
+
+    merged = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    params: dict[str, Any] = {"job_name": "transferbench", "time": merged.time_min, "cpus_per_task": merged.cpus,
+                              "ntasks_per_node": 1, "array_parallelism": merged.array_parallelism,
+                              "signal_delay_s": merged.signal_delay_s, "additional_parameters": {"requeue": True},
+                              "wckey": ""}
+    if merged.gpus:
+        params["gpus_per_node"] = merged.gpus
+    if merged.mem_gb:
+        params["mem"] = f"{merged.mem_gb}G"
+    for name in ("partition", "account", "qos"):
+        if getattr(merged, name):
+            params[name] = getattr(merged, name)
+    return params
 
 
 @dataclass
@@ -490,12 +317,17 @@ class SlurmExecutor(Executor):
     """sbatch through submitit: one array per group, ``afterok`` on the base tasks it waits for."""
 
     name: ClassVar[str] = "slurm"
+    foreground: ClassVar[bool] = False
     overrides: dict[str, Any] = field(default_factory=dict)  # [slurm] values from the command line
 
     def check(self, study: Study) -> None:
         for tool in ("sbatch", "squeue", "scontrol"):
             if shutil.which(tool) is None:
                 raise UserError(f"{tool} is not on PATH; install Slurm's client tools or use --executor local")
+
+    def claim(self, study: Study, keys: list[str], manifest: dict[str, ManifestEntry]) -> dict[str, ManifestEntry | None]:
+        """Nothing before the sbatch calls: each array's entries are recorded as it is queued."""
+        return {}
 
     def launch(self, study: Study, groups: Groups, manifest: dict[str, ManifestEntry]) -> int:
         import submitit
@@ -523,8 +355,10 @@ class SlurmExecutor(Executor):
             executor.update_parameters(**{**params, "time": time_limit}, dependency=f"afterok:{dependency}" if dependency else None)
             try:
                 with executor.batch():
-                    handles = [executor.submit(run_task, str(study.directory), unit[0]) if len(unit) == 1 else
-                               executor.submit(run_unit, str(study.directory), unit) for unit in units]
+                    handles = [executor.submit(run_task, str(study.directory), unit[0], None, requeue_on_warning)
+                               if len(unit) == 1 else
+                               executor.submit(run_unit, str(study.directory), unit, None, requeue_on_warning)
+                               for unit in units]
             except Exception as exc:  # submitit raises plain exceptions for sbatch errors
                 study.save_manifest(manifest)
                 raise UserError(f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}; "
@@ -537,123 +371,64 @@ class SlurmExecutor(Executor):
             study.save_manifest(manifest)  # after every sbatch: an interrupted submit forgets nothing it submitted
         return calls
 
+    @classmethod
+    def live_view(cls) -> tuple[Any, str | None]:
+        try:
+            return squeue_states(), None
+        except UserError as exc:
+            return None, str(exc)
+
+    @classmethod
+    def state(cls, job: PlannedJob, entry: ManifestEntry, live: Any, live_error: str | None) -> State:
+        """The state of a Slurm job that has not written a result, from squeue's view."""
+        if live is None:
+            return "unknown", f"Slurm job {entry.job_id}: {live_error}"
+        slurm = live.get(entry.job_id)  # squeue -r lists every array task as <array>_<task>
+        if slurm is None or slurm[0] in SLURM_ENDED:
+            how = f"ended {slurm[0]}" if slurm else "ended"
+            why = "" if slurm and slurm[0] in ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY") else " (killed, out of memory or time?)"
+            return "failed", f"Slurm job {entry.job_id} {how} without a result{why}{resumable(job)}"
+        state, reason = slurm
+        bases = ", ".join(job.depends) or "its base"
+        if reason == "DependencyNeverSatisfied":
+            return "blocked", f"its base {bases} failed (Slurm job {entry.job_id} waits forever)"
+        if state in LIVE_RUNNING:
+            return "running", f"Slurm job {entry.job_id}"
+        if reason == "Dependency":
+            return "queued", f"Slurm job {entry.job_id} pending: waits for {bases}"
+        return "queued", f"Slurm job {entry.job_id} {state.lower()} ({reason})"
+
+    @classmethod
+    def cancel(cls, entries: list[ManifestEntry]) -> None:
+        ids = sorted({entry.job_id for entry in entries if entry.job_id})
+        if ids:
+            subprocess.run(["scancel", *ids], check=False, capture_output=True)
+
+
+def requeue_on_warning(stop) -> None:
+    """What a Slurm task does once a stop signal made it checkpoint: after Slurm's warning before the
+    time limit (SIGUSR2) it requeues itself; after a preemption or requeue (SIGTERM) Slurm does."""
+    if stop.signum == signal.SIGUSR2 and os.environ.get("SLURM_JOB_ID"):
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}" if task else os.environ["SLURM_JOB_ID"]
+        subprocess.run(["scontrol", "requeue", slurm_id], check=False)
+
 
 EXECUTORS: dict[str, type[Executor]] = {cls.name: cls for cls in (SlurmExecutor, LocalExecutor, DebugExecutor)}
 
 
+def executor_class(name: str, where: str = "") -> type[Executor]:
+    """The executor class a manifest entry or a command line names."""
+    if name not in EXECUTORS:
+        raise UserError(f"{where}{': ' if where else ''}unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[name]
+
+
 def make_executor(name: str, echo: Callable[[str], Any] = print, workers: int | None = None,
                   overrides: dict[str, Any] | None = None) -> Executor:
-    if name not in EXECUTORS:
-        raise UserError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
-    if name == "local":
+    cls = executor_class(name)
+    if cls is LocalExecutor:
         return LocalExecutor(echo, workers)
-    if name == "slurm":
+    if cls is SlurmExecutor:
         return SlurmExecutor(echo, dict(overrides or {}))
-    return DebugExecutor(echo)
-
-
-# ---------------------------------------------------------------------------- submit
-
-def _warn_if_code_changes() -> None:
-    commit = git_commit()
-    if commit and commit.endswith("+dirty"):
-        warnings.warn("the transferbench checkout has uncommitted changes: queued jobs import the code as it is when they "
-                      "start, so commit first (each result records the commit it ran)", stacklevel=2)
-
-
-def submit(study_dir: Path, executor: str = "slurm", retry_failed: bool = False, dry_run: bool = False,
-           overrides: dict[str, Any] | None = None, workers: int | None = None, echo=print,
-           retry_stalled: bool = False) -> Submission:
-    """Run (or queue) the jobs of a planned study that are not done, queued or running.
-    ``retry_stalled``: stalled networks train again with another seed (their earlier attempts
-    kept in ``attempt<k>/`` and listed in the new record), and so do the finished networks
-    that copy from them."""
-    runner = make_executor(executor, echo, workers, overrides)
-    study = Study.open(study_dir)
-    with study_lock(study.directory, "submit", SUBMIT_WAIT_S, echo):  # one submit at a time: no job submitted twice
-        return _submit(study, runner, executor, retry_failed, dry_run, echo, retry_stalled)
-
-
-SUBMIT_WAIT_S = 30  # how long a submit waits for another one of the same study before it gives up
-
-
-def _submit(study: Study, runner: Executor, executor: str, retry_failed: bool, dry_run: bool, echo,
-            retry_stalled: bool) -> Submission:
-    study = Study.open(study.directory)  # read again under the lock: another submit may have changed the manifest
-    manifest = study.manifest()
-    records: dict[str, ResultRecord] = {}
-    current = states(study, records=records)
-    if retry_stalled:
-        health = judge_study(study, records)
-        retrain = stalled_retrains(study, health)
-        stalled = [key for key, why in retrain.items() if why == "stalled"]
-        if not retrain:
-            echo("no stalled network to train again")
-        else:
-            echo(f"{'would train' if dry_run else 'training'} {len(stalled)} stalled networks again with another seed"
-                 f" ({', '.join(stalled[:4])}{' ...' if len(stalled) > 4 else ''})"
-                 + (f", and {len(retrain) - len(stalled)} finished networks that copy from them" if len(retrain) > len(stalled) else ""))
-        if not dry_run and retrain:
-            for key, why in retrain.items():
-                archive_attempt(study, key, why, records[key], health[key])
-            current = {**states(study), **dict.fromkeys(retrain, ("planned", ""))}  # to run afresh, not a failure to retry
-    unknown = [detail for state, detail in current.values() if state == "unknown"]
-    if unknown and executor == "slurm" and not dry_run:
-        raise UserError(unknown[0].split(": ", 1)[-1])
-    if unknown and dry_run:
-        echo(f"warning: {len(unknown)} submitted jobs cannot be checked ({unknown[0].split(': ', 1)[-1]}); "
-             "they are skipped below, and a real submit would stop")
-    chosen, skipped = select_jobs(study, current, retry_failed)
-    if not chosen and NO_IMAGENET in skipped.values() and not dry_run:  # nothing else to run: the one thing to fix
-        from transferbench.tasks.layout import check_imagenet
-
-        check_imagenet(None, [], set(), None, str(study.directory / "plan.json"))
-    units = units_of(study.jobs, chosen, study.settings.fuse, study.settings.fuse_memory_gb)
-    groups = group_arrays(study, units, current)
-    submission = Submission([(", ".join(w) or "nothing", [key for unit in array for key in unit]) for w, array in groups],
-                            skipped, units=len(units), tasks=[len(array) for _, array in groups])
-    if dry_run or not chosen:
-        _describe(submission, executor, echo, dry_run)
-        return submission
-    runner.check(study)
-    if any(study.jobs[key].spec.dataset == "imagenet1k" for key in chosen):  # the data may have moved since plan
-        from transferbench.study.plan import check_imagenet_data
-
-        check_imagenet_data({key: study.jobs[key] for key in chosen}, str(study.directory / "plan.json"))
-    _warn_if_code_changes()
-    blocked = [key for key in chosen if current[key][0] == "blocked"]
-    if blocked:
-        subprocess.run(["scancel", *[manifest[k].job_id for k in blocked]], check=False, capture_output=True)
-    for key in chosen:
-        if current[key][0] in ("failed", "blocked"):
-            _clear_failure(study, key, max(1, attempts(manifest, key)))
-    submission.sbatch_calls = runner.launch(study, groups, manifest)
-    _describe(submission, executor, echo, dry_run)
-    return submission
-
-
-def _describe(submission: Submission, executor: str, echo, dry_run: bool) -> None:
-    count = sum(len(keys) for _, keys in submission.arrays)
-    if not count:
-        reasons: dict[str, int] = {}
-        for why in submission.skipped.values():
-            reasons[why.split(":")[0].split(" (")[0]] = reasons.get(why.split(":")[0].split(" (")[0], 0) + 1
-        summary = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-        echo(f"nothing to submit ({summary or 'no jobs'})")
-        return
-    verb = "would submit" if dry_run else ("submitted" if executor == "slurm" else "ran")
-    fused = f" as {submission.units} fused groups and lone jobs" if submission.units and submission.units < count else ""
-    if executor == "slurm":
-        echo(f"{verb} {count} jobs{fused} in {len(submission.arrays)} Slurm arrays ({len(submission.arrays)} sbatch calls):")
-        for (waits, keys), tasks in zip(submission.arrays, submission.tasks):
-            size = (f"{len(keys)} jobs in {tasks} task{'s' if tasks > 1 else ''}" if tasks < len(keys) else
-                    f"{len(keys)} tasks")
-            shown = ", ".join(keys[:3]) + (f", ... ({size})" if len(keys) > 3 else f" ({size})" if tasks < len(keys) else "")
-            echo(f"  after {waits}: {shown}")
-    else:
-        echo(f"{verb} {count} jobs{fused} with the {executor} executor")
-    if dry_run:
-        for key, why in list(submission.skipped.items())[:20]:
-            echo(f"  skip {key}: {why}")
-        if len(submission.skipped) > 20:
-            echo(f"  ... and {len(submission.skipped) - 20} more skipped")
+    return cls(echo)

@@ -12,7 +12,7 @@ compiled network trains alone.
 from __future__ import annotations
 
 from transferbench.schema.plan import PlannedJob
-from transferbench.study.status import order_jobs
+from transferbench.study.study import order_jobs
 
 Unit = tuple[str, ...]  # the job keys one process trains: one job, or a fused group
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from transferbench.schema.notation import Pattern, parse_network, parse_pattern
 from transferbench.schema.plan import PlanFile, PlannedJob
 from transferbench.schema.spec import LAYOUTS, Condition, DataOptions, Growth, JobSpec, ModelConfig, SourceRef, TrainConfig
 from transferbench.shipped import find_config, shipped_dir
-from transferbench.study.status import Study, order_jobs, states
+from transferbench.study.study import Study, order_jobs
+from transferbench.study.status import states
 
 
 
@@ -49,6 +50,7 @@ class Plan:
     splits_written: dict[str, str]  # generated split files: path -> text
     imports: dict[Path, Any] = field(default_factory=dict)  # folder -> worker.sources.ImportedSource to write
     details: list[str] = field(default_factory=list)  # sources and targets of cross-dataset blocks, for the summary
+    aliases: dict[str, str] = field(default_factory=dict)  # another study's legacy job hash -> its identity now
 
     @property
     def study(self) -> str:
@@ -112,7 +114,9 @@ def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict
         check_imagenet_data(planner.jobs, source, set(planner.splits_written))
     raw = config.raw if not overrides else {**config.raw, "study": {**config.raw.get("study", {}), **overrides}}
     imports = {found.folder: found.imported for found in planner.sources.values() if found.imported is not None}
-    return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written, imports, planner.details())
+    aliases = {old: new for found in planner.sources.values() for old, new in found.aliases.items()}
+    return Plan(study_dir, PlanFile(study.name, raw, planner.jobs), planner.splits_written, imports, planner.details(),
+                aliases)
 
 
 def check_imagenet_data(jobs: dict[str, PlannedJob], source: str, generated: set[str] = frozenset()) -> None:
@@ -147,8 +151,9 @@ def check_imagenet_data(jobs: dict[str, PlannedJob], source: str, generated: set
 
 
 @dataclass(frozen=True)
-class _BlockContext:
-    """What every job of the block being expanded shares."""
+class _Scope:
+    """What every job expanded for one block, on one split (or one cross-dataset block's sides),
+    with one seed, shares: passed down explicitly, never kept on the planner."""
 
     where: str  # "block N", for messages
     name: str  # the block's label
@@ -156,6 +161,12 @@ class _BlockContext:
     train: dict[str, Any]  # TrainConfig values (seed is set per job)
     growth: dict[str, Any]  # Growth settings (scale_init, new_lr_mult)
     forgetting: bool  # measure the source's accuracy after transfer
+    sides: dict[str, int] = field(default_factory=dict)  # side -> classes ("all" for a whole dataset)
+    split_name: str | None = None  # the key's first part on a split ("random0", "all", "reduced0010")
+    split_file: str | None = None  # the split file (None: all classes)
+    split_hash: str | None = None  # its content hash: what the jobs' identity covers
+    cross: "_Cross | None" = None  # a cross-dataset block: its source and targets
+    seed: int = 0
 
 
 EXTERNAL = "<the block's source>"  # base_key of a job that copies from a cross-dataset block's source network
@@ -178,7 +189,9 @@ class _Cross:
 
 
 class _Planner:
-    """Expands blocks into PlannedJobs; bases are planned once however many jobs copy them."""
+    """Expands blocks into PlannedJobs; bases are planned once however many jobs copy them. What it
+    keeps across blocks: the jobs, the generated splits, the resolved sources and targets, the
+    study's layout and data fingerprints (each read once)."""
 
     def __init__(self, config: StudyConfig, study_dir: Path, split_dirs: list[Path], data_path, jobs_root: Path) -> None:
         self.config, self.study_dir, self.split_dirs, self.data_path = config, study_dir, split_dirs, data_path
@@ -187,8 +200,8 @@ class _Planner:
         self.splits_written: dict[str, str] = {}
         self.sources: dict[str, Any] = {}  # resolved [source] tables (study.cross.Source), once each
         self.targets: dict[str, Any] = {}  # resolved [target] tables (study.cross.SideData)
-        self.cross: _Cross | None = None
         self.layout_classes: tuple[str, ...] | None = None  # the study's dataset read from its layout: its classes
+        self.fingerprints: dict[tuple, str | None] = {}
 
     def details(self) -> list[str]:
         """The sources and targets the cross-dataset blocks use, for the summary."""
@@ -204,6 +217,15 @@ class _Planner:
 
     def find_split(self, name: str, dataset: str, where: str) -> Path:
         return _split_path(name, dataset, self.split_dirs, where)
+
+    def data_id(self, dataset: str, root: str | None, options: DataOptions | None, val_list: str | None) -> str | None:
+        """The fingerprint of a dataset's images (tasks/fingerprint.py), computed once per plan."""
+        from transferbench.tasks.fingerprint import data_fingerprint
+
+        key = (dataset, root, options, val_list)
+        if key not in self.fingerprints:
+            self.fingerprints[key] = data_fingerprint(dataset, root, options, val_list)
+        return self.fingerprints[key]
 
     def _study_layout(self, where: str) -> tuple[str, ...]:
         """The classes of the study's own dataset when it is read from its layout (read once, checked on disk)."""
@@ -225,30 +247,27 @@ class _Planner:
         study = self.config.study
         return study.data_options or DataOptions() if study.dataset in LAYOUTS else None
 
-    def _enter_cross(self, block: Block, where: str) -> None:
-        """Resolve the block's source and targets (each once per plan) and set up the sides."""
+    def _cross(self, block: Block, where: str) -> _Cross:
+        """The block's source and targets (each resolved once per plan)."""
         from transferbench.study.cross import resolve_source, resolve_target
 
         config = self.config
         if block.source not in self.sources:
             self.sources[block.source] = resolve_source(block.source, config.sources[block.source], self.study_dir,
                                                         self.jobs_root, self.data_path, self.find_split,
-                                                        f"{config.source}: {where}")
+                                                        f"{config.source}: {where}", self.data_id)
         for name in block.targets:
             if name not in self.targets:
                 self.targets[name] = resolve_target(name, config.targets[name], self.data_path, self.find_split,
-                                                    f"{config.source}: {where} target {name}")
-        self.cross = _Cross(self.sources[block.source], [self.targets[name] for name in block.targets])
-        self.split_file, self.split_name = None, None
-        self.sides = {letter: (data.classes if data else self.cross.source.info.model.num_classes)
-                      for letter, data in self.cross.letters().items()}
+                                                    f"{config.source}: {where} target {name}", self.data_id)
+        return _Cross(self.sources[block.source], [self.targets[name] for name in block.targets])
 
-    def _cross_values(self, block: Block, model_values: dict[str, Any], train_values: dict[str, Any],
+    def _cross_values(self, cross: _Cross, block: Block, model_values: dict[str, Any], train_values: dict[str, Any],
                       where: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """A cross-dataset block's model and recipe: the architecture and input contract are the source's."""
         from transferbench.study.cross import SOURCE_MODEL_KEYS, SOURCE_TRAIN_KEYS
 
-        info = self.cross.source.info
+        info = cross.source.info
         source_model = {key: getattr(info.model, key) for key in SOURCE_MODEL_KEYS}
         source_train = {"crop": info.crop, "input_scale": info.input_scale, "resize": info.size}
         for table, own, theirs in (("model", block.model, source_model), ("train", block.train, source_train)):
@@ -265,9 +284,7 @@ class _Planner:
         return {**model, **source_model}, {**train, **source_train}
 
     def block(self, number: int, block: Block) -> None:
-        from transferbench.tasks.splits import check_split_classes, load_split, reduced_split
-
-        source, where, dataset = self.config.source, f"block {number}", self.config.study.dataset
+        source, where = self.config.source, f"block {number}"
         patterns = []
         for text in block.networks:
             try:
@@ -282,177 +299,181 @@ class _Planner:
             raise UserError(f"{source}: {where} network {first.text!r} needs k = [...] (layers preserved above n)")
         forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
         model_values, train_values, growth_values = self.config.block_values(block)
-        self.cross = None
+        scopes: list[_Scope] = []
         if block.source is not None:
-            self._enter_cross(block, where)
-            model_values, train_values = self._cross_values(block, model_values, train_values, where)
-        self.context = _BlockContext(where, block.name or f"block{number}", model_values, train_values, growth_values,
-                                     forgetting)
-        if self.cross is not None:
+            cross = self._cross(block, where)
+            model_values, train_values = self._cross_values(cross, block, model_values, train_values, where)
+            sides = {letter: (data.classes if data else cross.source.info.model.num_classes)
+                     for letter, data in cross.letters().items()}
+            scopes.append(_Scope(where, block.name or f"block{number}", model_values, train_values, growth_values,
+                                 forgetting, sides, cross=cross))
+        else:
+            base = _Scope(where, block.name or f"block{number}", model_values, train_values, growth_values, forgetting)
+            scopes += [self._split_scope(base, split_name) for split_name in block.splits]
+        for scope in scopes:
             for seed in self.config.study.seeds:
-                self.seed = seed
                 for pattern in patterns:
-                    self.expand(pattern, block)
-            return
-        for split_name in block.splits:
-            if split_name == "all":
-                classes = len(self._study_layout(where)) if dataset in LAYOUTS else DATASET_CLASSES[dataset]
-                self.split_file, self.sides = None, {"all": classes}
-            else:
-                match = re.fullmatch(r"reduced(\d+)", split_name)
-                if match:
-                    from transferbench.tasks.classes import load_table
+                    self.expand(replace(scope, seed=seed), pattern, block)
 
-                    if dataset in LAYOUTS:
-                        raise UserError(f"{source}: {where}: reduced splits are for the built-in datasets, not {dataset}")
-                    split = reduced_split(load_table(dataset), int(match.group(1)))
-                    path = self.study_dir / "splits" / f"{split.name}.json"
-                    self.splits_written[str(path)] = split.to_json()
-                    self.split_file = str(path)
-                else:
-                    self.split_file = str(_split_path(split_name, dataset, self.split_dirs, f"{source}: {where}"))
-                    split = load_split(self.split_file)
-                    if split.dataset != dataset:
-                        raise UserError(f"{source}: {where} split {split_name} is for {split.dataset}, the study is {dataset}")
-                    if dataset in LAYOUTS:
-                        from transferbench.tasks.classes import layout_table
+    def _split_scope(self, scope: _Scope, split_name: str) -> _Scope:
+        """``scope`` on one split of the study's dataset: its file, content hash and sides."""
+        from transferbench.tasks.splits import check_split_classes, load_split, reduced_split
 
-                        check_split_classes(split, layout_table(dataset, self._study_layout(where)), f"{source}: {where}")
-                self.sides = {side: len(classes) for side, classes in split.sides.items()}
-            self.split_name = split_name
-            for seed in self.config.study.seeds:
-                self.seed = seed
-                for pattern in patterns:
-                    self.expand(pattern, block)
+        source, where, dataset = self.config.source, scope.where, self.config.study.dataset
+        if split_name == "all":
+            classes = len(self._study_layout(where)) if dataset in LAYOUTS else DATASET_CLASSES[dataset]
+            return replace(scope, split_name=split_name, sides={"all": classes})
+        match = re.fullmatch(r"reduced(\d+)", split_name)
+        if match:
+            from transferbench.tasks.classes import load_table
+
+            if dataset in LAYOUTS:
+                raise UserError(f"{source}: {where}: reduced splits are for the built-in datasets, not {dataset}")
+            split = reduced_split(load_table(dataset), int(match.group(1)))
+            path = self.study_dir / "splits" / f"{split.name}.json"
+            self.splits_written[str(path)] = split.to_json()
+        else:
+            path = _split_path(split_name, dataset, self.split_dirs, f"{source}: {where}")
+            split = load_split(path)
+            if split.dataset != dataset:
+                raise UserError(f"{source}: {where} split {split_name} is for {split.dataset}, the study is {dataset}")
+            if dataset in LAYOUTS:
+                from transferbench.tasks.classes import layout_table
+
+                check_split_classes(split, layout_table(dataset, self._study_layout(where)), f"{source}: {where}")
+        return replace(scope, split_name=split_name, split_file=str(path), split_hash=split.content_hash(),
+                       sides={side: len(classes) for side, classes in split.sides.items()})
 
     # ------------------------------------------------------------------ one pattern
 
-    def side_of(self, letter: str, pattern: str) -> str | None:
-        source, where = self.config.source, self.context.where
-        if self.cross is not None and letter not in self.sides:
-            sides = ", ".join(f"{side} ({data.name if data else self.cross.source.name})"
-                              for side, data in self.cross.letters().items())
+    def side_of(self, scope: _Scope, letter: str, pattern: str) -> str | None:
+        source, where, cross = self.config.source, scope.where, scope.cross
+        if cross is not None and letter not in scope.sides:
+            sides = ", ".join(f"{side} ({data.name if data else cross.source.name})" for side, data in cross.letters().items())
             raise UserError(f"{source}: {where} network {pattern!r} needs {'a side letter' if not letter else f'side {letter}'}; "
                             f"this cross-dataset block's sides are {sides}")
         if not letter:
-            if "all" not in self.sides:
-                raise UserError(f"{source}: {where} network {pattern!r} needs a side letter on split {self.split_name} "
-                                f"(sides: {', '.join(self.sides)})")
-            return None if self.split_file is None else "all"
-        if letter not in self.sides:
-            raise UserError(f"{source}: {where} network {pattern!r}: split {self.split_name} has no side {letter}; "
-                            f"its sides are {', '.join(self.sides)}")
+            if "all" not in scope.sides:
+                raise UserError(f"{source}: {where} network {pattern!r} needs a side letter on split {scope.split_name} "
+                                f"(sides: {', '.join(scope.sides)})")
+            return None if scope.split_file is None else "all"
+        if letter not in scope.sides:
+            raise UserError(f"{source}: {where} network {pattern!r}: split {scope.split_name} has no side {letter}; "
+                            f"its sides are {', '.join(scope.sides)}")
         return letter
 
-    def _data(self, side: str | None, external: bool, source_side: str | None) -> dict[str, Any]:
+    def _data(self, scope: _Scope, side: str | None, external: bool, source_side: str | None) -> dict[str, Any]:
         """The data fields of a job's spec on ``side`` (of the split, or of the cross-dataset block)."""
-        study, forgetting = self.config.study, self.context.forgetting
-        if self.cross is None:
-            return dict(dataset=study.dataset, split=self.split_file, side=side, data_root=self.data_path(study.data_root),
-                        val_list=self.data_path(study.val_list), data_options=self.study_options,
+        study, forgetting, cross = self.config.study, scope.forgetting, scope.cross
+        if cross is None:
+            root, val_list = self.data_path(study.data_root), self.data_path(study.val_list)
+            return dict(dataset=study.dataset, split=scope.split_file, split_hash=scope.split_hash, side=side,
+                        data_root=root, val_list=val_list, data_options=self.study_options,
+                        data_id=self.data_id(study.dataset, root, self.study_options, val_list),
                         forgetting_side=source_side if forgetting and source_side not in (None, "all") else None)
-        data = self.cross.letters()[side]
+        data = cross.letters()[side]
         if data is None:
-            raise UserError(f"{self.config.source}: {self.context.where}: a network on side A trains on the source's own "
-                            f"data, which is not known; give [source.{self.cross.source.name}] dataset and data_root")
-        source_data = self.cross.letters()[source_side] if source_side else None
-        return dict(dataset=data.dataset, split=data.split, side=data.side, data_root=data.data_root, val_list=data.val_list,
-                    data_options=data.data_options, input=self.cross.source.input(),
-                    source_ref=SourceRef(self.cross.source.info.name, self.cross.source.info.config_hash,
-                                         self.cross.source.info.attempt) if external else None,
+            raise UserError(f"{self.config.source}: {scope.where}: a network on side A trains on the source's own "
+                            f"data, which is not known; give [source.{cross.source.name}] dataset and data_root")
+        source_data = cross.letters()[source_side] if source_side else None
+        info = cross.source.info
+        return dict(dataset=data.dataset, split=data.split, split_hash=data.split_hash, side=data.side,
+                    data_root=data.data_root, val_list=data.val_list, data_options=data.data_options, data_id=data.data_id,
+                    input=cross.source.input(),
+                    source_ref=SourceRef(info.name, info.config_hash, info.attempt, cross.source.settings_text)
+                    if external else None,
                     forgetting_data=source_data.ref() if forgetting and source_data is not None and source_data.loadable
                     else None)
 
-    def _recipe(self, side: str | None) -> dict[str, Any]:
+    def _recipe(self, scope: _Scope, side: str | None) -> dict[str, Any]:
         """A job's TrainConfig values: the block's; a network trained from scratch on a cross-dataset
         source's own data (side A: a wide network) takes the recipe the source was trained with, where
         it is known (another study's job), so that the two differ only in width."""
-        if self.cross is not None and side == "A" and self.cross.source.info.train is not None:
-            return {key: value for key, value in self.cross.source.info.train.items() if key != "seed"}
-        return self.context.train
+        if scope.cross is not None and side == "A" and scope.cross.source.info.train is not None:
+            return {key: value for key, value in scope.cross.source.info.train.items() if key != "seed"}
+        return scope.train
 
-    def add(self, network: str, pattern: str, side: str | None, condition: Condition, base_key: str | None,
-            growth: Growth | None = None) -> str:
-        source, context, study = self.config.source, self.context, self.config.study
-        where, block_name = context.where, context.name
-        split_name = self.split_name if self.cross is None else self.cross.segment(side)
-        key = f"{split_name}/{network}/seed{self.seed}"
-        out_dir = self.study_dir / "runs" / split_name / network / f"seed{self.seed}"
+    def add(self, scope: _Scope, network: str, pattern: str, side: str | None, condition: Condition,
+            base_key: str | None, growth: Growth | None = None) -> str:
+        source, study, cross = self.config.source, self.config.study, scope.cross
+        split_name = scope.split_name if cross is None else cross.segment(side)
+        key = f"{split_name}/{network}/seed{scope.seed}"
+        out_dir = self.study_dir / "runs" / split_name / network / f"seed{scope.seed}"
         external = base_key == EXTERNAL
-        source_side = "A" if external else self.jobs[base_key].side if base_key else None
-        classes = self.sides["all" if side is None else side]
-        checkpoint = self.cross.source.info.weights if external else str(self.jobs[base_key].out_dir / "model.pt") \
-            if base_key else None
+        base = self.jobs[base_key] if base_key and not external else None
+        source_side = "A" if external else base.side if base else None
+        classes = scope.sides["all" if side is None else side]
+        checkpoint = cross.source.info.weights if external else str(base.out_dir / "model.pt") if base else None
         try:
             spec = JobSpec(
                 key=key, out_dir=str(out_dir), condition=condition, source_checkpoint=checkpoint,
-                model=ModelConfig(**{**context.model, "num_classes": classes}),
-                train=TrainConfig(**{**self._recipe(side), "seed": self.seed}),
+                model=ModelConfig(**{**scope.model, "num_classes": classes}),
+                train=TrainConfig(**{**self._recipe(scope, side), "seed": scope.seed}),
                 strict=study.strict, pack_dir=self.data_path(study.pack_dir), growth=growth,
-                **self._data(side, external, source_side))
+                source_id=base.config_hash if base else None, **self._data(scope, side, external, source_side))
         except UserError as exc:
-            raise UserError(f"{source}: {where} network {pattern!r} on {'split ' if self.cross is None else ''}"
+            raise UserError(f"{source}: {scope.where} network {pattern!r} on {'split ' if cross is None else ''}"
                             f"{split_name}: {exc}") from None
-        job = PlannedJob(key, block_name, split_name, network, pattern, side, self.seed,
-                         (base_key,) if base_key and not external else (), spec)
+        job = PlannedJob(key, scope.name, split_name, network, pattern, side, scope.seed, (base_key,) if base else (), spec)
         if key in self.jobs and self.jobs[key].config_hash != job.config_hash:
             raise UserError(f"{source}: {key} is planned twice with different settings (blocks "
-                            f"{self.jobs[key].block!r} and {block_name!r}); give one of them its own split or settings")
+                            f"{self.jobs[key].block!r} and {scope.name!r}); give one of them its own split or settings")
         self.jobs.setdefault(key, job)
         return key
 
-    def base(self, letter: str) -> str:
-        if self.cross is not None and letter == "A":
+    def base(self, scope: _Scope, letter: str) -> str:
+        if scope.cross is not None and letter == "A":
             return EXTERNAL  # the block's source network: imported, or another study's
-        return self.add(f"base{letter}", "baseX", self.side_of(letter, f"base{letter}"), Condition(), None)
+        return self.add(scope, f"base{letter}", "baseX", self.side_of(scope, letter, f"base{letter}"), Condition(), None)
 
-    def expand(self, pattern: Pattern, block: Block) -> None:
+    def expand(self, scope: _Scope, pattern: Pattern, block: Block) -> None:
         if pattern.kind == "grown":
             for size in (block.units if pattern.variant else [None]):
-                self.grown(pattern, size)
+                self.grown(scope, pattern, size)
             return
         if pattern.kind == "base":
-            self.base(pattern.target)
+            self.base(scope, pattern.target)
             return
         for n in block.n:
             if pattern.kind == "random_init":
-                self.add(pattern.name(n), pattern.text, self.side_of(pattern.target, pattern.text),
+                self.add(scope, pattern.name(n), pattern.text, self.side_of(scope, pattern.target, pattern.text),
                          Condition("random_init", n), None)
                 continue
-            source_base = self.base(pattern.source)
-            side = self.side_of(pattern.target, pattern.text)
+            source_base = self.base(scope, pattern.source)
+            side = self.side_of(scope, pattern.target, pattern.text)
             if pattern.preserved:
                 for k in block.k:
                     if n + k <= 7:
-                        self.add(pattern.name(n, k), pattern.text, side, Condition("preserved", n, pattern.fine_tune, k),
-                                 source_base)
+                        self.add(scope, pattern.name(n, k), pattern.text, side,
+                                 Condition("preserved", n, pattern.fine_tune, k), source_base)
                 continue
             kind = "selffer" if pattern.source == pattern.target else "transfer"
-            self.add(pattern.name(n), pattern.text, side, Condition(kind, n, pattern.fine_tune), source_base)
+            self.add(scope, pattern.name(n), pattern.text, side, Condition(kind, n, pattern.fine_tune), source_base)
 
-    def grown(self, pattern: Pattern, size: int | None) -> None:
-        settings = dict(normalize=pattern.normalize, **self.context.growth)
+    def grown(self, scope: _Scope, pattern: Pattern, size: int | None) -> None:
+        settings = dict(normalize=pattern.normalize, **scope.growth)
         if not pattern.chain:  # a wide base
-            self.add(pattern.name(size=size), pattern.text, self.side_of(pattern.target, pattern.text), Condition(), None,
-                     Growth(pattern.variant, (size,), new=False, **settings))
+            self.add(scope, pattern.name(size=size), pattern.text, self.side_of(scope, pattern.target, pattern.text),
+                     Condition(), None, Growth(pattern.variant, (size,), new=False, **settings))
             return
         chain = pattern.chain
         previous = None
         for step in range(1, len(chain)):
             src, tgt = chain[step - 1], chain[step]
-            side = self.side_of(tgt, pattern.text)
+            side = self.side_of(scope, tgt, pattern.text)
             kind = "selffer" if src == tgt else "transfer"
             if previous is None:
-                self.side_of(src, pattern.text)
+                self.side_of(scope, src, pattern.text)
                 if pattern.wide:
-                    previous = self.add(f"base{src}-{pattern.variant}{size}", pattern.text, self.side_of(src, pattern.text),
-                                        Condition(), None, Growth(pattern.variant, (size,), new=False, **settings))
+                    previous = self.add(scope, f"base{src}-{pattern.variant}{size}", pattern.text,
+                                        self.side_of(scope, src, pattern.text), Condition(), None,
+                                        Growth(pattern.variant, (size,), new=False, **settings))
                 else:
-                    previous = self.base(src)
+                    previous = self.base(scope, src)
             growth = None
             if pattern.variant:
                 growth = Growth(pattern.variant, (size,) * step, new=not pattern.wide, scope=pattern.scope, **settings)
-            previous = self.add(pattern.name(size=size, step=step), pattern.text, side, Condition(kind, 7, True),
+            previous = self.add(scope, pattern.name(size=size, step=step), pattern.text, side, Condition(kind, 7, True),
                                 previous, growth)
 
 
@@ -552,20 +573,45 @@ def write_plan(plan: Plan, echo=print, cancel_changed: bool = False) -> dict[str
 CANCEL_WAIT_S = 120  # how long plan --cancel-changed waits for cancelled jobs to leave the queue
 
 
-def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
-    old_plan = read_plan(plan.study_dir) if (plan.study_dir / "plan.json").is_file() else None
-    old_hashes = {key: job.config_hash for key, job in old_plan.jobs.items()} if old_plan else {}
+def _old_plan(plan: Plan) -> tuple[PlanFile | None, dict[str, str], dict[str, str]]:
+    """The plan on disk, each of its jobs' hash as the new plan should compare it, and the jobs of a
+    legacy plan that compute what the new plan's do (key -> legacy hash: their files are migrated)."""
+    from transferbench.schema.plan import read_legacy
+    from transferbench.study.migrate import same_job
+
+    if not (plan.study_dir / "plan.json").is_file():
+        return None, {}, {}
+    legacy = read_legacy(plan.study_dir)
+    if legacy is None:
+        old_plan = read_plan(plan.study_dir)
+        return old_plan, {key: job.config_hash for key, job in old_plan.jobs.items()}, {}
+    old_plan, legacy_hashes = legacy
+    migrated = {key: legacy_hashes[key] for key, job in old_plan.jobs.items()
+                if key in plan.jobs and same_job(job, plan.jobs[key], plan.aliases)}
+    old_hashes = {key: plan.jobs[key].config_hash if key in migrated else legacy_hashes[key] for key in old_plan.jobs}
+    return old_plan, old_hashes, migrated
+
+
+def _diff(plan: Plan, old_hashes: dict[str, str]) -> tuple[dict[str, list[str]], set[str]]:
+    """The added, removed and changed jobs, and the stale ones (changed or removed, and every job
+    that copies from one: its result would rest on a base that no longer exists)."""
     new_hashes = {key: job.config_hash for key, job in plan.jobs.items()}
     changes = {"added": sorted(set(new_hashes) - set(old_hashes)), "removed": sorted(set(old_hashes) - set(new_hashes)),
                "changed": sorted(k for k in set(new_hashes) & set(old_hashes) if new_hashes[k] != old_hashes[k])}
-    # A job that copies from a changed or removed one is changed too, even if its own spec is not.
     stale = set(changes["changed"]) | set(changes["removed"])
     for key in order_jobs(plan.jobs):
         if key in old_hashes and key not in stale and any(dep in stale for dep in plan.jobs[key].depends):
             stale.add(key)
     changes["changed"] = sorted(stale - set(changes["removed"]))
-    if old_plan and stale:
-        _stop_live_jobs(plan.study_dir, sorted(stale), cancel_changed, echo)
+    return changes, stale
+
+
+def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
+    old_plan, old_hashes, migrated = _old_plan(plan)
+    changes, stale = _diff(plan, old_hashes)
+    migrated = {key: value for key, value in migrated.items() if key not in stale}
+    if old_plan and (stale or migrated):  # a migrated job must not be writing its legacy files meanwhile
+        _stop_live_jobs(plan.study_dir, old_plan, sorted(stale | set(migrated)), cancel_changed, echo)
     for key in changes["changed"]:
         out_dir = plan.jobs[key].out_dir
         if out_dir.exists():
@@ -574,6 +620,7 @@ def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
             out_dir.rename(aside)
     if old_plan and stale:
         _forget_submissions(plan.study_dir, old_plan, stale)
+    _migrate(plan, migrated, old_plan.migrated if old_plan is not None else {}, stale, echo)
     for path, text in plan.splits_written.items():
         _write_if_changed(Path(path), text)
     if plan.imports:
@@ -582,9 +629,29 @@ def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
         for folder, imported in plan.imports.items():
             write_imported(imported, folder)
             echo(f"imported {imported.info.origin} into {folder}")
-    wrote = _write_if_changed(plan.study_dir / "plan.json", plan.file.to_text())
+    wrote = _write_if_changed(plan.study_dir / "plan.json", plan.file.to_text(plan.study_dir))
     _write_if_changed(plan.study_dir / "summary.txt", plan.summary())
-    if not old_hashes:
+    _report(plan, changes, wrote, bool(old_hashes), echo)
+    return changes
+
+
+def _migrate(plan: Plan, migrated: dict[str, str], carried: dict[str, str], stale: set[str], echo) -> None:
+    """Give the files of the jobs of a legacy plan that compute the same their new identity, and list
+    every migrated job's legacy hash in the plan (kept while the job is unchanged)."""
+    if migrated:
+        from transferbench.study.migrate import migrate_files
+
+        renamed = {old: plan.jobs[key].config_hash for key, old in migrated.items()}
+        for key in migrated:
+            migrate_files(plan.jobs[key], renamed)
+        echo(f"{len(migrated)} jobs of a plan written by an older transferbench compute the same as before: their "
+             "files now carry their new identity (nothing is re-run)")
+    plan.file.migrated.update({key: value for key, value in {**carried, **migrated}.items()
+                               if key in plan.jobs and key not in stale})
+
+
+def _report(plan: Plan, changes: dict[str, list[str]], wrote: bool, replanned: bool, echo) -> None:
+    if not replanned:
         echo(f"planned {len(plan.jobs)} jobs in {plan.study_dir}")
     elif not wrote and not changes["changed"]:
         echo(f"{plan.study_dir}: plan unchanged ({len(plan.jobs)} jobs); nothing written")
@@ -596,7 +663,8 @@ def _write_plan(plan: Plan, echo, cancel_changed: bool) -> dict[str, list[str]]:
         if changes["changed"]:
             echo("  (their old outputs were moved aside to <run folder>.old-<hash>; they will be re-run; a job whose "
                  "base changed counts as changed)")
-    return changes
+        if not any(changes.values()):
+            echo(f"{plan.study_dir}: no job changed ({len(plan.jobs)} jobs); plan.json rewritten (paths or format)")
 
 
 def _forget_submissions(study_dir: Path, old_plan: PlanFile, keys: set[str]) -> None:
@@ -608,15 +676,12 @@ def _forget_submissions(study_dir: Path, old_plan: PlanFile, keys: set[str]) -> 
         study.save_manifest({key: entry for key, entry in manifest.items() if key not in keys})
 
 
-def _stop_live_jobs(study_dir: Path, keys: list[str], cancel: bool, echo) -> None:
+def _stop_live_jobs(study_dir: Path, old_plan: PlanFile, keys: list[str], cancel: bool, echo) -> None:
     """Refuse (or, with ``cancel``, cancel and wait for) the jobs among ``keys`` that are queued or
     running under the old plan: a job must never write its old result into a re-planned folder."""
-    import os
-    import signal
-    import subprocess
     import time
 
-    study = Study.open(study_dir)
+    study = Study(study_dir, old_plan)
     wanted = [key for key in keys if key in study.jobs]
 
     def live() -> dict[str, tuple[str, str]]:
@@ -633,16 +698,14 @@ def _stop_live_jobs(study_dir: Path, keys: list[str], cancel: bool, echo) -> Non
                         f"{detail}); wait for them to end, or plan again with --cancel-changed to cancel them first")
     if any(s == "unknown" for s, _ in found.values()):
         raise UserError(f"cannot cancel the changed jobs: {detail}")
+    from transferbench.study.executors import executor_class
+
     manifest = study.manifest()
-    slurm_ids = [manifest[k].job_id for k in found if manifest[k].executor == "slurm" and manifest[k].job_id]
-    if slurm_ids:
-        subprocess.run(["scancel", *slurm_ids], check=False, capture_output=True)
+    by_executor: dict[str, list] = {}
     for k in found:
-        if manifest[k].executor != "slurm" and manifest[k].pid:
-            try:
-                os.kill(manifest[k].pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        by_executor.setdefault(manifest[k].executor, []).append(manifest[k])
+    for name, entries in by_executor.items():
+        executor_class(name).cancel(entries)
     echo(f"cancelled {len(found)} changed jobs that were queued or running; waiting for them to end ...")
     deadline = time.monotonic() + CANCEL_WAIT_S
     while (still := live()) and time.monotonic() < deadline:

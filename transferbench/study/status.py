@@ -2,138 +2,25 @@
 
 transferbench keeps its own manifest (``jobs/<study>/manifest.json``: job key ->
 ManifestEntry) and reads outcomes from the files the worker writes (``result.json``, or
-``error.json`` when the job raised). The executor that ran a job gives the live view of
-what is queued or running (``squeue`` for Slurm, the process for local jobs).
+``error.json`` when the job raised). The executor that ran a job gives the live view of what
+is queued or running (``Executor.live_view`` and ``state``: squeue for Slurm, the process for
+local jobs).
 """
 
 from __future__ import annotations
 
-import functools
-import getpass
 import json
-import os
-import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transferbench.errors import UserError
-from transferbench.fileio import atomic_write_text
-from transferbench.schema.plan import ManifestEntry, PlanFile, PlannedJob
-from transferbench.schema.config import SlurmSettings, StudySettings
-from transferbench.schema.health import EXCLUDED, HEALTH_STATES, Health, HealthSettings, judge_record
-from transferbench.schema.loader import build
+from transferbench.schema.health import EXCLUDED, HEALTH_STATES, Health, judge_record
+from transferbench.schema.plan import ManifestEntry, PlannedJob
 from transferbench.schema.record import ResultRecord
+from transferbench.study.executors import EXECUTORS
+from transferbench.study.study import Study, finished, order_jobs, outcome, read_json
 
 STATES = ("done", "running", "queued", "planned", "blocked", "failed", "unknown")
-
-
-@dataclass
-class Study:
-    """A planned study on disk: its plan, its manifest, its settings."""
-
-    directory: Path
-    plan: PlanFile
-
-    @staticmethod
-    def open(directory: Path) -> "Study":
-        directory = Path(directory).resolve()
-        return Study(directory, PlanFile.read(directory))
-
-    @property
-    def name(self) -> str:
-        return self.plan.study
-
-    @property
-    def jobs(self) -> dict[str, PlannedJob]:
-        return self.plan.jobs
-
-    @functools.cached_property
-    def slurm(self) -> SlurmSettings:
-        return build(SlurmSettings, self.plan.config.get("slurm", {}), "slurm", str(self.directory / "plan.json"))
-
-    @functools.cached_property
-    def settings(self) -> StudySettings:
-        """The study's [study] table, as planned."""
-        return build(StudySettings, self.plan.config["study"], "study", str(self.directory / "plan.json"))
-
-    @functools.cached_property
-    def health(self) -> HealthSettings:
-        """The study's health thresholds (its config's [health] table)."""
-        return build(HealthSettings, self.plan.config.get("health", {}), "health", str(self.directory / "plan.json"))
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.directory / "manifest.json"
-
-    def manifest(self) -> dict[str, ManifestEntry]:
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{self.manifest_path} does not parse ({exc}); restore it or delete it to forget submissions") from exc
-        if not isinstance(data, dict):
-            raise UserError(f"{self.manifest_path} is not a table of jobs; restore it or delete it to forget submissions")
-        return {key: ManifestEntry.from_dict(entry, str(self.manifest_path)) for key, entry in data.items()}
-
-    def save_manifest(self, manifest: dict[str, ManifestEntry]) -> None:
-        body = {key: entry.to_dict() for key, entry in manifest.items()}
-        atomic_write_text(self.manifest_path, json.dumps(body, indent=1, sort_keys=True) + "\n")
-
-
-def order_jobs(jobs: dict[str, PlannedJob]) -> list[str]:
-    """Keys in dependency order (bases before the jobs that copy them), stable within a level."""
-    done: list[str] = []
-    seen: set[str] = set()
-
-    def visit(key: str) -> None:
-        if key in seen:
-            return
-        seen.add(key)
-        for dep in jobs[key].depends:
-            visit(dep)
-        done.append(key)
-
-    for key in jobs:
-        visit(key)
-    return done
-
-
-# ---------------------------------------------------------------------------- one job
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def read_record(job: PlannedJob) -> ResultRecord | None:
-    """The job's record if it wrote one for its current spec; a UserError if the file is corrupt."""
-    return ResultRecord.read(job.out_dir / "result.json", job.config_hash)
-
-
-def finished(job: PlannedJob) -> tuple[str, str | None, ResultRecord | None] | None:
-    """('done'|'failed', reason, the record if one was read) from the files the job wrote, or
-    None if it wrote none yet."""
-    try:
-        record = read_record(job)
-    except UserError as exc:
-        return "failed", f"corrupt result record: {exc}", None
-    if record is not None:
-        return ("done", None, record) if record.status == "done" else ("failed", record.reason, record)
-    error = _read_json(job.out_dir / "error.json")
-    if isinstance(error, dict) and error.get("config_hash") == job.config_hash:
-        return "failed", error.get("reason"), None
-    return None
-
-
-def outcome(job: PlannedJob) -> tuple[str, str | None] | None:
-    """('done'|'failed', reason) from the files the job wrote, or None if it wrote none yet."""
-    result = finished(job)
-    return result[:2] if result is not None else None
 
 
 def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Health]:
@@ -161,7 +48,7 @@ def _other_study_source(job: PlannedJob) -> dict[str, Any] | None:
     ref = job.spec.source_ref
     if ref is None or ref.name.startswith("source:"):
         return None
-    record = _read_json(Path(job.spec.source_checkpoint).with_name("result.json"))
+    record = read_json(Path(job.spec.source_checkpoint).with_name("result.json"))
     return record if isinstance(record, dict) else None
 
 
@@ -192,109 +79,11 @@ def source_waiting(job: PlannedJob) -> str | None:
     return source_unusable(job)
 
 
-def resumable(job: PlannedJob) -> str:
-    checkpoint = job.out_dir / "checkpoint.pt"
-    return "; its checkpoint is kept: `transferbench submit --retry-failed` resumes it" if checkpoint.is_file() else ""
-
-
-LIVE_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
-# States of a job that has ended for good (squeue -t all lists them until MinJobAge passes).
-# Every other state is queued: PENDING, REQUEUED, REQUEUE_HOLD, REQUEUE_FED, SUSPENDED,
-# RESV_DEL_HOLD, CONFIGURING, ... (a job that will still run).
-SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-               "TIMEOUT", "REVOKED"}
-
-
-def squeue_states() -> dict[str, tuple[str, str]]:
-    """Slurm id (``123`` or ``123_4``) -> (state, reason) for every job of this user that slurmctld knows.
-
-    ``-t all`` lists every state, including the transitional ones (REQUEUED, REQUEUE_HOLD,
-    SUSPENDED, ...) that squeue's default filter leaves out and ended jobs until MinJobAge.
-    """
-    if shutil.which("squeue") is None:
-        raise UserError("squeue is not on PATH: Slurm's client tools are missing; install slurm-client or use --executor local")
-    user = os.environ.get("USER") or getpass.getuser()
-    try:
-        result = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", user, "-o", "%i|%T|%r"], capture_output=True, text=True,
-                                timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        raise UserError("squeue did not answer in 60 s: is slurmctld up? (scontrol ping)") from None
-    if result.returncode:
-        raise UserError(f"Slurm is unreachable: squeue said {result.stderr.strip() or result.returncode}; "
-                        "start slurmctld or check `scontrol ping`")
-    states = {}
-    for line in result.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3:
-            states[parts[0]] = (parts[1], parts[2])
-    return states
-
-
-def slurm_view() -> tuple[dict[str, tuple[str, str]] | None, str | None]:
-    """(squeue's states, None), or (None, why Slurm could not be read)."""
-    try:
-        return squeue_states(), None
-    except UserError as exc:
-        return None, str(exc)
-
-
-def slurm_state(job: PlannedJob, entry: ManifestEntry, live: dict[str, tuple[str, str]] | None,
-                live_error: str | None) -> tuple[str, str]:
-    """The state of a Slurm job that has not written a result, from squeue's view."""
-    if live is None:
-        return "unknown", f"Slurm job {entry.job_id}: {live_error}"
-    slurm = live.get(entry.job_id)  # squeue -r lists every array task as <array>_<task>
-    if slurm is None or slurm[0] in SLURM_ENDED:
-        how = f"ended {slurm[0]}" if slurm else "ended"
-        why = "" if slurm and slurm[0] in ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY") else " (killed, out of memory or time?)"
-        return "failed", f"Slurm job {entry.job_id} {how} without a result{why}{resumable(job)}"
-    state, reason = slurm
-    bases = ", ".join(job.depends) or "its base"
-    if reason == "DependencyNeverSatisfied":
-        return "blocked", f"its base {bases} failed (Slurm job {entry.job_id} waits forever)"
-    if state in LIVE_RUNNING:
-        return "running", f"Slurm job {entry.job_id}"
-    if reason == "Dependency":
-        return "queued", f"Slurm job {entry.job_id} pending: waits for {bases}"
-    return "queued", f"Slurm job {entry.job_id} {state.lower()} ({reason})"
-
-
-def process_state(job: PlannedJob, entry: ManifestEntry, live: None = None, live_error: str | None = None) -> tuple[str, str]:
-    """Local and debug executors run in the foreground: a started job without a result is
-    running while its process lives, and was interrupted otherwise."""
-    if entry.pid and _alive(entry.pid):
-        return "running", f"local process {entry.pid}"
-    return "failed", f"interrupted before it wrote a result (its executor stopped){resumable(job)}"
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie, ended but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): the signal test is all there is
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-# executor name -> (how to read its live view once per status, the state of one of its jobs)
-LIVE_VIEWS: dict[str, tuple[Callable[[], tuple[Any, str | None]], Callable[..., tuple[str, str]]]] = {
-    "slurm": (slurm_view, slurm_state),
-    "local": (lambda: (None, None), process_state),
-    "debug": (lambda: (None, None), process_state),
-}
-
-
 def job_state(job: PlannedJob, entry: ManifestEntry | None, live: Any = None, live_error: str | None = None,
               records: dict[str, ResultRecord] | None = None) -> tuple[str, str]:
     """(state, detail): planned, queued, running, blocked, done, failed, or unknown. ``live`` is
-    the live view of the executor that ran the job (``LIVE_VIEWS``); the record read, if any,
-    goes into ``records``."""
+    the live view of the executor that ran the job (``Executor.live_view``); the record read, if
+    any, goes into ``records``."""
     result = finished(job)
     if result is not None:
         state, reason, record = result
@@ -303,7 +92,7 @@ def job_state(job: PlannedJob, entry: ManifestEntry | None, live: Any = None, li
         return state, reason or ""
     if entry is None:
         return "planned", source_waiting(job) or ""
-    state = LIVE_VIEWS[entry.executor][1](job, entry, live, live_error)
+    state = EXECUTORS[entry.executor].state(job, entry, live, live_error)
     if state[0] == "failed" and outcome(job) is not None:  # it finished between the two reads
         return job_state(job, entry, live, live_error, records)
     return state
@@ -313,10 +102,10 @@ def states(study: Study, need_live: bool = True, records: dict[str, ResultRecord
     """Every job's (state, detail); each executor's live view is read once. The records read
     (each once) go into ``records`` when given."""
     manifest = study.manifest()
-    unknown = sorted({entry.executor for entry in manifest.values()} - set(LIVE_VIEWS))
+    unknown = sorted({entry.executor for entry in manifest.values()} - set(EXECUTORS))
     if unknown:
-        raise UserError(f"{study.manifest_path} names executor {unknown[0]!r}; valid: {', '.join(LIVE_VIEWS)}")
-    views = {name: LIVE_VIEWS[name][0]() if need_live else (None, "not read")
+        raise UserError(f"{study.manifest_path} names executor {unknown[0]!r}; valid: {', '.join(EXECUTORS)}")
+    views = {name: EXECUTORS[name].live_view() if need_live else (None, "not read")
              for name in {entry.executor for entry in manifest.values()}}
     current = {}
     for key, job in study.jobs.items():
@@ -366,7 +155,7 @@ def status_table(study_dir: Path, every: bool = False) -> tuple[str, dict[str, i
     if any(flagged.values()):
         counts += " (" + ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in flagged.items() if count) + ")"
         if flagged["stalled"]:
-            counts += "; `transferbench submit --retry-stalled` trains stalled networks again with another seed"
+            counts += "; `transferbench submit --retry-stalled` trains stalled networks again from other random streams"
     footer = [f"totals: {counts}"] + ([f"the state of {totals['unknown']} jobs is unknown: {unreachable}"] if unreachable else [])
     totals.update({f"health:{state}": count for state, count in flagged.items()})
     return "\n".join([header, *lines, *footer]) + "\n", totals

@@ -4,6 +4,10 @@ network and freeze what the condition says (what each condition means: ``schema.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from transferbench.errors import UserError
@@ -50,3 +54,20 @@ def apply_condition(model: TransferNet, condition: Condition, source_state: dict
             parameter.requires_grad_(False)
             frozen.append(key)
     return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen}
+
+
+def check_source(state: dict[str, Any], weights: Path, expected: dict[str, Any]) -> None:
+    """A result must rest on the base its plan names (``expected``: {"key", "config_hash",
+    "attempt"}): the base's weights carry its spec hash and attempt (older ones: the record beside
+    them), and both must match."""
+    found_hash, found_attempt = state.get("config_hash"), state.get("attempt", 1)
+    if found_hash is None:  # weights written before they carried their hash
+        try:
+            found_hash = json.loads(weights.with_name("result.json").read_text(encoding="utf-8")).get("config_hash")
+        except (OSError, ValueError, AttributeError):
+            found_hash = None
+    if found_hash != expected["config_hash"] or found_attempt != expected["attempt"]:
+        raise UserError(f"{weights} is not the base {expected['key']} this job's plan names "
+                        f"(found spec {found_hash}, attempt {found_attempt}; the plan's: {expected['config_hash']}, "
+                        f"attempt {expected['attempt']}): the base was re-planned or retrained after this job was "
+                        "queued; train the base, then `transferbench submit --retry-failed`")

@@ -1,0 +1,41 @@
+"""`transferbench probe`: per-layer probes beside the measured transfer curve."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add(commands, formatter) -> None:
+    probe = commands.add_parser("probe", help="per-layer probes (linear probe, CKA, LogME, LEEP) beside the measured curve",
+                                formatter_class=formatter,
+                                description="For every split and seed of a study whose baseA and baseB finished healthy: "
+                                            "per layer 1..7, on side B's images, the top-1 of a fixed linear probe on "
+                                            "baseA's features, their LogME, and the linear CKA of baseA's and baseB's "
+                                            "features; LEEP of baseA's classifier. Forward passes only. Writes "
+                                            "<study>-probes.csv and <study>-probes.png (each probe beside the measured AnB "
+                                            "curve, with Kendall's tau between them). The recipe: transferbench/probe/run.py.")
+    probe.add_argument("study", type=Path, metavar="jobs/STUDY")
+    probe.add_argument("--out", type=Path, default=Path("results/figures"), metavar="DIR",
+                       help="where the CSV and figure go (default: results/figures)")
+    probe.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    probe.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from transferbench.probe.run import LAYER_MEASURES, probe_study
+
+    result = probe_study(args.study, args.out, args.device)
+    print(f"probed in {result['seconds']:.0f} s ({100 * result['seconds'] / max(1.0, result['training_seconds']):.1f}% "
+          f"of the {result['training_seconds']:.0f} s its networks took to train): {result['csv']}")
+    for name, part in result["parts"].items():
+        print(f"{name}: {part['figure']}")
+        for measure in LAYER_MEASURES:
+            a = part["agreement"][measure]
+            print(f"  {measure:6s} Kendall tau with the measured AnB curve: {a['tau']:+.2f} "
+                  f"[{a['low']:+.2f}, {a['high']:+.2f}] over {a['pairs']} splits/seeds" if a["pairs"] else
+                  f"  {measure:6s} no measured AnB curve of 3 or more layers to compare with")
+        print(f"  leep   of baseA's classifier on side B: {np.mean(part['leep']):+.3f} (mean over {len(part['leep'])} "
+              "splits/seeds; one number per network, so no curve)")

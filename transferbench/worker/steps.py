@@ -1,0 +1,76 @@
+"""The steps every training loop is made of: the optimizer and its learning-rate schedule, one
+SGD step, and an evaluation pass. The single-network loop (``worker/train.py``), the fused
+strategy (``worker/fused.py``) and ``transferbench bench`` all take them from here."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from transferbench.errors import UserError
+from transferbench.schema.spec import TrainConfig
+from transferbench.worker.grow import GrownNet
+from transferbench.worker.inputs import Batches
+from transferbench.worker.models import TransferNet
+
+
+def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
+    """SGD over the trainable parameters: weights with weight decay, biases at ``bias_lr_mult``
+    without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``."""
+    info = model.parameter_info() if isinstance(model, GrownNet) else {}
+    new_mult = model.growth.new_lr_mult if isinstance(model, GrownNet) else 1.0
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    for key, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            kind = "weight" if key.endswith(".weight") else "bias" if key.endswith(".bias") else "scale"
+            groups.setdefault((kind, info.get(key, (0, False))[1]), []).append(parameter)
+    settings = {"weight": (1.0, config.weight_decay), "bias": (config.bias_lr_mult, 0.0), "scale": (1.0, 0.0)}
+    return torch.optim.SGD([
+        {"params": params, "lr_mult": settings[kind][0] * (new_mult if new else 1.0), "weight_decay": settings[kind][1]}
+        for (kind, new), params in groups.items()
+    ], lr=config.lr, momentum=config.momentum)
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    """The step schedule (divided by 1/lr_gamma every lr_step), ramped up linearly over the first ``warmup`` iterations."""
+    ramp = min(1.0, (iteration + 1) / config.warmup) if config.warmup else 1.0
+    return ramp * config.lr * config.lr_gamma ** (iteration // config.lr_step)
+
+
+def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             frozen_prefix: int = 0, amp: bool = False, start: int = 0) -> torch.Tensor:
+    """One training step (bf16 autocast when ``amp``); the loss stays on the device. ``start`` > 0:
+    ``x`` is the output of layer ``start`` (see ``TransferNet.forward``)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x, frozen_prefix, start=start) if start else model(x, frozen_prefix)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+@torch.no_grad()
+def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int, amp: bool) -> list[dict[str, float]]:
+    """Top-1, top-5 and loss of each model on the validation set; each batch is read once for all."""
+    for model in models:
+        model.eval()
+    counts = [[0, 0, 0.0] for _ in models]  # correct top-1, correct top-5, summed loss
+    total = 0
+    for start in range(0, len(batches.set), batch_size):
+        x, y = batches.prepare(list(range(start, min(start + batch_size, len(batches.set)))), None)
+        if len(y) == 0:
+            continue
+        for model, count in zip(models, counts):
+            with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            count[2] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            count[0] += int((top[:, 0] == y).sum())
+            count[1] += int((top == y[:, None]).any(1).sum())
+        total += len(y)
+    for model in models:
+        model.train()
+    if total == 0:
+        raise UserError("no readable validation image: every one was corrupt or the side has none; check the data")
+    return [{"top1": c1 / total, "top5": c5 / total, "loss": loss / total} for c1, c5, loss in counts]
