@@ -18,6 +18,18 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("TRANSFERBENCH_REFERENCE", REPO.parent / "shared" / "reference" / "yosinski2014"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run wherever a CUDA device is visible, and skip (saying why) elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def _missing(what: str) -> None:
     if os.environ.get("TRANSFERBENCH_REQUIRE_EXTERNALS") == "1":
         pytest.fail(f"{what} is required in CI but missing")

@@ -102,7 +102,11 @@ from transferbench.analysis.figures import plot_all
 plan = build_plan(Path({str(REPO / 'configs' / 'yosinski2014.toml')!r}), Path({str(tmp_path)!r}))
 write_plan(plan, echo=lambda *_: None)
 assert len(plan.jobs) == 170
-submit(plan.study_dir, "slurm", dry_run=True, echo=lambda *_: None)
+from transferbench.errors import UserError
+try:
+    submit(plan.study_dir, "slurm", dry_run=True, echo=lambda *_: None)
+except UserError as exc:  # (without ImageNet's folder nothing can run, and the dry run says so)
+    assert "ImageNet needs its folder" in str(exc)
 status_table(plan.study_dir)
 assert collect_rows(plan.study_dir)[0] == []
 rows = read_csv(Path({str(REPO / 'results' / 'yosinski2014.csv')!r}))

@@ -25,35 +25,39 @@ def test_synthetic_data_is_seeded_and_hierarchical():
 
 def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
     preset = demo.preset_text("synthetic")
-    assert "iterations = 300" in preset and "seeds = [0, 1, 2]" in preset
-    short = preset.replace("iterations = 300", "iterations = 6").replace("eval_every = 20", "eval_every = 3")
-    short = short.replace("seeds = [0, 1, 2]", "seeds = [0]")
-    short = short.replace('networks = ["baseA", "baseB", "BnB", "BnB+", "AnB", "AnB+"]\nn = [1, 4, 7]',
-                          'networks = ["baseA", "baseB", "BnB", "AnB", "AnB+"]\nn = [1, 7]')
-    short = short.replace('networks = ["RnB"]\nn = [3]', 'networks = ["RnB"]\nn = [1]')
+    assert "iterations = 300" in preset and "seeds = [0, 1, 2, 3]" in preset
+    short = preset.replace("iterations = 300", "iterations = 6").replace("eval_every = 50", "eval_every = 3")
+    short = short.replace("seeds = [0, 1, 2, 3]", "seeds = [0]").replace("warmup = 20", "warmup = 2")
+    short = short.replace('networks = ["baseA", "baseB", "BnB", "BnB+", "AnB", "AnB+"]\nn = [2, 6]',
+                          'networks = ["baseA", "baseB", "BnB", "AnB", "AnB+"]\nn = [1, 6]')
     monkeypatch.setattr(demo, "preset_text", lambda dataset: short)
     messages = []
     outcome = demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
-    assert len(outcome["rows"]) == 10 and outcome["csv"].is_file()
+    assert len(outcome["rows"]) == 11 and outcome["csv"].is_file()
     text = "\n".join(messages)
     # A figure is written only where some network counts: six iterations teach (almost) nothing.
-    usable = [r for r in outcome["rows"] if r.usable and not r.growth]
+    usable = [r for r in outcome["rows"] if r.usable and not r.growth and r.condition != "random_init"]
     assert (tmp_path / "demo" / "figures" / "demo-fig2.png").is_file() == bool(usable)
+    assert (tmp_path / "demo" / "figures" / "demo-effects.csv").is_file()
     if not usable:
         assert "missing in demo: fig2: no usable networks on random splits" in text
     assert "not natural images" in text and "what it shows:" in text
-    # Six iterations teach nothing: every network is judged, and none is read as a finding.
+    # Six iterations teach nothing: every network is judged, none is shown to do anything (one replicate).
     rows = outcome["rows"]
     assert all(r.health for r in rows)
+    reading = text.split("what it shows:")[1]
+    assert "\n  - shown" not in reading
     stalled = [r for r in rows if r.health in ("stalled", "source_unhealthy")]
-    assert stalled and "networks left out of every mean" in text and "--retry-stalled" in text
+    assert stalled and "networks left out of every mean" in reading and "--retry-stalled" in reading
     # A second run resumes: nothing is trained again.
     messages.clear()
     demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)
-    assert any(m.startswith("nothing to submit (10 done") for m in messages)
+    assert any(m.startswith("nothing to submit (11 done") for m in messages)
 
 
-def test_developmental_verdict_needs_an_interval_over_pairs():
+def test_developmental_verdict_needs_an_interval_over_replicates():
+    from transferbench.analysis.reading import developmental_lines
+    from transferbench.analysis.stats import effects_table
     from transferbench.schema.record import Row
 
     def rows(differences):
@@ -62,14 +66,14 @@ def test_developmental_verdict_needs_an_interval_over_pairs():
             for network, value, growth in (("A7B+", 0.80, None), ("A7B+WA8", 0.80 + difference, "WA8")):
                 out.append(Row(study="demo", source="transferbench", key=f"random0/{network}/seed{seed}", dataset="synthetic",
                                split="random0", network=network, condition="transfer", n=7, fine_tune=1, seed=seed,
-                               top1_mean_best10=value, growth=growth, growth_mode=growth and "grown",
-                               scope=growth and "all", normalize=growth and 1))
-        return demo._developmental_lines(out)[0]
+                               source_side="A", target_side="B", top1_mean_best10=value, growth=growth,
+                               growth_mode=growth and "grown", scope=growth and "all", normalize=growth and 1))
+        return developmental_lines(effects_table(out))[0]
 
-    # One pair never decides, however large the difference: single networks move with the seed and the CPU.
+    # One replicate never decides, however large the difference: single networks move with the seed and the CPU.
     assert rows([0.03]).endswith("more seeds would tell") and rows([0.2]).endswith("more seeds would tell")
     assert rows([0.06, 0.07, 0.05]).endswith("added capacity helped")
     assert rows([-0.06, -0.05, -0.07]).endswith("did worse than classic fine-tuning")
-    assert rows([0.06, -0.05, 0.01]).endswith("includes no difference")
-    assert rows([0.03, 0.02, 0.04]).endswith("added capacity helped")  # the interval over 3 networks excludes 0
-    assert rows([0.03, -0.02, 0.01]).endswith("includes no difference")
+    assert rows([0.06, -0.05, 0.01]).endswith("no difference shown")
+    assert rows([0.03, 0.02, 0.04]).endswith("added capacity helped")  # the t-interval over 3 replicates excludes 0
+    assert rows([0.03, -0.02, 0.01]).endswith("no difference shown")

@@ -166,7 +166,7 @@ def test_a_cut_results_csv_is_named_with_its_line_and_cell_count(tmp_path):
     whole = (conftest.REPO / "results" / "yosinski2014.csv").read_text().splitlines(keepends=True)
     cut = tmp_path / "cut.csv"
     cut.write_text("".join(whole[:3]) + whole[3][:60])  # the fourth line ends mid-row
-    with pytest.raises(UserError, match=r"cut.csv line 4: 5 cells where the header has 33; the file is cut or edited"):
+    with pytest.raises(UserError, match=r"cut.csv line 4: 5 cells where the header has 34; the file is cut or edited"):
         read_csv(cut)
 
 

@@ -35,6 +35,9 @@ def test_the_wheel_carries_the_shipped_files_and_works_from_an_empty_folder(tmp_
     assert "transferbench/shipped/results/yosinski2014.csv" in names
     assert {"transferbench/presets/demo.toml", "transferbench/data/imagenet1k_classes.tsv"} <= names
     assert not any(name.startswith(("tests/", "splits/", "results/", "configs/")) for name in names)
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    metadata = next(zipfile.ZipFile(wheel).read(n) for n in names if n.endswith(".dist-info/METADATA")).decode()
+    assert "Requires-Dist: Pillow" in metadata and "License-Expression: MIT" in metadata
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], tmp_path)

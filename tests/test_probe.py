@@ -65,24 +65,44 @@ def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "probed-probes.csv").open()))
     per_base = [r for r in rows if r["measure"] != "cka_anb_plus"]
-    assert len(per_base) == 7 * 3 + 1 and {r["measure"] for r in per_base} == {"probe", "logme", "cka", "leep"}
+    assert len(per_base) == 7 * 6 + 1 and {r["measure"] for r in per_base} == {
+        "probe", "logme", "cka", "cka_debiased", "random_probe", "depth", "leep"}
     tuned = {r["layer"] for r in rows if r["measure"] == "cka_anb_plus"}  # the healthy fine-tuned AnB+
     assert tuned and tuned <= {"1", "3", "5"}
     assert (tmp_path / "out" / "probed-probes.png").is_file()
-    assert "probe " in run.stdout and "leep   of baseA's classifier on side B" in run.stdout
+    assert "random_probe" in run.stdout and "leep          of baseA's classifier on side B" in run.stdout
+    agreement = list(csv.DictReader((tmp_path / "out" / "probed-probe-agreement.csv").open()))
+    assert {(r["measure"], r["curve"]) for r in agreement} >= {("probe", "absolute"), ("depth", "relative")}
 
 
-def test_agreement_is_kendalls_tau_per_split_with_an_interval_over_them():
+def test_agreement_is_kendalls_tau_per_split_with_an_interval_and_depth_beside_it():
     from transferbench.probe.run import _agreement
 
-    table, measured = [], {}
+    table, absolute = [], {}
     for seed, flip in ((0, 1), (1, 1), (2, -1)):
         for n in range(1, 8):
             table.append({"split": "random0", "seed": seed, "layer": n, "measure": "probe", "value": flip * n})
-            measured[("random0", seed, n)] = 0.9 - 0.01 * n  # falls with n
-    result = _agreement(table, measured)["probe"]
-    assert result["pairs"] == 3 and result["tau"] == pytest.approx((-1 - 1 + 1) / 3)
-    assert result["low"] == pytest.approx(-1.0) and result["high"] <= 1.0
+            table.append({"split": "random0", "seed": seed, "layer": n, "measure": "depth", "value": -n})
+            absolute[("random0", seed, n)] = 0.9 - 0.01 * n  # falls with n
+    lines = _agreement(table, {"absolute": absolute, "relative": {}})
+    probe = next(line for line in lines if line["measure"] == "probe" and line["curve"] == "absolute")
+    depth = next(line for line in lines if line["measure"] == "depth" and line["curve"] == "absolute")
+    assert probe["units"] == 3 and probe["tau"] == pytest.approx((-1 - 1 + 1) / 3)
+    assert depth["tau"] == pytest.approx(1.0) and probe["vs_depth"] == pytest.approx((-2 - 2 + 0) / 3)
+    assert probe["p_per_unit"].split() == ["0.000397"] * 3  # an exact permutation p: 2 of 5040 orderings are as extreme
+    relative = next(line for line in lines if line["measure"] == "probe" and line["curve"] == "relative")
+    assert relative["units"] == 0
+
+
+def test_debiased_cka_is_about_zero_for_unrelated_features_at_any_width():
+    from transferbench.probe.measures import debiased_cka
+
+    rng = np.random.default_rng(0)
+    for width in (16, 512):
+        x, y = np.maximum(rng.normal(size=(400, width)), 0), np.maximum(rng.normal(size=(400, width)), 0)
+        assert abs(debiased_cka(x, y)) < 0.02 and linear_cka(x, y) > 0.05 * (width > 100)
+    x = rng.normal(size=(300, 20))
+    assert debiased_cka(x, 2 * x) == pytest.approx(1.0)
 
 
 def test_a_cross_dataset_target_is_probed_with_the_blocks_source_as_base_a(tmp_path):
@@ -97,6 +117,8 @@ def test_a_cross_dataset_target_is_probed_with_the_blocks_source_as_base_a(tmp_p
     result = probe_study(study_dir, tmp_path / "out", echo=lambda *_: None)
     assert list(result["parts"]) == ["x-fm-other"]  # the target's own figure and agreement
     rows = [row for row in result["table"] if row["split"] == "fm-other"]
-    assert len(rows) == 7 * 3 + 1 and (tmp_path / "out" / "x-fm-other-probes.png").is_file()
+    assert len(rows) == 7 * 6 + 1 and (tmp_path / "out" / "x-fm-other-probes.png").is_file()
     # The source is the other study's network: its layer-1 probe reads the same features as its A1B.
-    assert result["parts"]["x-fm-other"]["agreement"]["probe"]["pairs"] == 1
+    [probe] = [line for line in result["parts"]["x-fm-other"]["agreement"]
+               if line["measure"] == "probe" and line["curve"] == "absolute"]
+    assert probe["units"] == 1

@@ -100,7 +100,10 @@ def test_generated_sbatch_script_is_the_reference(tmp_path, monkeypatch):
     assert calls == 2 and waits == ("random0/baseA/seed0",) and len(keys) == 28
     script = (capture / "1.sh").read_text()
     assert "#SBATCH --dependency=afterok:7_0" in script
-    compare("yosinski2014-sbatch.sh", script.replace(str(tmp_path / "jobs"), "<jobs>").replace(sys.executable, "python"))
+    token = next(line for line in script.splitlines() if line.startswith("#SBATCH --job-name=")).split("transferbench-")[1]
+    assert len(token) == 12  # each array is named transferbench-<token>, recorded in the manifest before sbatch
+    compare("yosinski2014-sbatch.sh", script.replace(str(tmp_path / "jobs"), "<jobs>").replace(sys.executable, "python")
+            .replace(token, "<token>"))
 
 
 def test_results_csv_header_is_the_reference():

@@ -11,8 +11,8 @@ import pytest
 from tests.conftest import REPO
 from transferbench.analysis.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
-from transferbench.analysis.figures import boost_table, developmental_table, paired_entries, plot_all
-from transferbench.analysis.stats import pooled_boost_table
+from transferbench.analysis.figures import plot_all
+from transferbench.analysis.stats import boost_table, developmental_table, effects_table, pooled_boost_table
 import dataclasses
 
 from transferbench.analysis.results import caffe_rows, read_csv, to_csv
@@ -23,8 +23,8 @@ def test_restarted_network_merges_its_logs_newest_line_wins(reference):
     folder = reference / "logs" / "half0A"
     net = read_network(folder)
     assert net.logs == 4 and len(net.evaluations) == 450 and net.evaluations[-1][0] == 450_000 and not net.notes
-    first, _ = read_log(folder / "140403_063910_half0A.o227963.gz")
-    second, _ = read_log(folder / "140403_063910_half0A.o239566.gz")
+    first, _, _ = read_log(folder / "140403_063910_half0A.o227963.gz")
+    second, _, _ = read_log(folder / "140403_063910_half0A.o239566.gz")
     overlap = {it for _, it, _, _ in first} & {it for _, it, _, _ in second}
     assert overlap == set(range(281_000, 287_000, 1000))  # the restart re-ran 281k-286k
     newer = {it: top1 for _, it, top1, _ in second}
@@ -58,8 +58,9 @@ def test_committed_csv_holds_every_published_network(reference):
     assert base.top1_final == pytest.approx(net.evaluations[-1][1], abs=1e-6)
     # Health: the authors' runs that sat at chance (1000 classes, 50,000 validation images) are flagged.
     stalled = sorted(r.key for r in rows if r.health == "stalled")
-    assert stalled == ["all/R3/seed0", *(f"reduced{k:04d}/base/seed0" for k in (5, 10, 25, 50, 100))]
-    assert {r.health for r in rows if r.key not in stalled} == {"healthy", None}  # None: no log to judge
+    assert stalled == [f"reduced{k:04d}/base/seed0" for k in (5, 10, 25, 50, 100)]
+    assert [r.key for r in rows if r.health == "at_chance"] == ["all/R3/seed0"]  # the paper's finding: kept
+    assert {r.health for r in rows if r.key not in stalled and r.key != "all/R3/seed0"} == {"healthy", None}  # None: no log
 
 
 def test_unfinished_and_corrupt_logs(tmp_path):
@@ -108,9 +109,10 @@ def small_rows():
 
 def test_boost_table_and_every_figure_on_a_small_csv(tmp_path):
     rows = small_rows()
-    table = boost_table(rows)
-    assert [r["anb_plus_networks"] for r in table] == [3, 2, 1]
+    table = boost_table(effects_table(rows))
+    assert [r["vs_base_pairs"] for r in table] == [3, 2, 1] and [r["vs_base_units"] for r in table] == [1, 1, 1]
     assert table[0]["vs_base"] == pytest.approx(0.63 - 0.62) and table[0]["vs_selffer_plus"] == pytest.approx(0.01)  # own baseB
+    assert table[0]["vs_base_shown"] == 0  # one replicate: no interval, nothing shown
     pooled = pooled_boost_table(rows)
     assert pooled[0]["vs_base"] == pytest.approx(0.63 - 0.61) and pooled[0]["vs_selffer_plus"] == pytest.approx(0.01)
     path = tmp_path / "small.csv"
@@ -119,11 +121,11 @@ def test_boost_table_and_every_figure_on_a_small_csv(tmp_path):
     messages = []
     written = plot_all(read_csv(path), tmp_path / "figs", reference=rows, echo=messages.append)
     names = sorted(p.name for p in written)
-    assert names == ["small-boost-pooled.csv", "small-boost.csv", "small-fig2.pdf", "small-fig2.png", "small-fig3.pdf", "small-fig3.png",
-                     "small-reduced.pdf", "small-reduced.png"]
+    assert names == ["small-boost-pooled.csv", "small-boost.csv", "small-effects.csv", "small-fig2.pdf", "small-fig2.png",
+                     "small-fig3.pdf", "small-fig3.png", "small-reduced.pdf", "small-reduced.png"]
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
     assert any("preserved: no preserved-layers networks" in m for m in messages)
-    assert messages[0].startswith("lingering boost, small")
+    assert any(m.startswith("lingering boost, small") for m in messages)
 
 
 def test_plot_cli_on_partial_data_and_bad_csv(tmp_path):
@@ -159,22 +161,22 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     rows.append(dataclasses.replace(rows[-1], split="chain0", network="A7B+", growth=None, growth_mode=None, scope=None, normalize=None))
     rows.append(dataclasses.replace(rows[-1], network="A7B7C+", top1_mean_best10=0.5))
     grown("chain0", "A7B7C+WA8", 0.55, "WA8x2")
-    assert boost_table(rows)[2]["anb_plus_networks"] == 1 + 1  # random0 and random1 A7B+, no grown network, no chain
-    table = {row["network"]: row for row in developmental_table(rows)}
+    effects = effects_table(rows)
+    assert boost_table(effects)[2]["vs_base_pairs"] == 1  # random0's A7B+ (random1 has no base), no grown network, no chain
+    table = {row["network"]: row for row in developmental_table(rows, effects)}
     assert table["A7B+WA8"]["vs_reference"] == pytest.approx(((0.66 - 0.63) + (0.64 - 0.60)) / 2)
     assert table["A7B+WA8"]["networks"] == 2 and table["A7B+WA8-nonorm"]["vs_reference"] == pytest.approx(-0.02)
     assert table["A7B7C+WA8"]["reference"] == "A7B7C+" and table["A7B7C+WA8"]["vs_reference"] == pytest.approx(0.05)
     assert table["A7B+DA8-new"]["source_top1_after"] == 0.6 and table["A7B+"]["vs_reference"] is None
-    # Each bar is read against its own classic network on the same splits and seeds: A7B+WA8
-    # against A7B+ on random0 and random1, the chain's step against A7B7C+, never chain0's A7B+.
-    bars = {label: (values, refs) for label, values, refs in
-            paired_entries(rows, "top1_mean_best10", lambda r: r.growth)}
-    assert bars["A7B+WA8"] == ([0.66, 0.64], [0.63, 0.60]) and bars["A7B+WA8-nonorm"] == ([0.61], [0.63])
-    assert bars["A7B7C+WA8"] == ([0.55], [0.5])
+    # Each grown network is read against its own classic network on the same splits and seeds: A7B+WA8
+    # against A7B+ on random0 and random1 (two replicates), the chain's step against A7B7C+, never chain0's A7B+.
+    compared = {row.network: row.estimate for row in effects.family("developmental")}
+    assert compared["A7B+WA8"].units == 2 and compared["A7B+WA8"].has_interval
+    assert compared["A7B+WA8-nonorm"].units == 1 and compared["A7B7C+WA8"].mean == pytest.approx(0.05)
     messages = []
     written = plot_all(rows, tmp_path / "figs", echo=messages.append)
     assert {"small-developmental.png", "small-developmental.csv"} <= {p.name for p in written}
-    assert messages[0].startswith("developmental networks, small") and "+0.035 vs A7B+" in messages[0]
+    assert any(m.startswith("developmental networks, small") and "+0.035 vs A7B+" in m for m in messages)
 
 
 def test_plot_reference_keeps_the_users_own_rows_of_the_same_study_from_any_folder(tmp_path):
@@ -187,5 +189,5 @@ def test_plot_reference_keeps_the_users_own_rows_of_the_same_study_from_any_fold
                           "--out", "figures"], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "figures" / "yosinski2014-fig2.png").is_file()
-    assert "lingering boost, yosinski2014, each AnB+ against its own" in run.stdout
-    assert "  1-7             3  +0.010" in run.stdout  # the user's three AnB+, not the published ten
+    assert "lingering boost, yosinski2014: each AnB+ against its own" in run.stdout
+    assert "  1-7     +0.010 [no interval] 3p/1u/2b" in run.stdout  # the user's three AnB+, not the published ten

@@ -51,6 +51,18 @@ def test_cifar100_pickle(tmp_path):
     (folder / "test").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match="not a CIFAR-100 pickle"):
         load_image_set("cifar100", tmp_path, False, split, "A")
+    planted = tmp_path / "ran"
+
+    class Payload:  # a pickle that runs code when it is loaded
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {planted}",)
+
+    (folder / "test").write_bytes(pickle.dumps({b"data": Payload(), b"fine_labels": [0]}))
+    with pytest.raises(UserError, match="is not part of a CIFAR-100 file"):
+        load_image_set("cifar100", tmp_path, False, split, "A")
+    assert not planted.exists()
 
 
 def test_imagenet_jpeg_folders_and_corrupt_images(tmp_path):
@@ -350,3 +362,19 @@ def test_random_streams_differ_by_purpose_epoch_and_iteration():
     assert len(draws) == 20  # a batch's crops are its own: none repeats another iteration's
     assert batch_indices(100, 10, 0, 0) != batch_indices(100, 10, 0, 10)  # epoch 1 is shuffled afresh
     assert sorted(batch_indices(100, 10, 0, 0) + [i for it in range(1, 10) for i in batch_indices(100, 10, 0, it)]) == list(range(100))
+
+
+def test_a_damaged_pack_is_named_set_aside_and_built_again(tmp_path, capsys):
+    from transferbench.tasks.classes import load_table
+    from transferbench.worker import data
+
+    wnids = [c.wnid for c in load_table("imagenet1k").classes]
+    _jpeg_tree(tmp_path, wnids[:3], 4)
+    items = data.imagenet_items(tmp_path, True, wnids)
+    whole = np.array(data.pack_images(items, tmp_path / "pack", "train", size=32).images)  # in memory, not mapped
+    [pack] = [p for p in (tmp_path / "pack").glob("train-*.npy") if ".mean" not in p.name]
+    pack.write_bytes(pack.read_bytes()[:1000])  # truncated (a copy cut short, a scratch purge mid-file)
+    again = data.pack_images(items, tmp_path / "pack", "train", size=32)
+    assert np.array_equal(again.images, whole)
+    assert f"the pack {pack} is damaged" in capsys.readouterr().err
+    assert (pack.parent / (pack.name + ".damaged")).is_file()

@@ -6,7 +6,7 @@
 #SBATCH --dependency=afterok:7_0
 #SBATCH --error=<jobs>/yosinski2014/slurm/%A_%a_0_log.err
 #SBATCH --gpus-per-node=1
-#SBATCH --job-name=transferbench
+#SBATCH --job-name=transferbench-<token>
 #SBATCH --mem=64G
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1

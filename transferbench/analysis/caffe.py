@@ -29,6 +29,7 @@ from transferbench.schema.spec import LAYER_NAMES
 TEST_LINE = re.compile(r"^I(\d{4} \d\d:\d\d:\d\d\.\d+) .*Iteration (\d+), Testing net")
 SCORE_LINE = re.compile(r"^I(\d{4} \d\d:\d\d:\d\d\.\d+) .*Test score #(\d+): ([-+0-9.eE]+|nan|inf)")
 TIME = re.compile(r"^I(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)")
+TRAIN_LINE = re.compile(r"^I(\d{4} \d\d:\d\d:\d\d\.\d+) .*Iteration (\d+), loss = ([-+0-9.eE]+|nan|inf)")
 
 NAME_PATTERNS = [
     (re.compile(r"^half(?P<s>\d)(?P<side>[AB])$"), "base"),
@@ -54,6 +55,7 @@ class Network:
     source_side: str | None
     target_side: str | None
     evaluations: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, top-1, loss)
+    train_loss: list[tuple[int, float]] = field(default_factory=list)  # (iteration, training loss) every 20 iterations
     max_iter: int | None = None
     logs: int = 0
     gpu_hours: float = 0.0
@@ -90,10 +92,12 @@ def _job_number(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def read_log(path: Path) -> tuple[list[tuple[str, int, float, float]], float]:
-    """(timestamp, iteration, top-1, loss) for every complete test block, and the hours the log spans."""
+def read_log(path: Path) -> tuple[list[tuple[str, int, float, float]], float, list[tuple[str, int, float]]]:
+    """(timestamp, iteration, top-1, loss) for every complete test block, the hours the log spans,
+    and (timestamp, iteration, loss) of every training-loss line (``Iteration N, loss = X``)."""
     opener = gzip.open if path.suffix == ".gz" else open
     blocks: list[tuple[str, int, float, float]] = []
+    losses: list[tuple[str, int, float]] = []
     first = last = None
     current: dict | None = None
     try:
@@ -103,6 +107,10 @@ def read_log(path: Path) -> tuple[list[tuple[str, int, float, float]], float]:
                     last = line
                     first = first or line
                 if "Test" not in line:
+                    if ", loss = " in line:
+                        train = TRAIN_LINE.match(line)
+                        if train:
+                            losses.append((train.group(1), int(train.group(2)), float(train.group(3))))
                     continue
                 test = TEST_LINE.match(line)
                 if test:
@@ -124,7 +132,7 @@ def read_log(path: Path) -> tuple[list[tuple[str, int, float, float]], float]:
             return (((month * 31 + day) * 24 + hour) * 60 + minute) * 60 + second
 
         hours = max(0.0, seconds(last.groups()) - seconds(first.groups())) / 3600
-    return blocks, hours
+    return blocks, hours, losses
 
 
 def _solver_value(text: str, key: str) -> str | None:
@@ -170,14 +178,20 @@ def read_network(folder: Path) -> Network:
     logs = sorted((p for p in folder.iterdir() if re.search(r"\.o\w+(\.gz)?$", p.name)), key=_job_number)
     network.logs = len(logs)
     newest: dict[int, tuple[tuple[str, int], float, float]] = {}
+    newest_loss: dict[int, tuple[tuple[str, int], float]] = {}
     for order, log in enumerate(logs):
-        blocks, hours = read_log(log)
+        blocks, hours, losses = read_log(log)
         network.gpu_hours += hours
         for stamp, iteration, top1, loss in blocks:
             rank = (stamp, order)
             if iteration not in newest or rank >= newest[iteration][0]:
                 newest[iteration] = (rank, top1, loss)
+        for stamp, iteration, loss in losses:
+            rank = (stamp, order)
+            if iteration not in newest_loss or rank >= newest_loss[iteration][0]:
+                newest_loss[iteration] = (rank, loss)
     network.evaluations = [(it, top1, loss) for it, (_, top1, loss) in sorted(newest.items())]
+    network.train_loss = [(it, loss) for it, (_, loss) in sorted(newest_loss.items())]
     check_prototxt(folder, network)
     return network
 

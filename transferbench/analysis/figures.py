@@ -3,31 +3,33 @@
 Per study (the CSV's ``study`` column) this writes, as PNG and PDF:
 
 * ``<study>-fig2``: top-1 vs n for every network on the random splits (base at n=0, BnB,
-  BnB+, AnB, AnB+), and the per-layer means with 95% bootstrap intervals and the shaded
-  regions that carry the paper's reading;
+  BnB+, AnB, AnB+), and each group against its own base (mean over independent replicates,
+  95% t-interval), with a region shaded and named only where the effects table shows the
+  paper's effect (Holm-adjusted over the figure's tests);
 * ``<study>-fig3``: man-made/natural transfer, random-init frozen layers, and all three
   relative to their base networks on one axis;
 * ``<study>-reduced``: top-1 vs training images per class;
 * ``<study>-preserved``: the preserved-layers conditions, when the study has them;
-* ``<study>-boost.csv`` and a printed table: the lingering boost of AnB+ over the bases and
-  over BnB+, for n in 1..7, 3..7 and 5..7, with 95% bootstrap intervals;
+* ``<study>-effects.csv``: every effect per n, pooled over n-ranges, as a trend over n, and the
+  developmental comparisons: mean, interval, p, Holm-adjusted p, shown, pairs, bases, units
+  (``analysis/stats.py``); the figures, the boost table and the reading are drawn from it;
+* ``<study>-boost.csv`` and a printed table: the lingering boost of each AnB+ over its own base
+  and over BnB+, for n in 1..7, 3..7 and 5..7; ``<study>-boost-pooled.csv``: the paper's own
+  pooled, unpaired table, for comparison with the published numbers only;
 * ``<study>-developmental`` and ``<study>-developmental.csv`` (when the study has grown
-  networks or chains): target top-1 per variant and S against classic fine-tuning (A7B+),
-  the normalisation/scaling ablation, the fine-tuning scopes, the source accuracy kept
-  (forgetting), and the chain of tasks, each grown network paired with the classic network
-  of its split and seed (``A7B+WA128-fc7`` with ``A7B+``, ``A7B7C+WA128`` with ``A7B7C+``).
+  networks or chains): each grown network against the classic network of its split and seed
+  (paired differences with their intervals: the bars are what the text reads).
 
-The Yosinski figures use the classic networks only: grown networks and later chain steps
-are left out of them.
-
-Each value is a network's mean of its 10 best top-1 evaluations (the paper's statistic) or,
-with ``metric="top1_final"``, its last evaluation. Networks without a value (no log, no
-evaluation) are left out and counted in the "missing" lines.
+Markers stand at the measured n only, and lines join only neighbouring measured n (no line
+crosses an n that was not measured). A mean from a single replicate has no interval and is
+drawn hollow. Networks left out of means (stalled, diverged) are drawn hollow and dashed;
+frozen networks at chance are marked with a cross and count.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from transferbench.analysis.results import health_lines, table_csv
-from transferbench.analysis.stats import (EFFECTS, Pairs, _group_of, _means, _random, bar_entries, boost_table, bootstrap_ci,
-                                          developmental_table, effects, format_boost, format_developmental, group_values,
-                                          is_developmental, paired_entries, pooled_boost_table, reference_network,
-                                          versus_selffer_plus)
+from transferbench.analysis.stats import (EFFECTS, FIG2, Effects, Pairs, _means, _random, bar_entries, boost_table,
+                                          counted, developmental_table, effects_csv, effects_table, estimate,
+                                          format_boost, format_developmental, format_pooled_boost, group_of,
+                                          group_values, is_developmental, pooled_boost_table, reference_network)
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from transferbench.schema.notation import parse_network
@@ -51,6 +53,14 @@ STYLES = {  # group -> (label, colour, marker)
     "transfer": ("transfer AnB", "#d62728", "D"),
     "transfer+": ("transfer AnB$^+$", "#ff9896", "D"),
 }
+# The per-network value each figure can show, and how its axis names it.
+METRICS = {
+    "top1_mean_best10": "top-1, mean of the 10 best evaluations (the paper's; chosen on the validation images)",
+    "top1_final": "top-1 of the final network (selection-free)",
+    "top1_holdout": "top-1 at the evaluation chosen on held-out training images (selection-free)",
+}
+EFFECT_COLOURS = {"co-adaptation loss": "#1f4fd8", "specificity": "#d62728", "fine-tuning recovers": "#2ca02c",
+                  "lingering boost": "#ff7f0e"}
 
 
 def _save(fig, out: Path, name: str, written: list[Path]) -> None:
@@ -62,23 +72,56 @@ def _save(fig, out: Path, name: str, written: list[Path]) -> None:
 
 
 UNUSABLE_LABEL = "hollow, dashed: stalled or diverged (left out of means)"
+AT_CHANCE_LABEL = "x: frozen features at chance (a finding, kept in means)"
 
 
-def _scatter(ax, xs, ys, usable, colour, marker, label, edge=None, size=28):
-    """Networks as markers: filled where they count, hollow with a dashed edge where they are left out of means."""
-    kept = [(x, y) for x, y, ok in zip(xs, ys, usable) if ok]
-    left = [(x, y) for x, y, ok in zip(xs, ys, usable) if not ok]
+def _scatter(ax, xs, ys, rows, colour, marker, label, edge=None, size=28):
+    """Networks as markers: filled where they count, hollow with a dashed edge where they are left
+    out of means, crossed where frozen features left them at chance."""
+    kept = [(x, y) for x, y, r in zip(xs, ys, rows) if r.usable]
+    left = [(x, y) for x, y, r in zip(xs, ys, rows) if not r.usable]
+    chance = [(x, y) for x, y, r in zip(xs, ys, rows) if r.health == "at_chance"]
     if kept:
         ax.scatter(*zip(*kept), s=size, marker=marker, facecolors=colour, edgecolors=edge or colour, linewidths=0.8,
                    label=label, zorder=3)
     if left:
         ax.scatter(*zip(*left), s=size, marker=marker, facecolors="none", edgecolors="grey" if colour == "white" else colour,
                    linewidths=1.2, linestyles="--", label=None if kept else label, zorder=3)
+    if chance:
+        ax.scatter(*zip(*chance), s=size * 1.6, marker="x", color="black", linewidths=0.8, zorder=4)
 
 
-def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> list[str]:
-    """Fig. 2; returns the effects of the paper's reading that the data show (the shaded, labelled regions)."""
-    groups = group_values(rows, metric)
+def _segments(ns: list[int]) -> list[list[int]]:
+    """Runs of neighbouring measured n (1, 2, 3 and 5, 6 from 1, 2, 3, 5, 6): a line joins only these."""
+    runs: list[list[int]] = []
+    for n in sorted(ns):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return runs
+
+
+def _curve(ax, points: dict[int, Any], colour: str, marker: str, label: str | None, offset: float = 0.0) -> None:
+    """Means (with their 95% intervals) at the measured n: a marker each, filled where it has an
+    interval and hollow where it rests on a single replicate, lines only between neighbours
+    (``offset``: a small shift along n, so that the groups' intervals do not hide each other)."""
+    for run in _segments(list(points)):
+        if len(run) > 1:
+            ax.plot([n + offset for n in run], [points[n].mean for n in run], color=colour, lw=1.5, zorder=2)
+    for n, e in points.items():
+        filled = e.has_interval
+        if filled:
+            ax.errorbar([n + offset], [e.mean], yerr=[[max(0.0, e.mean - e.low)], [max(0.0, e.high - e.mean)]],
+                        color=colour, capsize=2, lw=1, zorder=2)
+        ax.scatter([n + offset], [e.mean], marker=marker, s=30, facecolors=colour if filled else "white",
+                   edgecolors=colour, linewidths=1.3, zorder=3)
+    ax.plot([], [], color=colour, marker=marker, label=label)
+
+
+def plot_fig2(rows, reference, study, metric, effects: Effects, out, written, missing, plt, keep_flagged=False) -> list[str]:
+    """Fig. 2; returns the effects of the paper's reading that are shown (the shaded, labelled regions)."""
+    groups = group_values(rows, metric, keep_flagged)
     present = [g for g in STYLES if groups[g]]
     if not present:
         missing.append("fig2: no usable networks on random splits")
@@ -86,101 +129,75 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> lis
     for name in STYLES:
         if not groups[name]:
             missing.append(f"fig2: no {STYLES[name][0].replace('$^+$', '+')} networks")
-    pairs = Pairs(rows, metric)
-    relative = {name: diffs for name in STYLES if name != "base" and (diffs := pairs.differences(name, "base"))}
+    pairs = Pairs(rows, metric, keep_flagged=keep_flagged)
+    relative = {}
+    for name in STYLES:
+        by_n: dict[int, list] = defaultdict(list)
+        for pair in pairs.pairs(name, "base") if name != "base" else []:
+            by_n[pair.n].append(pair)
+        if by_n:
+            relative[name] = {n: estimate(members) for n, members in sorted(by_n.items())}
     if relative:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.5, 9.5), sharex=True)
     else:  # no network has its own base among the results: the lower panel would be empty
         fig, top = plt.subplots(1, 1, figsize=(10.5, 4.8))
         missing.append("fig2: lower panel not drawn: no network has its own base (the base of its split, seed and side)")
     offsets = {"base": 0, "selffer": -0.15, "selffer+": -0.05, "transfer": 0.05, "transfer+": 0.15}
-    members = defaultdict(list)  # every network of the random splits, usable or not: those left out are drawn hollow
+    members = defaultdict(list)  # every network of the random splits, counted or not: those left out are drawn hollow
     for row in _random(rows):
-        group = _group_of(row)
-        if group and row.value(metric) is not None:
+        group = group_of(row)
+        if group in STYLES and row.value(metric) is not None and not is_developmental(row):
             members[group].append(row)
-    any_left = False
+    left, at_chance = False, False
     for name in STYLES:
         label, colour, marker = STYLES[name]
         nets = members[name]
-        any_left |= any(not r.usable for r in nets)
-        _scatter(top, [int(r.n) + offsets[name] for r in nets], [r.value(metric) for r in nets], [r.usable for r in nets],
-                 colour, marker, label, edge="black" if name == "base" else colour)
-    if any_left:
+        left |= any(not r.usable for r in nets)
+        at_chance |= any(r.health == "at_chance" for r in nets)
+        if name == "base":  # base A and base B side by side at n = 0, told apart
+            for side, shift, fill in (("A", -0.1, "white"), ("B", 0.1, "#bbbbbb")):
+                of_side = [r for r in nets if (r.target_side or "B") == side]
+                _scatter(top, [shift] * len(of_side), [r.value(metric) for r in of_side], of_side, fill, marker,
+                         f"base {side} (n=0)", edge="black")
+            continue
+        _scatter(top, [int(r.n) + offsets[name] for r in nets], [r.value(metric) for r in nets], nets, colour, marker,
+                 label, edge=colour)
+    if left:
         top.scatter([], [], s=28, facecolors="none", edgecolors="grey", linestyles="--", label=UNUSABLE_LABEL)
+    if at_chance:
+        top.scatter([], [], s=40, marker="x", color="black", label=AT_CHANCE_LABEL)
     if reference:
         ref = group_values(reference, metric)
+        ref_label = "published means (Yosinski et al., ImageNet)"
         for name in STYLES:
             if ref[name]:
                 ns, means = _means(ref, name)
-                top.plot(ns, means, color="grey", lw=1, ls="--", zorder=1)
-        top.plot([], [], color="grey", ls="--", label="published means (Yosinski et al.)")
-    top.set_ylabel("top-1 accuracy (higher is better)")
-    top.set_title(f"{study}: transfer of layers 1..n (one marker per network)")
+                top.plot(ns, means, color=STYLES[name][1] if name != "base" else "grey", lw=1, ls="--", zorder=1,
+                         alpha=0.7, label=f"{ref_label}: {STYLES[name][0]}")
+    top.set_ylabel(METRICS[metric].split(" (")[0] + " (higher is better)")
+    top.set_title(f"{study}: transfer of layers 1..n (one marker per network; {METRICS[metric]})", fontsize=9)
     top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: it never covers a network
     top.grid(alpha=0.3)
-
     if not relative:
         top.set_xlabel("layer n at which the network is chopped and retrained")
         top.set_xticks(range(0, 8))
         _save(fig, out, f"{study}-fig2", written)
         plt.close(fig)
         return []
-    # Lower panel: every network against its own base (same split, seed and side), paired.
-    series = {"base": {n: 0.0 for n in range(0, 8)}}
+    # Lower panel: every group against its own base (same split, seed and side), over replicates.
     bottom.axhline(0, color="black", lw=0.8, ls=":")
-    for name, diffs in relative.items():
-        ns = [0, *diffs]
-        means = [0.0, *(float(np.mean(v)) for v in diffs.values())]
-        intervals = [(0.0, 0.0), *(bootstrap_ci(v) for v in diffs.values())]
-        series[name] = dict(zip(ns, means))
-        low = [m - lo for m, (lo, _) in zip(means, intervals)]
-        high = [hi - m for m, (_, hi) in zip(means, intervals)]
+    for name, points in relative.items():
         label, colour, marker = STYLES[name]
-        bottom.errorbar(ns, means, yerr=[np.nan_to_num(low), np.nan_to_num(high)], color=colour, marker=marker, ms=4,
-                        lw=1.5, capsize=2, label=label)
-    shown: list[str] = []
-    labelled_at: set[int] = set()
-    colours = {"co-adaptation loss": "#1f4fd8", "specificity": "#d62728", "fine-tuning recovers": "#2ca02c",
-               "lingering boost": "#ff7f0e"}
-    explained = versus_selffer_plus(rows, metric)[2] < 0  # AnB+ below BnB+: the "boost" is the longer training
-    for effect_name, per_n in effects(rows, metric).items():
-        group, against, _sign = EFFECTS[effect_name]
-        if not any(e.shown for e in per_n) or group not in series or against not in series:
-            continue
-        if effect_name == "lingering boost" and explained:
-            continue
-        shown.append(effect_name)  # the summary names it even where the curves lack a point to label
-        # Shade the runs of n where the means lean the paper's way and that hold a shown n.
-        measured = sorted(set(series[group]) & set(series[against]))  # neighbours are adjacent measured n, e.g. 1, 4, 7
-        lean = {e.n: e for e in per_n if e.leans and e.n in measured}
-        runs, run = [], []
-        for n in sorted(lean):
-            if run and measured.index(n) != measured.index(run[-1]) + 1:
-                runs.append(run)
-                run = []
-            run.append(n)
-        runs.append(run)
-        for run in runs:
-            if not any(lean[n].shown for n in run):
-                continue
-            xs = run if len(run) > 1 else [run[0] - 0.2, run[0] + 0.2]
-            a = [series[group][n] for n in run] if len(run) > 1 else [series[group][run[0]]] * 2
-            b = [series[against][n] for n in run] if len(run) > 1 else [series[against][run[0]]] * 2
-            bottom.fill_between(xs, a, b, color=colours[effect_name], alpha=0.18, lw=0)
-        # The label goes at the strongest shown n that no other label took.
-        candidates = sorted((e for e in per_n if e.shown and e.n in series[group] and e.n in series[against]),
-                            key=lambda e: -abs(e.mean))
-        if not candidates:
-            continue
-        n = next((e.n for e in candidates if e.n not in labelled_at), candidates[0].n)
-        labelled_at.add(n)
-        bottom.annotate(effect_name.replace(" ", "\n", 1), (n, (series[group][n] + series[against][n]) / 2), fontsize=7,
-                        ha="center", va="center")
+        _curve(bottom, points, colour, marker, label, offsets[name])
+    if any(not e.has_interval for points in relative.values() for e in points.values()):
+        bottom.scatter([], [], facecolors="white", edgecolors="grey", label="hollow: one replicate, no interval")
+    series = {"base": defaultdict(float), **{name: {n: e.mean for n, e in points.items()} for name, points in relative.items()}}
+    shown = _shade(bottom, effects, series)
     bottom.set_xlabel("layer n at which the network is chopped and retrained")
-    bottom.set_ylabel("top-1 minus its own base (mean of pairs, 95% interval)")
+    bottom.set_ylabel("minus its own base (mean over replicates, 95% t-interval)")
     bottom.set_title("each network against the base of its own split, seed and side; a region is shaded and named only "
-                     "where\nthe 95% interval shows the paper's effect", fontsize=8)
+                     "where the effect is shown\n(Holm-adjusted p < 0.05 over every test of this figure, the paper's sign)",
+                     fontsize=8)
     bottom.set_xticks(range(0, 8))
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     bottom.grid(alpha=0.3)
@@ -189,123 +206,137 @@ def plot_fig2(rows, reference, study, metric, out, written, missing, plt) -> lis
     return shown
 
 
-def _own_bases(rows, metric) -> dict[tuple, float]:
-    """(split, seed, target side) -> the top-1 of that usable base network."""
-    return {(r.split, r.seed, r.target_side): r.value(metric) for r in rows
-            if r.condition == "base" and r.usable and r.value(metric) is not None}
+def _shade(ax, effects: Effects, series: dict[str, dict[int, float]]) -> list[str]:
+    """Shade and name each fig2 effect where it is shown with the paper's sign: between its two
+    curves over neighbouring shown n, a narrow band at a lone one."""
+    shown = []
+    boost_explained = (row := effects.find("AnB+ vs BnB+ (same n)", "pooled n 1-7")) is not None and row.shown \
+        and row.direction < 0  # AnB+ below BnB+: the "boost" is the longer training
+    labelled: set[int] = set()
+    for name in FIG2:
+        spec = EFFECTS[name]
+        cells = {r.n: r for r in effects.per_n(name) if r.agrees and r.n in series.get(spec.group, {})
+                 and (spec.against == "base" or r.n in series.get(spec.against, {}))}
+        if not cells or (name == "lingering boost" and boost_explained):
+            continue
+        shown.append(name)
+        for run in _segments(list(cells)):
+            xs = run if len(run) > 1 else [run[0] - 0.2, run[0] + 0.2]
+            points = run if len(run) > 1 else [run[0], run[0]]
+            ax.fill_between(xs, [series[spec.group][n] for n in points], [series[spec.against][n] for n in points],
+                            color=EFFECT_COLOURS[name], alpha=0.18, lw=0)
+        n = next((n for n in sorted(cells, key=lambda n: -abs(cells[n].estimate.mean)) if n not in labelled),
+                 max(cells, key=lambda n: abs(cells[n].estimate.mean)))
+        labelled.add(n)
+        ax.annotate(name.replace(" ", "\n", 1), (n, (series[spec.group][n] + series[spec.against][n]) / 2), fontsize=7,
+                    ha="center", va="center")
+    return shown
 
 
-def plot_fig3(rows, study, metric, out, written, missing, plt) -> None:
+def _own_bases(rows, metric, keep_flagged=False) -> dict[tuple, float]:
+    """(split, seed, target side) -> the top-1 of that base network."""
+    return {(r.split, r.seed, r.target_side): r.value(metric) for r in counted(rows, keep_flagged)
+            if r.condition == "base" and r.value(metric) is not None}
+
+
+def plot_fig3(rows, study, metric, out, written, missing, plt, keep_flagged=False) -> None:
     """Fig. 3: man-made/natural transfer, random frozen features, and both relative to their own
     bases beside the random-split transfer. Panels without networks are not drawn."""
     natman = [r for r in rows if r.split == "natman" and r.value(metric) is not None]
     nolearn = [r for r in rows if r.condition == "random_init" and r.value(metric) is not None]
-    bases = _own_bases(rows, metric)
+    bases = _own_bases(rows, metric, keep_flagged)
     if not natman:
         missing.append("fig3: no man-made/natural networks")
     if not nolearn:
         missing.append("fig3: no random-init networks")
     if not natman and not nolearn:
         return
-    transfer = Pairs(rows, metric).differences("transfer", "base")
-    by_n = defaultdict(list)
-    for r in natman:
-        own = bases.get(("natman", r.seed, r.target_side))
-        if r.condition != "base" and r.usable and own is not None:
-            by_n[int(r.n)].append(r.value(metric) - own)
-    random_pairs = sorted((int(r.n), r.value(metric) - bases[key], r.usable) for r in nolearn
-                          if (key := (r.split, r.seed, r.target_side)) in bases)
-    relative = bool((natman or nolearn) and (by_n or random_pairs))
-    panels = (["natman"] if natman else []) + (["random"] if nolearn else []) + (["relative"] if relative else [])
+    curves = {}
+    for label, splits, group in (("AnB, random splits", "random", "transfer"), ("AnB, man-made/natural", "natman", "transfer"),
+                                 ("random, frozen layers 1..n", "random", "random")):
+        by_n: dict[int, list] = defaultdict(list)
+        for pair in Pairs(rows, metric, splits, keep_flagged).pairs(group, "base"):
+            by_n[pair.n].append(pair)
+        if by_n:
+            curves[label] = {n: estimate(members) for n, members in sorted(by_n.items())}
+    if all(r.cross_dataset for r in rows) and "AnB, random splits" in curves:
+        curves["AnB from the source"] = curves.pop("AnB, random splits")
+    panels = (["natman"] if natman else []) + (["random"] if nolearn else []) + (["relative"] if curves else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
     axes = dict(zip(panels, axes[0]))
-    directions = (("A", "#2ca02c", "natural"), ("B", "#9467bd", "man-made"))
     if natman:
         ax = axes["natman"]
-        for side, colour, kind in directions:
+        for side, colour, kind in (("A", "#2ca02c", "natural"), ("B", "#9467bd", "man-made")):
             own = [v for (split, _, target), v in bases.items() if split == "natman" and target == side]
             if own:
                 ax.scatter([0] * len(own), own, color=colour, edgecolors="black", zorder=3)
             nets = [r for r in natman if r.condition != "base" and r.target_side == side]
             if nets:
-                _scatter(ax, [int(r.n) for r in nets], [r.value(metric) for r in nets], [r.usable for r in nets], colour,
-                         "D", f"transfer to side {side} ({kind}); its base at n=0")
+                _scatter(ax, [int(r.n) for r in nets], [r.value(metric) for r in nets], nets, colour, "D",
+                         f"transfer to side {side} ({kind}); its base at n=0")
         ax.set_title("man-made / natural split")
     if nolearn:
         ax = axes["random"]
-        _scatter(ax, [int(r.n) for r in nolearn], [r.value(metric) for r in nolearn], [r.usable for r in nolearn],
-                 "#8c564b", "s", "random, frozen layers 1..n")
+        _scatter(ax, [int(r.n) for r in nolearn], [r.value(metric) for r in nolearn], nolearn, "#8c564b", "s",
+                 "random, frozen layers 1..n")
         own = sorted({bases[key] for r in nolearn if (key := (r.split, r.seed, r.target_side)) in bases})
         if own:
             ax.scatter([0] * len(own), own, color="white", edgecolors="black", zorder=3, label="its base (same split, seed, side)")
-        learned = [r for r in rows if r.condition == "selffer" and not int(r.fine_tune or 0) and r.usable
+        learned = [r for r in counted(rows, keep_flagged) if r.condition == "selffer" and not int(r.fine_tune or 0)
                    and r.value(metric) is not None
                    and any((r.split, r.seed, r.target_side, int(r.n)) == (q.split, q.seed, q.target_side, int(q.n)) for q in nolearn)]
         if learned:
-            ax.scatter([int(r.n) for r in learned], [r.value(metric) for r in learned], color="#1f4fd8", marker="o",
-                       label="learned, frozen layers 1..n (BnB)", zorder=3)
+            _scatter(ax, [int(r.n) for r in learned], [r.value(metric) for r in learned], learned, "#1f4fd8", "o",
+                     "learned, frozen layers 1..n (BnB)")
         ax.set_title("random-init frozen features")
     for name in ("natman", "random"):
         if name in axes:
             axes[name].set_xlabel("layer n")
-            axes[name].set_ylabel("top-1 accuracy")
+            axes[name].set_ylabel(METRICS[metric].split(" (")[0], fontsize=8)
             axes[name].set_xticks(range(0, 8))
             axes[name].grid(alpha=0.3)
             axes[name].legend(fontsize=7)
-    if relative:
-        _relative_panel(axes["relative"], transfer, by_n, random_pairs, all(r.cross_dataset for r in rows))
-    if any(not r.usable for r in natman + nolearn):
-        fig.text(0.01, 0.01, UNUSABLE_LABEL, fontsize=7)
+    if curves:
+        rel = axes["relative"]
+        colours = {"AnB, random splits": "#d62728", "AnB from the source": "#d62728", "AnB, man-made/natural": "#2ca02c",
+                   "random, frozen layers 1..n": "#8c564b"}
+        markers = {"random, frozen layers 1..n": "s"}
+        for label, points in curves.items():
+            _curve(rel, points, colours[label], markers.get(label, "D"), f"{label} (mean over replicates)")
+        rel.axhline(0, color="black", lw=0.8, ls=":")
+        rel.set_title("relative to each network's own base (95% t-intervals)")
+        rel.set_xlabel("layer n")
+        rel.set_ylabel("minus its base")
+        rel.set_xticks(range(0, 8))
+        rel.grid(alpha=0.3)
+        rel.legend(fontsize=7)
+    notes = ([UNUSABLE_LABEL] if any(not r.usable for r in natman + nolearn) else []) + \
+        ([AT_CHANCE_LABEL] if any(r.health == "at_chance" for r in natman + nolearn) else [])
+    if notes:
+        fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
     fig.suptitle(study)
     fig.tight_layout()
     _save(fig, out, f"{study}-fig3", written)
     plt.close(fig)
 
 
-def _relative_panel(rel, transfer, by_n, random_pairs, cross: bool = False) -> None:
-    """Transfer on random splits (or to a cross-dataset target), on man-made/natural, and random frozen
-    features, each relative to its own base."""
-    if transfer:
-        rel.plot([0, *transfer], [0, *(float(np.mean(v)) for v in transfer.values())], marker="D", color="#d62728",
-                 label="AnB from the source (mean of pairs)" if cross else "AnB, random splits (mean of pairs)")
-    if by_n:
-        ns = sorted(by_n)
-        rel.plot([0, *ns], [0, *(float(np.mean(by_n[n])) for n in ns)], marker="D", color="#2ca02c",
-                 label="AnB, man-made/natural")
-    if random_pairs:
-        means = defaultdict(list)
-        for n, value, ok in random_pairs:
-            if ok:
-                means[n].append(value)
-        ns = sorted(means)
-        rel.plot([0, *ns], [0, *(float(np.mean(means[n])) for n in ns)], color="#8c564b", lw=1)  # through the means
-        _scatter(rel, [n for n, _, _ in random_pairs], [v for _, v, _ in random_pairs], [ok for _, _, ok in random_pairs],
-                 "#8c564b", "s", "random features, frozen (each network; line: mean)")
-    rel.axhline(0, color="black", lw=0.8, ls=":")
-    rel.set_title("relative to each network's own base")
-    rel.set_xlabel("layer n")
-    rel.set_ylabel("top-1 minus its base's top-1")
-    rel.set_xticks(range(0, 8))
-    rel.grid(alpha=0.3)
-    rel.legend(fontsize=7)
-
-
 def plot_reduced(rows, study, metric, out, written, missing, plt) -> None:
-    points = sorted((int(str(r.split)[len("reduced"):]), r.value(metric), r.usable) for r in rows
-                    if str(r.split).startswith("reduced") and r.value(metric) is not None)
-    if not points:
+    networks = sorted((r for r in rows if str(r.split).startswith("reduced") and r.value(metric) is not None),
+                      key=lambda r: int(str(r.split)[len("reduced"):]))
+    if not networks:
         missing.append("reduced: no reduced-data networks")
         return
+    points = [(int(str(r.split)[len("reduced"):]), r.value(metric), r.usable) for r in networks]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([k for k, _, _ in points], [v for _, v, _ in points], color="#1f77b4", lw=1)
-    _scatter(ax, [k for k, _, _ in points], [v for _, v, _ in points], [ok for _, _, ok in points], "#1f77b4", "o",
+    _scatter(ax, [k for k, _, _ in points], [v for _, v, _ in points], networks, "#1f77b4", "o",
              "base network, all classes")
     if not all(ok for _, _, ok in points):
         ax.scatter([], [], facecolors="none", edgecolors="grey", linestyles="--", label="hollow, dashed: stalled (at chance)")
     ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("training images per class")
-    ax.set_ylabel("top-1 accuracy")
+    ax.set_ylabel(METRICS[metric].split(" (")[0], fontsize=8)
     ax.set_title(f"{study}: accuracy vs data")
     ax.grid(alpha=0.3, which="both")
     _save(fig, out, f"{study}-reduced", written)
@@ -323,35 +354,50 @@ def plot_preserved(rows, study, metric, out, written, missing, plt) -> None:
         by_k[r.name.k].append((int(r.n), r.value(metric)))
     for k, points in sorted(by_k.items()):
         points.sort()
-        ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=f"AnB, next {k} layers copied and fine-tuned")
+        ax.plot([n for n, _ in points], [v for _, v in points], marker="o", ls="none",
+                label=f"AnB, next {k} layers copied and fine-tuned")
     groups = group_values(rows, metric)
     if groups["transfer"]:
         ns, means = _means(groups, "transfer")
-        ax.plot(ns, means, color="#d62728", ls="--", label="AnB (mean)")
+        ax.plot(ns, means, color="#d62728", marker="D", ls="none", label="AnB (mean)")
     ax.set_xlabel("layers 1..n frozen")
-    ax.set_ylabel("top-1 accuracy")
+    ax.set_ylabel(METRICS[metric].split(" (")[0], fontsize=8)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, out, f"{study}-preserved", written)
     plt.close(fig)
 
 
-def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None,
-             metric: str = "top1_mean_best10", echo=print) -> list[Path]:
+
+
+def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None, metric: str = "top1_mean_best10", echo=print,
+             keep_flagged: bool = False) -> list[Path]:
+    """Every figure and table of every study in ``rows``. ``keep_flagged``: the networks left out
+    of means (stalled, diverged, built on one) are put back, to see what leaving them out changed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if metric not in ("top1_mean_best10", "top1_final"):
-        raise UserError(f"unknown metric {metric!r}; choose top1_mean_best10 (the paper's) or top1_final")
+    if metric not in METRICS:
+        raise UserError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     ensure_writable_dir(out)
-    studies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    studies: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         studies[row.study].append(row)
     if not studies:
         raise UserError("no rows to plot; collect a study first (`transferbench collect jobs/STUDY`)")
+    if not any(row.value(metric) is not None for row in rows):
+        raise UserError(f"no network has a value of {metric}" + (" (it needs train.holdout > 0 in the study's recipe)"
+                                                                   if metric == "top1_holdout" else ""))
     written: list[Path] = []
+    if reference:
+        theirs = sorted({r.dataset for r in reference})
+        for study, all_rows in studies.items():
+            ours = sorted({r.dataset for r in all_rows})
+            if ours != theirs:
+                echo(f"  warning: {study} is on {', '.join(ours)} and the reference on {', '.join(theirs)}: the reference's "
+                     "lines share the axis for their shape only; their accuracies are not comparable with this study's")
     for study, all_rows in studies.items():
         # A cross-dataset study draws each target on its own (its split names source and targets):
         # networks of different targets are never pooled into one mean.
@@ -366,114 +412,126 @@ def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None,
                 for line in health_lines(rows_of):
                     echo(f"  {name}: {line}")
                 continue
-            _plot_part(rows_of, name, name != study, reference, metric, out, written, echo, plt)
+            _plot_part(rows_of, name, name != study, reference, metric, out, written, echo, plt, keep_flagged)
     return written
 
 
-
 def _plot_part(all_rows: list[Row], study: str, cross: bool, reference, metric: str, out: Path, written: list[Path],
-               echo, plt) -> None:
+               echo, plt, keep_flagged: bool = False) -> None:
     """The figures and tables of one study, or of one target of a cross-dataset study (named ``study``)."""
     missing: list[str] = []
     without = sum(1 for r in all_rows if r.value(metric) is None)
     if without:
         missing.append(f"{without} of {len(all_rows)} networks have no {metric} (no log or no evaluation)")
+    few = sum(1 for r in all_rows if r.evaluations is not None and r.evaluations < 20)
+    if metric == "top1_mean_best10" and few > len(all_rows) / 2:
+        echo(f"  {study}: warning: {few} of {len(all_rows)} networks have fewer than 20 evaluations, so their mean of the "
+             "10 best reaches back into training; --metric top1_final reads the final networks")
+    effects = effects_table(all_rows, metric, keep_flagged)
+    atomic_write_text(out / f"{study}-effects.csv", effects_csv(effects))
+    written.append(out / f"{study}-effects.csv")
     if any(is_developmental(r) for r in all_rows):
-        plot_developmental(all_rows, study, metric, out, written, echo, plt)
+        plot_developmental(all_rows, study, metric, effects, out, written, echo, plt, keep_flagged)
     study_rows = [r for r in all_rows if not is_developmental(r)]
     shown: list[str] = []
     curves = not cross or any(int(r.n) for r in study_rows)  # a target with layers transferred: the paper's curves
     if curves:
-        shown = plot_fig2(study_rows, None if cross else reference, study, metric, out, written, missing, plt)
+        shown = plot_fig2(study_rows, None if cross else reference, study, metric, effects, out, written, missing, plt,
+                          keep_flagged)
         optional = [] if cross else missing  # a target has no man-made/natural split, and random-init or preserved by choice
-        plot_fig3(study_rows, study, metric, out, written, optional, plt)
+        plot_fig3(study_rows, study, metric, out, written, optional, plt, keep_flagged)
         plot_preserved(study_rows, study, metric, out, written, optional, plt)
     if not cross:
         plot_reduced(study_rows, study, metric, out, written, missing, plt)
-    for name, table, pooled in (("boost", boost_table(study_rows, metric), False),
-                                ("boost-pooled", pooled_boost_table(study_rows, metric), True)):
-        if cross and not any(line["anb_plus_networks"] for line in table):
-            continue  # a target without AnB+ below n = 7: no boost to read
-        atomic_write_text(out / f"{study}-{name}.csv", table_csv(table))
-        written.append(out / f"{study}-{name}.csv")
-        echo(format_boost(table, study, pooled))
-    if curves and any(group_values(study_rows, metric).values()):
-        unseen = [name for name in EFFECTS if name not in shown]
+    paired = boost_table(effects)
+    if not cross or any(line["vs_base"] is not None for line in paired):  # a target without AnB+ below n = 7: no boost
+        atomic_write_text(out / f"{study}-boost.csv", table_csv(paired))
+        written.append(out / f"{study}-boost.csv")
+        echo(format_boost(paired, study))
+        pooled = pooled_boost_table(study_rows, metric)
+        atomic_write_text(out / f"{study}-boost-pooled.csv", table_csv(pooled))
+        written.append(out / f"{study}-boost-pooled.csv")
+        echo(format_pooled_boost(pooled, study))
+    if curves and any(group_values(study_rows, metric, keep_flagged).values()):
+        unseen = [name for name in FIG2 if name not in shown]
         echo(f"  {study} fig2: " + (f"shaded and named: {', '.join(shown)}" if shown else "no effect of the paper's "
-                                    "reading is shown by the 95% intervals")
-             + (f"; not seen in these data (not shaded): {', '.join(unseen)}" if unseen and shown else ""))
+                                    "reading is shown (Holm-adjusted p < 0.05 over the figure)")
+             + (f"; not shown (not shaded): {', '.join(unseen)}" if unseen and shown else ""))
+    left = [r for r in all_rows if not r.usable]
+    if left:
+        echo(f"  {study}: {len(left)} networks " + ("put back into every mean (--keep-flagged)" if keep_flagged else
+                                                    "left out of every mean (--keep-flagged puts them back)"))
     for line in health_lines(all_rows):
         echo(f"  {study}: {line}")
     for line in missing:
         echo(f"  missing in {study}: {line}")
 
 
-MIN_SPAN = 0.2  # the least range of accuracy a bar panel shows
+MIN_SPAN = 0.1  # the least range a bar panel shows
 
 
-def _bars(ax, entries: list[tuple[str, list[float], list[float]]], reference_label: str, title: str,
-          ylabel: str = "top-1 accuracy") -> None:
-    """Mean (and 95% bootstrap interval) of each entry as a bar, and over each bar, dashed, the
-    mean of its own reference values (the classic network of the same splits and seeds, or the
-    source network before the transfer), so that no bar is read against another split's level."""
-    has_reference = any(refs for _, _, refs in entries)
-    ax.set_title(title + (f"\n(dashed: {reference_label})" if has_reference else ""), fontsize=9)
-    means = [float(np.mean(v)) for _, v, _ in entries]
-    errors = np.array([[m - lo, hi - m] if not np.isnan(lo) else [0, 0]
-                       for m, (lo, hi) in zip(means, (bootstrap_ci(v) for _, v, _ in entries))]).T
-    errors = np.clip(errors, 0.0, None)  # identical values: the interval is the mean, up to rounding
-    ax.bar(range(len(entries)), means, yerr=errors, color="#ff9896", edgecolor="black", capsize=3, width=0.6)
-    ax.set_xticks(range(len(entries)), [label for label, _, _ in entries], rotation=60, ha="right", fontsize=7)
+def _bars(ax, entries: list[tuple[str, Any]], title: str, ylabel: str) -> None:
+    """Paired differences as bars with their 95% t-intervals over replicates (hollow: one
+    replicate, no interval), against a line at zero."""
+    ax.set_title(title, fontsize=9)
+    means = [e.mean for _, e in entries]
+    errors = np.array([[max(0.0, e.mean - e.low), max(0.0, e.high - e.mean)] if e.has_interval else [0.0, 0.0]
+                       for _, e in entries]).T
+    colours = ["#ff9896" if e.has_interval else "white" for _, e in entries]
+    ax.bar(range(len(entries)), means, yerr=errors, color=colours, edgecolor="black", capsize=3, width=0.6)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(entries)), [label for label, _ in entries], rotation=60, ha="right", fontsize=7)
     ax.set_xlim(-0.75, len(entries) - 0.25)
-    values = [x for _, v, _ in entries for x in v]
-    for position, (_, _, refs) in enumerate(entries):  # the reference is named in the title: no legend over the labels
-        if refs:
-            ax.hlines(float(np.mean(refs)), position - 0.4, position + 0.4, colors="#d62728", linestyles="--")
-            values += refs
-    # The axis spans at least 0.2 of accuracy, so that a difference of 0.02 between single
-    # networks does not fill the panel; where it does not start at 0 the label says so.
+    values = [0.0] + [v for _, e in entries for v in (e.low, e.high, e.mean) if not math.isnan(v)]
     low, high = min(values), max(values)
     pad = 0.1 * max(high - low, MIN_SPAN)
-    bottom = max(0.0, min(low, high - MIN_SPAN) - pad)
-    ax.set_ylim(bottom, min(1.0, high + pad))
-    ax.set_ylabel(ylabel + (f" (axis starts at {bottom:.2f})" if bottom > 0 else ""), fontsize=8)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
-def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
-    table = developmental_table(rows, metric)
+def plot_developmental(rows, study, metric, effects: Effects, out, written, echo, plt, keep_flagged=False) -> None:
+    table = developmental_table(rows, effects, metric, keep_flagged)
     atomic_write_text(out / f"{study}-developmental.csv", table_csv(table, None if table else ["network"]))
     written.append(out / f"{study}-developmental.csv")
     echo(format_developmental(table, study, metric))
+    compared = {row.network: row.estimate for row in effects.family("developmental")}
 
-    def entries(select, label=lambda name: name, order=lambda name: name) -> list[tuple[str, list[float], list[float]]]:
-        return paired_entries(rows, metric, select, label, order)
+    def entries(select, label=lambda name: name, order=lambda name: name):
+        names = sorted({str(r.network) for r in counted(rows, keep_flagged) if select(r) and str(r.network) in compared},
+                       key=order)
+        return [(label(name), compared[name]) for name in names]
 
     single = lambda r: not r.name.later_chain_step  # noqa: E731
-    compared = {reference_network(str(r.network)) for r in rows if r.growth}  # the classic networks grown ones face
     transfer = lambda r: single(r) and r.growth and r.condition != "base"  # noqa: E731  (not a wide base)
-    classic = "classic fine-tuning A7B+, same splits and seeds"
     nonorm = {str(r.network).removesuffix("-nonorm") for r in rows if str(r.network).endswith("-nonorm")}
     scope_order = {"new": 0, "fc7": 1, "fc6": 2}
+    forgetting = []
+    for name, values, befores in bar_entries(rows, lambda r: single(r) and (r.growth or r.network in
+                                                                           {reference_network(str(q.network)) for q in rows if q.growth}),
+                                             lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before"),
+                                             keep_flagged=keep_flagged):
+        if len(values) == len(befores):
+            from transferbench.analysis.stats import Pair
+
+            forgetting.append((name, estimate([Pair(0, a - b, (i,), frozenset()) for i, (a, b) in enumerate(zip(values, befores))])))
+    versus = f"minus the classic network of the same split and seed ({metric.replace('_', ' ')})"
     panels = [
         (entries(lambda r: transfer(r) and r.scope == "all" and (r.normalize == 1 or r.growth_mode == "wide")),
-         classic, "target: variant and S (wide = as wide from the start)", "top-1 accuracy"),
+         "target: variant and S (wide = as wide from the start)", versus),
         (entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.scope == "all"
                  and str(r.network).removesuffix("-nonorm") in nonorm,
                  label=lambda name: name if name.endswith("-nonorm") else f"{name} norm+scale"),
-         classic, "normalisation + scaling ablation", "top-1 accuracy"),
+         "normalisation + scaling ablation", versus),
         (entries(lambda r: transfer(r) and r.growth_mode == "grown" and r.normalize == 1,
                  order=lambda name: (name.replace(f"-{parse_network(name).scope}", ""),
                                      scope_order.get(name.rsplit("-", 1)[-1], 3))),
-         classic, "fine-tuning scope (new, fc7, fc6, all)", "top-1 accuracy"),
-        (bar_entries(rows, lambda r: single(r) and (r.growth or r.network in compared),
-                     lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before")),
-         "the source network before the transfer", "forgetting: source top-1 after transfer", "source top-1"),
-        (entries(lambda r: not single(r), order=lambda name: (bool(reference_network(name)), name)),
-         "the fixed network along the same chain", "chain of tasks: last task, grown at every step", "top-1 accuracy"),
+         "fine-tuning scope (new, fc7, fc6, all)", versus),
+        (forgetting, "forgetting: the source's own task", "source top-1 after transfer minus before"),
+        (entries(lambda r: not single(r)), "chain of tasks: last task, grown at every step",
+         "minus the fixed network along the same chain"),
     ]
-    # A panel without networks is not drawn, nor one that repeats an earlier panel's bars.
-    drawn: list[tuple] = []
+    drawn: list[tuple] = []  # a panel without bars is not drawn, nor one that repeats an earlier panel's bars
     for panel in panels:
         if panel[0] and all(panel[0] != other[0] for other in drawn):
             drawn.append(panel)
@@ -481,9 +539,10 @@ def plot_developmental(rows, study, metric, out, written, echo, plt) -> None:
         echo(f"  {study}: no developmental network has a value to draw; no developmental figure written")
         return
     fig, axes = plt.subplots(1, len(drawn), figsize=(4.4 * len(drawn) + 1, 5.2), squeeze=False)
-    for ax, (bars, reference_label, title, ylabel) in zip(axes[0], drawn):
-        _bars(ax, bars, reference_label, title, ylabel)
-    fig.suptitle(f"{study}: developmental networks ({metric})", fontsize=10)
+    for ax, (bars, title, ylabel) in zip(axes[0], drawn):
+        _bars(ax, bars, title, ylabel)
+    fig.suptitle(f"{study}: developmental networks, paired differences with 95% t-intervals over replicates "
+                 "(hollow: one replicate)", fontsize=10)
     fig.tight_layout()
     _save(fig, out, f"{study}-developmental", written)
     plt.close(fig)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_text
-from transferbench.schema.health import judge
+from transferbench.schema.health import frozen_condition, judge
 from transferbench.schema.record import SCHEMA, Row, mean_of_best
 
 REQUIRED_COLUMNS = ("split", "network", "condition", "n", "top1_mean_best10", "study", "key")
@@ -80,14 +80,16 @@ CAFFE_VAL_PER_CLASS = 50  # ILSVRC-2012 validation images per class
 
 def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) -> list[Row]:
     """The authors' logs (one folder per network) as Rows, each network's health judged from its
-    logged evaluations (the logs hold test losses, not training losses: those stand in)."""
+    logged evaluations and training losses (``Iteration N, loss = X``, every 20 iterations), on
+    ILSVRC-2012's balanced validation set (chance 1/C)."""
     from transferbench.analysis.caffe import import_logs
 
     rows = []
     for net in import_logs(root, progress):
         classes = 1000 if net.target_side is None else CAFFE_CLASSES.get(net.split, {}).get(net.target_side, 500)
-        health = judge([(i, t) for i, t, _ in net.evaluations], [(i, loss) for i, _, loss in net.evaluations], classes,
-                       classes * CAFFE_VAL_PER_CLASS) if net.evaluations else None
+        frozen = frozen_condition(net.condition, net.fine_tune)
+        health = judge([(i, t) for i, t, _ in net.evaluations], net.train_loss, classes, classes * CAFFE_VAL_PER_CLASS,
+                       frozen=frozen) if net.evaluations else None
         top1 = [e[1] for e in net.evaluations]
         last = net.evaluations[-1][0] if net.evaluations else None
         notes = list(net.notes)
@@ -111,7 +113,8 @@ def caffe_rows(root: Path, study: str = "yosinski2014", progress: bool = False) 
 
 def collect_rows(study_dir: Path, records: dict | None = None) -> tuple[list[Row], list[str]]:
     """Rows of the finished jobs of a study (each from its record alone, its health judged with
-    the study's thresholds), and the keys that have none yet. The records read (each once) go
+    the study's thresholds), diverged ones included (a row that counts in no mean, drawn as left
+    out), and the keys that have none yet. The records of the finished jobs (each read once) go
     into ``records`` when given."""
     from transferbench.study.study import Study, read_record
     from transferbench.study.status import judge_study
@@ -119,18 +122,23 @@ def collect_rows(study_dir: Path, records: dict | None = None) -> tuple[list[Row
     study = Study.open(study_dir)
     records = {} if records is None else records
     missing = []
+    diverged = []
     for key, job in study.jobs.items():
         try:
             record = read_record(job)  # once per job: status's "done" is exactly a readable record with status done
         except UserError as exc:
             missing.append(f"{key} (corrupt result record: {exc})")  # shown, and the rest collected
             continue
+        if record is not None and record.status != "done" and (record.health or {}).get("state") == "diverged":
+            diverged.append(record)
+            continue
         if record is None or record.status != "done":
             missing.append(key)
             continue
         records[key] = record
     health = judge_study(study, records)
-    return [Row.from_record(record, health[key]) for key, record in records.items()], missing
+    return [Row.from_record(record, health[key]) for key, record in records.items()] + \
+        [Row.from_record(record) for record in diverged], missing
 
 
 def health_lines(rows: list[Row]) -> list[str]:

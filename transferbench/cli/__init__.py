@@ -11,7 +11,7 @@ from typing import Sequence
 from transferbench import __version__
 from transferbench.cli import (bench, collect, demo, import_caffe, import_weights, pack, plan, plot, probe, splits, status,
                                submit, task, train)
-from transferbench.errors import UserError
+from transferbench.errors import UserError, file_error
 
 DESCRIPTION = """\
 transferbench measures how transferable each layer's features are in deep networks
@@ -43,8 +43,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors end in one line that says what to fix, as every other
+    error of transferbench does (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"transferbench: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transferbench", description=DESCRIPTION, formatter_class=_Formatter)
+    parser = _Parser(prog="transferbench", description=DESCRIPTION, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"transferbench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
@@ -67,9 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"transferbench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("transferbench: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `transferbench plan ... | head`: the reader is gone, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         return 0
+    except OSError as exc:  # the file system: a full disk, a quota, a read-only folder, a permission
+        print(f"transferbench: error: {file_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("transferbench: interrupted; run the same command again to go on (finished networks are kept, stopped "
+              "ones resume from their checkpoints)", file=sys.stderr)
+        return 130

@@ -25,17 +25,16 @@ def add(commands, formatter) -> None:
 def run(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from transferbench.probe.run import LAYER_MEASURES, probe_study
+    from transferbench.probe.run import agreement_lines, probe_study
 
     result = probe_study(args.study, args.out, args.device)
     print(f"probed in {result['seconds']:.0f} s ({100 * result['seconds'] / max(1.0, result['training_seconds']):.1f}% "
-          f"of the {result['training_seconds']:.0f} s its networks took to train): {result['csv']}")
+          f"of the {result['training_seconds']:.0f} s its networks took to train): {result['csv']}, "
+          f"{result['agreement_csv']}")
     for name, part in result["parts"].items():
-        print(f"{name}: {part['figure']}")
-        for measure in LAYER_MEASURES:
-            a = part["agreement"][measure]
-            print(f"  {measure:6s} Kendall tau with the measured AnB curve: {a['tau']:+.2f} "
-                  f"[{a['low']:+.2f}, {a['high']:+.2f}] over {a['pairs']} splits/seeds" if a["pairs"] else
-                  f"  {measure:6s} no measured AnB curve of 3 or more layers to compare with")
-        print(f"  leep   of baseA's classifier on side B: {np.mean(part['leep']):+.3f} (mean over {len(part['leep'])} "
-              "splits/seeds; one number per network, so no curve)")
+        print(f"{name}: {part['figure']}; Kendall tau of each predictor with the measured curve (absolute: AnB; "
+              "relative: AnB - BnB), beside the nulls (random_probe: a random network; depth: -n)")
+        for line in agreement_lines(part["agreement"]):
+            print(line)
+        print(f"  leep          of baseA's classifier on side B: {np.mean(part['leep']):+.3f} (mean over "
+              f"{len(part['leep'])} splits/seeds; one number per network, so no curve)")

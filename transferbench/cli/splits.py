@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transferbench.cli.types import seed
+
 from transferbench.errors import UserError
 
 
@@ -66,7 +68,7 @@ def add(commands, formatter) -> None:
         description="Random halves exactly as Yosinski et al. 2014 drew them: NumPy's legacy generator seeded "
                     "with [seed], A = sorted(choice(arange(N), N/2, replace=False)), B = the rest. Seeds 0-3 on "
                     "imagenet1k are the paper's four splits.")
-    random_parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default: 0)")
+    random_parser.add_argument("--seed", type=seed, nargs="+", default=[0], help="one or more seeds (default: 0)")
     random_parser.add_argument("--size-a", type=int, help="classes in A (default: half; an odd class count needs it)")
     _add_common(random_parser)
 
@@ -77,7 +79,7 @@ def add(commands, formatter) -> None:
                     "|A ∩ c| - |B ∩ c| is -1, 0 or 1 for the 13 felids, the dogs, the terriers and every other "
                     "group at every depth. Prints how the tightest clusters were divided and how the plain "
                     "random split with the same seed divided them.")
-    stratified.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default: 0)")
+    stratified.add_argument("--seed", type=seed, nargs="+", default=[0], help="one or more seeds (default: 0)")
     stratified.add_argument("--min-cluster", type=int, default=10,
                             help="report clusters of at least this many classes (default: 10)")
     stratified.add_argument("--wordnet-map", type=Path, metavar="FILE",
@@ -109,7 +111,7 @@ def add(commands, formatter) -> None:
         description="Sides A, B, C, ...: a random permutation of the classes (NumPy's legacy generator seeded with "
                     "[seed]) cut into --parts near-equal tasks, for chains such as A -> B -> C in a study's "
                     "continual-growth block (network patterns like A7B7C+ and A7B7C+WA).")
-    chain.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default: 0)")
+    chain.add_argument("--seed", type=seed, nargs="+", default=[0], help="one or more seeds (default: 0)")
     chain.add_argument("--parts", type=int, default=3, help="number of tasks (default: 3)")
     _add_common(chain)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transferbench.cli.types import positive_int
+
 
 DESCRIPTION = """\
 Run the jobs of a planned study that are not done, queued or running.
@@ -34,7 +36,7 @@ def add(commands, formatter) -> None:
                              "seed and key, the next retry of its stream tree), and the finished networks that copy from "
                              "them; earlier attempts are kept in attempt<k>/ and listed in the new record")
     submit.add_argument("--dry-run", action="store_true", help="print what would be submitted and why, submit nothing")
-    submit.add_argument("--workers", type=int, help="local executor: jobs at once (default: one per GPU, or 1; more than the GPUs share them)")
+    submit.add_argument("--workers", type=positive_int, help="local executor: jobs at once (default: one per GPU, or 1; more than the GPUs share them)")
     for flag, kind, text in (("partition", str, "Slurm partition"), ("account", str, "Slurm account"), ("qos", str, "Slurm QOS"),
                              ("gpus", int, "GPUs per job"), ("cpus", int, "CPUs per job"), ("mem-gb", int, "memory per job, GB"),
                              ("time-min", int, "time limit per job, minutes"),

@@ -5,22 +5,29 @@ For every split and seed whose baseA and baseB finished healthy, on side B's ima
 every target of a cross-dataset block with a healthy baseB, with the block's source network
 as base A, on the target's images brought to the source's input as its jobs see them):
 
-| measure  | from                                                    | predicts           |
-|----------|---------------------------------------------------------|--------------------|
-| probe    | the fixed linear probe (``measures.ridge_probe``) on baseA's layer-n features | AnB top-1 |
-| logme    | LogME of baseA's layer-n features for side B's labels   | AnB top-1          |
-| cka      | linear CKA of baseA's and baseB's layer-n features      | how general layer n is |
-| cka_anb_plus | linear CKA of a fine-tuned AnB+'s and baseB's layer-n features (where the study has AnB+) | (described, not a predictor) |
-| leep     | LEEP of baseA's classifier on side B (layer 8 only: it needs a source head) | the whole transfer |
+| measure       | from                                                              | predicts         |
+|---------------|-------------------------------------------------------------------|------------------|
+| probe         | the linear probe (``measures.ridge_probe``, penalty chosen by cross-validation on the training images) on baseA's layer-n features | AnB top-1 |
+| logme         | LogME of baseA's layer-n features for side B's labels             | AnB top-1        |
+| cka           | linear CKA (the biased estimator) of baseA's and baseB's layer-n features | how general layer n is |
+| cka_debiased  | the same from the unbiased HSIC estimator (about 0 for unrelated features at any width) | how general layer n is |
+| random_probe  | the linear probe on a randomly initialised network's layer-n features: a null | what needs no learning |
+| depth         | -n: deeper layers transfer worse, the paper's headline: a null    | what depth alone predicts |
+| cka_anb_plus  | linear CKA of a fine-tuned AnB+'s and baseB's layer-n features (where the study has AnB+) | (described, not a predictor) |
+| leep          | LEEP of baseA's classifier on side B (layer 8 only: it needs a source head) | the whole transfer |
 
 Features: each learned layer's output after its ReLU (and pooling and LRN where the network
 has them); conv maps are averaged over space to one value per channel (conv5's pooled map is
-kept as the network flattens it). At most ``TRAIN_IMAGES`` training images (a seeded choice)
-and ``VAL_IMAGES`` validation images, centre-cropped as the network is evaluated.
-Forward passes only.
+kept as the network flattens it). A seeded choice of ``TRAIN_PER_CLASS`` training and
+``VAL_PER_CLASS`` validation images per class of side B (at least ``TRAIN_IMAGES`` and
+``VAL_IMAGES``), centre-cropped as the network is evaluated. Forward passes only.
 
-The agreement of each per-layer measure with the measured AnB curve is Kendall's tau over
-the layers both have, per split and seed, with a 95% bootstrap interval over those pairs.
+Agreement. For every split and seed, Kendall's tau between each predictor and the measured
+curve over the layers both have: the absolute AnB curve, and the relative one (AnB - BnB of the
+same split, seed and n: what transfer costs beyond the layer's own training), with its exact
+permutation p-value (the layers' order shuffled). Over splits and seeds: the mean tau with a
+95% t-interval, and the mean difference from the depth-only predictor with its interval: a
+measure predicts the curve *beyond depth* only where that difference is above 0.
 """
 
 from __future__ import annotations
@@ -36,10 +43,10 @@ import numpy as np
 import torch
 
 from transferbench.analysis.results import collect_rows, table_csv
-from transferbench.analysis.stats import bootstrap_ci
+from transferbench.analysis.stats import t_interval
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
-from transferbench.probe.measures import leep, linear_cka, logme, ridge_probe
+from transferbench.probe.measures import debiased_cka, leep, linear_cka, logme, ridge_probe
 from transferbench.schema.spec import LAYER_NAMES
 from transferbench.study.study import Study
 from transferbench.worker.data import load_image_set
@@ -48,7 +55,10 @@ from transferbench.worker.inputs import Batches, image_set_settings, input_mean,
 from transferbench.worker.transfer import check_source
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
-LAYER_MEASURES = ("probe", "logme", "cka")
+TRAIN_PER_CLASS, VAL_PER_CLASS = 20, 10  # the image budget grows with the classes: ImageNet's half takes 10,000 and 5,000
+LAYER_MEASURES = ("probe", "logme", "cka", "cka_debiased", "random_probe", "depth")
+NULLS = ("random_probe", "depth")  # what a network that learned nothing, and depth alone, predict
+CURVES = ("absolute", "relative")  # AnB's top-1; AnB minus BnB at the same n
 
 
 def _features(model, batches: Batches, count: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -152,13 +162,20 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
         train_batches = Batches(train_set, spec.train, torch.device(device), False, mean=input_mean(spec.input))
         val_batches = Batches(val_set, spec.train, torch.device(device), False, mean=train_batches.mean)
         model_a, model_b = pair.source_model(device), _load_model(pair.target, device)
-        a_train, y_train, a_probabilities = _features(model_a, train_batches, TRAIN_IMAGES, pair.seed)
-        a_val, y_val, _ = _features(model_a, val_batches, VAL_IMAGES, pair.seed)
-        b_val, _, _ = _features(model_b, val_batches, VAL_IMAGES, pair.seed)
+        classes = spec.model.num_classes
+        train_count, val_count = max(TRAIN_IMAGES, TRAIN_PER_CLASS * classes), max(VAL_IMAGES, VAL_PER_CLASS * classes)
+        a_train, y_train, a_probabilities = _features(model_a, train_batches, train_count, pair.seed)
+        a_val, y_val, _ = _features(model_a, val_batches, val_count, pair.seed)
+        b_val, _, _ = _features(model_b, val_batches, val_count, pair.seed)
+        random_model = _random_model(model_a, pair.seed, device)
+        r_train, _, _ = _features(random_model, train_batches, train_count, pair.seed)
+        r_val, _, _ = _features(random_model, val_batches, val_count, pair.seed)
         where = {"study": study.name, "split": pair.split, "seed": pair.seed}
         for n in range(1, 8):
             values = {"probe": ridge_probe(a_train[n - 1], y_train, a_val[n - 1], y_val),
-                      "logme": logme(a_train[n - 1], y_train), "cka": linear_cka(a_val[n - 1], b_val[n - 1])}
+                      "logme": logme(a_train[n - 1], y_train), "cka": linear_cka(a_val[n - 1], b_val[n - 1]),
+                      "cka_debiased": debiased_cka(a_val[n - 1], b_val[n - 1]),
+                      "random_probe": ridge_probe(r_train[n - 1], y_train, r_val[n - 1], y_val), "depth": float(-n)}
             table += [{**where, "layer": n, "measure": measure, "value": value} for measure, value in values.items()]
         table.append({**where, "layer": 8, "measure": "leep", "value": leep(a_probabilities, y_train)})
         # Where the study fine-tuned AnB+: how close its copied layer n came to baseB's. (A frozen AnB's
@@ -172,9 +189,7 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
                 table.append({**where, "layer": n, "measure": "cka_anb_plus", "value": linear_cka(tuned_val[n - 1], b_val[n - 1])})
         echo(f"probed {pair.split} seed {pair.seed}")
     seconds = time.perf_counter() - started
-    measured = {(r.split, r.seed, int(r.n)): r.top1_mean_best10 for r in rows
-                if r.usable and r.condition == "transfer" and not int(r.fine_tune) and not r.growth
-                and r.top1_mean_best10 is not None and r.target_side == "B"}
+    measured = measured_curves(rows)
     ensure_writable_dir(out)
     atomic_write_text(out / f"{study.name}-probes.csv", table_csv(table))
     # One figure and one agreement per study, and per cross-dataset target: curves of different
@@ -184,14 +199,37 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
         name = study.name if part is None else f"{study.name}-{part}"
         splits = {pair.split for pair in pairs if pair.part == part}
         rows_of = [row for row in table if row["split"] in splits]
-        measured_of = {key: value for key, value in measured.items() if key[0] in splits}
+        measured_of = {curve: {key: value for key, value in values.items() if key[0] in splits}
+                       for curve, values in measured.items()}
         agreement = _agreement(rows_of, measured_of)
-        parts[name] = {"agreement": agreement, "figure": _figure(name, rows_of, measured_of, agreement, out),
+        parts[name] = {"agreement": agreement, "figure": _figure(name, rows_of, measured_of["absolute"], agreement, out),
                        "leep": [row["value"] for row in rows_of if row["measure"] == "leep"]}
+    agreement_rows = [{"part": name, **line} for name, part in parts.items() for line in part["agreement"]]
+    atomic_write_text(out / f"{study.name}-probe-agreement.csv", table_csv(agreement_rows))
     first = next(iter(parts.values()))
     return {"table": table, "parts": parts, "agreement": first["agreement"], "seconds": seconds,
-            "csv": out / f"{study.name}-probes.csv", "figure": first["figure"],
-            "training_seconds": training_seconds(study, records)}
+            "csv": out / f"{study.name}-probes.csv", "agreement_csv": out / f"{study.name}-probe-agreement.csv",
+            "figure": first["figure"], "training_seconds": training_seconds(study, records)}
+
+
+def _random_model(like, seed: int, device):
+    """A network of the same architecture as ``like``, randomly initialised (the study's init scheme)."""
+    from transferbench.worker import streams
+
+    streams.seed_global(seed, "init", retry=9)  # a stream no trained network of the study starts from
+    return build_model(like.config, None).to(device)
+
+
+def measured_curves(rows) -> dict[str, dict[tuple, float]]:
+    """The measured curves per (split, seed, n): AnB's top-1 ("absolute"), and AnB minus BnB of the
+    same split, seed and n ("relative")."""
+    frozen = {(r.split, r.seed, int(r.n), r.condition): r.top1_mean_best10 for r in rows
+              if r.usable and r.condition in ("transfer", "selffer") and not int(r.fine_tune) and not r.growth
+              and r.top1_mean_best10 is not None and r.target_side == "B"}
+    absolute = {(split, seed, n): value for (split, seed, n, kind), value in frozen.items() if kind == "transfer"}
+    relative = {(split, seed, n): value - frozen[(split, seed, n, "selffer")] for (split, seed, n), value in absolute.items()
+                if (split, seed, n, "selffer") in frozen}
+    return {"absolute": absolute, "relative": relative}
 
 
 def training_seconds(study: Study, records: dict[str, Any]) -> float:
@@ -206,27 +244,77 @@ def training_seconds(study: Study, records: dict[str, Any]) -> float:
     return sum(per_process.values())
 
 
-def _agreement(table: list[dict[str, Any]], measured: dict[tuple, float]) -> dict[str, dict[str, float]]:
-    """Kendall's tau of each per-layer measure with the measured AnB curve, per split and seed,
-    and the mean with its 95% bootstrap interval over them."""
-    from scipy import stats
-
+def _agreement(table: list[dict[str, Any]], measured: dict[str, dict[tuple, float]]) -> list[dict[str, Any]]:
+    """Per predictor and curve: Kendall's tau with the measured curve per split and seed (with its
+    exact permutation p), the mean over them with a 95% t-interval, and its difference from depth's."""
     curves: dict[tuple, dict[int, float]] = defaultdict(dict)
     for row in table:
         if row["measure"] in LAYER_MEASURES:
             curves[(row["measure"], row["split"], row["seed"])][row["layer"]] = row["value"]
-    out = {}
-    for measure in LAYER_MEASURES:
-        taus = []
-        for (name, split, seed), curve in curves.items():
-            layers = [n for n in sorted(curve) if (split, seed, n) in measured]
-            if name == measure and len(layers) >= 3:
-                tau = stats.kendalltau([curve[n] for n in layers], [measured[(split, seed, n)] for n in layers]).statistic
-                if not np.isnan(tau):
-                    taus.append(float(tau))
-        low, high = bootstrap_ci(taus)
-        out[measure] = {"tau": float(np.mean(taus)) if taus else float("nan"), "low": low, "high": high, "pairs": len(taus)}
+    out = []
+    for curve in CURVES:
+        taus: dict[str, dict[tuple, tuple[float, float]]] = defaultdict(dict)
+        for (measure, split, seed), values in curves.items():
+            layers = [n for n in sorted(values) if (split, seed, n) in measured[curve]]
+            if len(layers) < 3:
+                continue
+            tau, p = permutation_tau([values[n] for n in layers], [measured[curve][(split, seed, n)] for n in layers])
+            if not np.isnan(tau):
+                taus[measure][(split, seed)] = (tau, p)
+        for measure in LAYER_MEASURES:
+            found = taus.get(measure, {})
+            mean, low, high, _ = t_interval(tau for tau, _ in found.values())
+            shared = [unit for unit in found if unit in taus.get("depth", {})]
+            beyond = t_interval(found[unit][0] - taus["depth"][unit][0] for unit in shared) if measure != "depth" else \
+                (float("nan"),) * 4
+            out.append({"measure": measure, "curve": curve, "units": len(found), "tau": mean, "low": low, "high": high,
+                        "p_per_unit": " ".join(f"{p:.3g}" for _, p in (found[u] for u in sorted(found, key=str))),
+                        "vs_depth": beyond[0], "vs_depth_low": beyond[1], "vs_depth_high": beyond[2]})
     return out
+
+
+def permutation_tau(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Kendall's tau-b of x and y and its two-sided permutation p-value: the share of orderings of
+    y (every one, up to 8 layers; 20,000 seeded ones beyond) with |tau| at least as large. Ties
+    are allowed (tau-b)."""
+    import itertools
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    first, second = np.triu_indices(len(x), 1)
+    sign_x = np.sign(x[first] - x[second])
+    ties_x, ties_y = np.sum(sign_x == 0), np.sum(np.sign(y[first] - y[second]) == 0)
+    scale = np.sqrt((len(first) - ties_x) * (len(first) - ties_y))
+    if scale == 0:
+        return float("nan"), float("nan")
+    if len(y) <= 8:
+        orderings = np.array(list(itertools.permutations(range(len(y)))))
+    else:
+        rng = np.random.default_rng(0)
+        orderings = np.array([rng.permutation(len(y)) for _ in range(20000)])
+    shuffled = y[orderings]
+    taus = (np.sign(shuffled[:, first] - shuffled[:, second]) @ sign_x) / scale
+    observed = float(np.sign(y[first] - y[second]) @ sign_x / scale)
+    return observed, float(np.mean(np.abs(taus) >= abs(observed) - 1e-12))
+
+
+def agreement_lines(agreement: list[dict[str, Any]]) -> list[str]:
+    """The agreement table in words, a line per predictor and curve."""
+    lines = []
+    for line in agreement:
+        if not line["units"]:
+            lines.append(f"  {line['measure']:13s} {line['curve']:8s} no measured curve of 3 or more layers to compare with")
+            continue
+        interval = f"[{line['low']:+.2f}, {line['high']:+.2f}]" if not np.isnan(line["low"]) else "[no interval]"
+        beyond = ""
+        if line["measure"] != "depth" and not np.isnan(line["vs_depth"]):
+            verdict = ("beyond depth" if line["vs_depth_low"] > 0 else "no better than depth" if not np.isnan(line["vs_depth_low"])
+                       else "one split/seed")
+            beyond = (f"; minus depth's {line['vs_depth']:+.2f}" + (f" [{line['vs_depth_low']:+.2f}, {line['vs_depth_high']:+.2f}]"
+                                                                     if not np.isnan(line["vs_depth_low"]) else "")
+                      + f": {verdict}")
+        lines.append(f"  {line['measure']:13s} {line['curve']:8s} tau {line['tau']:+.2f} {interval} over {line['units']} "
+                     f"splits/seeds (permutation p per split/seed: {line['p_per_unit']}){beyond}")
+    return lines
 
 
 def _figure(study: str, table, measured, agreement, out: Path) -> Path:
@@ -238,18 +326,29 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     titles = {"probe": "linear probe top-1 on baseA's layer n", "logme": "LogME of baseA's layer n",
-              "cka": "linear CKA, baseA vs baseB, layer n"}
+              "cka": "CKA, baseA vs baseB, layer n"}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     anb: dict[int, list[float]] = defaultdict(list)
     for (_split, _seed, n), value in measured.items():
         anb[n].append(value)
-    for ax, measure in zip(axes, LAYER_MEASURES):
+    for ax, measure in zip(axes, ("probe", "logme", "cka")):
         by_layer: dict[int, list[float]] = defaultdict(list)
         for row in table:
             if row["measure"] == measure:
                 by_layer[row["layer"]].append(row["value"])
         layers = sorted(by_layer)
         ax.plot(layers, [np.mean(by_layer[n]) for n in layers], marker="o", color="#1f77b4", label=measure)
+        overlay = {"probe": ("random_probe", "the same on a random network (null)"),
+                   "cka": ("cka_debiased", "debiased CKA (unbiased HSIC)")}.get(measure)
+        if overlay:
+            other: dict[int, list[float]] = defaultdict(list)
+            for row in table:
+                if row["measure"] == overlay[0]:
+                    other[row["layer"]].append(row["value"])
+            if other:
+                ns = sorted(other)
+                ax.plot(ns, [np.mean(other[n]) for n in ns], marker="o", ls=":", color="#7f7f7f", label=overlay[1])
+                ax.legend(fontsize=7, loc="lower left")
         if measure == "cka":
             trained: dict[int, list[float]] = defaultdict(list)
             for row in table:
@@ -269,10 +368,12 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
             ns = sorted(anb)
             twin.plot(ns, [np.mean(anb[n]) for n in ns], marker="D", color="#d62728", label="measured AnB")
             twin.set_ylabel("measured AnB top-1 (mean)", color="#d62728")
-        result = agreement[measure]
+        result = next(line for line in agreement if line["measure"] == measure and line["curve"] == "absolute")
+        depth = next(line for line in agreement if line["measure"] == "depth" and line["curve"] == "absolute")
         tau = (f"Kendall tau {result['tau']:+.2f}" + (f" [{result['low']:+.2f}, {result['high']:+.2f}]"
                                                       if not np.isnan(result["low"]) else "")
-               + f" over {result['pairs']} splits/seeds") if result["pairs"] else "no measured AnB curve to compare"
+               + f" over {result['units']} splits/seeds; depth alone {depth['tau']:+.2f}") if result["units"] else \
+            "no measured AnB curve to compare"
         ax.set_title(f"{titles[measure]}\n{tau}", fontsize=9)
     fig.suptitle(f"{study}: per-layer probes (blue) beside the measured transfer (red)", fontsize=10)
     fig.tight_layout()

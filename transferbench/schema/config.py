@@ -3,6 +3,8 @@
     [study]      name, dataset, seeds, data location          -> StudySettings
     [model]      defaults for every job's ModelConfig         (a partial ModelConfig)
     [train]      defaults for every job's TrainConfig         (a partial TrainConfig)
+    [scratch]    the recipe of networks trained from scratch (bases, wide bases): TrainConfig
+                 values over [train] and the block's train (a partial TrainConfig)
     [growth]     defaults for grown networks                  -> GrowthSettings
     [slurm]      resources of every job                       -> SlurmSettings
     [health]     thresholds of the network health judgment    -> HealthSettings
@@ -169,6 +171,7 @@ class Block:
     forgetting: bool | None = None  # measure the source's accuracy after transfer (default: for developmental blocks)
     model: dict[str, Any] = field(default_factory=dict)  # this block's ModelConfig values
     train: dict[str, Any] = field(default_factory=dict)  # this block's TrainConfig values
+    scratch: dict[str, Any] = field(default_factory=dict)  # this block's recipe of networks trained from scratch
     growth: dict[str, Any] = field(default_factory=dict)  # this block's GrowthSettings values
     source: str | None = None  # cross-dataset: the [source.<name>] it transfers from (side A of its networks)
     targets: tuple[str, ...] = ()  # cross-dataset: the [target.<name>]s it transfers to, in order: sides B, C, ...
@@ -201,6 +204,7 @@ class StudyConfig:
     study: StudySettings
     model: dict[str, Any]
     train: dict[str, Any]
+    scratch: dict[str, Any]
     growth: GrowthSettings
     slurm: SlurmSettings
     health: HealthSettings
@@ -215,8 +219,13 @@ class StudyConfig:
         """This block's model, train and growth values over the study's defaults."""
         return ({**self.model, **block.model}, {**self.train, **block.train}, {**self.growth.values(), **block.growth})
 
+    def scratch_values(self, block: Block) -> dict[str, Any]:
+        """The recipe of this block's networks trained from scratch: [train], the block's train,
+        then [scratch] and the block's scratch over them."""
+        return {**self.train, **block.train, **self.scratch, **block.scratch}
 
-TOP_LEVEL = ("study", "model", "train", "growth", "slurm", "health", "source", "target", "block")
+
+TOP_LEVEL = ("study", "model", "train", "scratch", "growth", "slurm", "health", "source", "target", "block")
 
 
 def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overrides: dict[str, Any] | None = None) -> StudyConfig:
@@ -230,6 +239,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
     study = build(StudySettings, {**study_table, **(study_overrides or {})}, "study", source)
     model = check_values(ModelConfig, raw.get("model", {}), "model", source)
     train = check_values(TrainConfig, raw.get("train", {}), "train", source)
+    scratch = check_values(TrainConfig, raw.get("scratch", {}), "scratch", source)
     growth = build(GrowthSettings, raw.get("growth", {}), "growth", source)
     slurm = build(SlurmSettings, raw.get("slurm", {}), "slurm", source)
     health = build(HealthSettings, raw.get("health", {}), "health", source)
@@ -252,6 +262,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
         block = build(Block, table, where, source)
         check_values(ModelConfig, block.model, f"{where}.model", source)
         check_values(TrainConfig, block.train, f"{where}.train", source)
+        check_values(TrainConfig, block.scratch, f"{where}.scratch", source)
         check_values(GrowthSettings, block.growth, f"{where}.growth", source)
         for kind, names in (("source", [block.source] if block.source else []), ("target", block.targets)):
             unknown = [name for name in names if name not in named[kind]]
@@ -259,8 +270,8 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
                 valid = ", ".join(named[kind]) or f"none: add a [{kind}.{unknown[0]}] table"
                 raise UserError(f"{source}: [{where}] {kind} {unknown[0]!r} is not a [{kind}] of this config; valid: {valid}")
         blocks.append(block)
-    config = StudyConfig(study, model, train, growth, slurm, health, tuple(blocks), named["source"], named["target"], raw,
-                         source, directory)
+    config = StudyConfig(study, model, train, scratch, growth, slurm, health, tuple(blocks), named["source"], named["target"],
+                         raw, source, directory)
     build(ModelConfig, model, "model", source)  # the defaults must make whole configs, and so must each block's
     build(TrainConfig, train, "train", source)
     for number, block in enumerate(config.blocks, 1):
@@ -269,12 +280,15 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
             build(ModelConfig, model_values, f"block {number}.model", source)
         if block.train:
             build(TrainConfig, train_values, f"block {number}.train", source)
+        if scratch or block.scratch:
+            build(TrainConfig, config.scratch_values(block), f"block {number}.scratch", source)
     return config
 
 
 def load_config(path: Path, overrides: list[str] | None = None, study_overrides: dict[str, Any] | None = None,
-                presets: Path | None = None) -> StudyConfig:
-    """Read and check a study config; ``overrides`` are ``--set TABLE.KEY=VALUE`` strings."""
+                presets: Path | None = None, directory: Path | None = None) -> StudyConfig:
+    """Read and check a study config; ``overrides`` are ``--set TABLE.KEY=VALUE`` strings;
+    ``directory``: where its relative paths start (default: the config's folder)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -284,4 +298,4 @@ def load_config(path: Path, overrides: list[str] | None = None, study_overrides:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read study config {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     raw = apply_overrides(read_toml(text, str(path)), overrides or [], str(path))
-    return parse_config(raw, str(path), path.resolve().parent, study_overrides)
+    return parse_config(raw, str(path), Path(directory or path.resolve().parent), study_overrides)

@@ -185,6 +185,10 @@ class ManifestEntry:
     pid: int | None = None  # local: the worker process
     log: str | None = None  # where the job's output goes
     submitted_at: float | None = None  # epoch seconds
+    # Slurm: recorded before the sbatch call, so that a submission whose job id could not be saved
+    # (a full disk, a kill) is found again in the queue by its name, transferbench-<token>, and task.
+    token: str | None = None
+    task: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

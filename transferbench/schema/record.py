@@ -20,8 +20,8 @@ CSV columns (``SCHEMA``, in order):
 | source_side       | side of the base the layers come from (A, B; empty for bases)          |
 | target_side       | side the network is trained on (A, B; empty for all classes)           |
 | seed              | training seed                                                          |
-| top1_final        | top-1 of the last evaluation                                           |
-| top1_mean_best10  | mean of the 10 best top-1 evaluations (the paper's statistic)          |
+| top1_final        | top-1 of the last evaluation (selection-free)                          |
+| top1_mean_best10  | mean of the 10 best top-1 evaluations (the paper's statistic; chosen on the validation images it reports) |
 | top5_final        | top-5 of the last evaluation (empty for Caffe logs: not logged)         |
 | evaluations       | number of evaluations                                                  |
 | last_iteration    | iteration of the last evaluation                                       |
@@ -38,9 +38,10 @@ CSV columns (``SCHEMA``, in order):
 | normalize         | 1 if blocks were L2-normalised and scaled (0 for -nonorm and wide ones) |
 | source_top1_before | the source network's top-1 on its own validation set                  |
 | source_top1_after | the same with this network's layers and the source's classifier (forgetting) |
-| health            | healthy, not_converged, stalled, diverged, source_unhealthy (transferbench.schema.health); empty: not judged |
+| health            | healthy, not_converged, at_chance, stalled, diverged, source_unhealthy (transferbench.schema.health); empty: not judged |
 | health_reason     | what the health rests on, e.g. "top-1 at most 0.171 over the last 3 evaluations, chance is 0.167" |
 | cross_dataset     | 1 for a network of a cross-dataset block (its split is then ``<source>-<target>[-<target>...]``, side A the source, B, C, ... the targets) |
+| top1_holdout      | top-1 at the evaluation chosen on held-out training images (``train.holdout``): a selection-free alternative to top1_mean_best10, which chooses on the validation images it reports; empty without a holdout |
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ class ResultRecord:
     attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # earlier attempts, oldest first
     source: dict[str, Any] | None = None  # the base it copied from, checked: {"key", "config_hash", "attempt"}
     retry: int = 0  # how many stalled attempts came before: the random streams' retry key (worker/streams.py)
+    chance_top1: float | None = None  # the majority-class rate of its validation set: the top-1 of guessing
+    top1_holdout: float | None = None  # validation top-1 at the evaluation chosen on held-out training images
+    holdout_images: int = 0  # training images held out of training for that choice (train.holdout)
     random_streams: str | None = None  # the scheme its random numbers were drawn with (worker/streams.VERSION)
 
     def __post_init__(self) -> None:
@@ -184,9 +188,10 @@ def read_attempts(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def retries(attempts: list[dict[str, Any]]) -> int:
-    """The retry key of the next attempt's random streams: one more per stalled attempt (a network
-    retrained because its source was retrained draws the same streams as before)."""
-    return sum(1 for entry in attempts if entry.get("why") == "stalled")
+    """The retry key of the next attempt's random streams: one more per stalled or diverged attempt
+    (a network retrained because its source was retrained, or its weights were deleted, draws the
+    same streams as before and trains the same network)."""
+    return sum(1 for entry in attempts if entry.get("why") in ("stalled", "diverged"))
 
 
 # ---------------------------------------------------------------------------- the CSV row
@@ -228,6 +233,7 @@ class Row:
     health: str | None = None
     health_reason: str | None = None
     cross_dataset: int | None = None
+    top1_holdout: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -268,6 +274,11 @@ class Row:
                 raise UserError(f"{where}: the {name} column is empty; every row needs it")
         if values["seed"] is None:
             values["seed"] = 0
+        for name in ACCURACIES:
+            value = values[name]
+            if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise UserError(f"{where}: {values['key']} has {name} = {value}, which no accuracy can be (0 to 1); "
+                                "correct or remove the row")
         return Row(**values)
 
     @staticmethod
@@ -301,7 +312,7 @@ class Row:
             scope=growth.scope if growth else None, normalize=int(growth.normalize) if growth else None,
             source_top1_before=record.source_top1_before, source_top1_after=record.source_top1_after,
             health=health.state if health else None, health_reason=health.reason if health else None,
-            cross_dataset=1 if spec.get("input") is not None else None)
+            cross_dataset=1 if spec.get("input") is not None else None, top1_holdout=record.top1_holdout)
 
 
 def _attempt_draw(entry: dict[str, Any]) -> str:
@@ -309,3 +320,4 @@ def _attempt_draw(entry: dict[str, Any]) -> str:
 
 
 SCHEMA = tuple(f.name for f in dataclasses.fields(Row))
+ACCURACIES = ("top1_final", "top1_mean_best10", "top5_final", "source_top1_before", "source_top1_after", "top1_holdout")

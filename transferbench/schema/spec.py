@@ -118,6 +118,7 @@ class TrainConfig:
     warmup: int = 0  # iterations over which the lr rises linearly from lr/warmup to lr (0: none, the paper's recipe)
     keep_checkpoint: bool = False  # keep checkpoint.pt once the record and model.pt are written (it is 2x model.pt)
     lr_step_epochs: float | None = None  # if set, lr_step = ceil(lr_step_epochs * train images / batch_size): one recipe for datasets of any size
+    holdout: float = 0.0  # fraction of each class's training images held out of training to choose an evaluation on (0: none, the paper's)
 
     def __post_init__(self) -> None:
         for name in ("lr", "input_scale", "lr_gamma"):
@@ -132,6 +133,7 @@ class TrainConfig:
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _require(self.epochs is None or self.epochs > 0, f"epochs must be positive, got {self.epochs}")
         _require(self.lr_step_epochs is None or self.lr_step_epochs > 0, f"lr_step_epochs must be positive, got {self.lr_step_epochs}")
+        _require(0 <= self.holdout < 0.5, f"holdout must be in [0, 0.5): a fraction of each class's training images, got {self.holdout}")
 
 
 @dataclass(frozen=True)
@@ -376,7 +378,7 @@ class JobSpec:
             for name in names:
                 if data.get(part) is not None and data[part][name] is None:
                     del data[part][name]
-        for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs"):  # likewise for settings added later, when off
+        for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs", "holdout"):  # likewise for settings added later, when off
             if not data["train"][default_off]:
                 del data["train"][default_off]
         return data

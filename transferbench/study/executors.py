@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -269,7 +270,8 @@ SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NOD
 
 
 def squeue_states() -> dict[str, tuple[str, str]]:
-    """Slurm id (``123`` or ``123_4``) -> (state, reason) for every job of this user that slurmctld knows.
+    """Slurm id (``123`` or ``123_4``) -> (state, reason) for every job of this user that slurmctld knows,
+    and job name -> its array id (key ``name:<job name>``).
 
     ``-t all`` lists every state, including the transitional ones (REQUEUED, REQUEUE_HOLD,
     SUSPENDED, ...) that squeue's default filter leaves out and ended jobs until MinJobAge.
@@ -278,8 +280,8 @@ def squeue_states() -> dict[str, tuple[str, str]]:
         raise UserError("squeue is not on PATH: Slurm's client tools are missing; install slurm-client or use --executor local")
     user = os.environ.get("USER") or getpass.getuser()
     try:
-        result = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", user, "-o", "%i|%T|%r"], capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", user, "-o", "%i|%T|%r|%j|%F"], capture_output=True,
+                                text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         raise UserError("squeue did not answer in 60 s: is slurmctld up? (scontrol ping)") from None
     if result.returncode:
@@ -288,8 +290,10 @@ def squeue_states() -> dict[str, tuple[str, str]]:
     states = {}
     for line in result.stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
+        if len(parts) >= 3:
             states[parts[0]] = (parts[1], parts[2])
+        if len(parts) == 5 and parts[3].startswith("transferbench-"):
+            states[f"name:{parts[3]}"] = (parts[4], "")  # the array's id, to find a submission by its name
     return states
 
 
@@ -352,23 +356,41 @@ class SlurmExecutor(Executor):
             dependency = ":".join([*dict.fromkeys(manifest[dep].job_id for dep in waits), *([pack_job] if pack_job else [])])
             # a fused group trains its members in one task: its time limit is the per-network one times the largest group
             time_limit = params["time"] * max(len(unit) for unit in units)
-            executor.update_parameters(**{**params, "time": time_limit}, dependency=f"afterok:{dependency}" if dependency else None)
+            # Recorded before sbatch: if the job ids cannot be saved afterwards, status finds the array by its name.
+            token, before = uuid.uuid4().hex[:12], {key: manifest.get(key) for unit in units for key in unit}
+            for task, unit in enumerate(units):
+                for key in unit:
+                    manifest[key] = ManifestEntry("slurm", attempts(manifest, key) + 1, token=token, task=task,
+                                                  submitted_at=time.time())
+            study.save_manifest(manifest)
+            executor.update_parameters(**{**params, "time": time_limit, "job_name": f"transferbench-{token}"},
+                                       dependency=f"afterok:{dependency}" if dependency else None)
             try:
                 with executor.batch():
                     handles = [executor.submit(run_task, str(study.directory), unit[0], None, requeue_on_warning)
                                if len(unit) == 1 else
                                executor.submit(run_unit, str(study.directory), unit, None, requeue_on_warning)
                                for unit in units]
-            except Exception as exc:  # submitit raises plain exceptions for sbatch errors
+            except Exception as exc:  # submitit raises plain exceptions for sbatch errors: nothing was queued
+                for key, entry in before.items():
+                    if entry is None:
+                        manifest.pop(key, None)
+                    else:
+                        manifest[key] = entry
                 study.save_manifest(manifest)
                 raise UserError(f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}; "
                                 "check the [slurm] settings (partition, account, qos) and `sinfo`") from exc
             calls += 1
-            for unit, handle in zip(units, handles):
+            for task, (unit, handle) in enumerate(zip(units, handles)):
                 for key in unit:
-                    manifest[key] = ManifestEntry("slurm", attempts(manifest, key) + 1, job_id=str(handle.job_id),
-                                                  log=str(handle.paths.stdout), submitted_at=time.time())
-            study.save_manifest(manifest)  # after every sbatch: an interrupted submit forgets nothing it submitted
+                    manifest[key] = replace(manifest[key], job_id=str(handle.job_id), log=str(handle.paths.stdout))
+            try:
+                study.save_manifest(manifest)  # after every sbatch: an interrupted submit forgets nothing it submitted
+            except OSError as exc:
+                raise UserError(f"{len(units)} tasks were queued as transferbench-{token} (Slurm job "
+                                f"{str(handles[0].job_id).split('_')[0]}), but their ids could not be saved in "
+                                f"{study.manifest_path} ({exc.strerror}); free the space: `transferbench status` finds them "
+                                "by name meanwhile, and no submit queues them again") from exc
         return calls
 
     @classmethod
@@ -382,7 +404,14 @@ class SlurmExecutor(Executor):
     def state(cls, job: PlannedJob, entry: ManifestEntry, live: Any, live_error: str | None) -> State:
         """The state of a Slurm job that has not written a result, from squeue's view."""
         if live is None:
-            return "unknown", f"Slurm job {entry.job_id}: {live_error}"
+            return "unknown", f"Slurm job {entry.job_id or entry.token}: {live_error}"
+        if entry.job_id is None:  # queued, but its id was not saved: found by the array's name
+            array = live.get(f"name:transferbench-{entry.token}")
+            if array is None:
+                return "failed", (f"submitted as transferbench-{entry.token}, but its Slurm id was not saved and squeue "
+                                  "does not list it: it ended without a result, or the submit stopped before sbatch"
+                                  f"{resumable(job)}; `transferbench submit --retry-failed` runs it again")
+            entry = replace(entry, job_id=f"{array[0]}_{entry.task}")
         slurm = live.get(entry.job_id)  # squeue -r lists every array task as <array>_<task>
         if slurm is None or slurm[0] in SLURM_ENDED:
             how = f"ended {slurm[0]}" if slurm else "ended"
@@ -427,6 +456,8 @@ def executor_class(name: str, where: str = "") -> type[Executor]:
 def make_executor(name: str, echo: Callable[[str], Any] = print, workers: int | None = None,
                   overrides: dict[str, Any] | None = None) -> Executor:
     cls = executor_class(name)
+    if workers is not None and workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
     if cls is LocalExecutor:
         return LocalExecutor(echo, workers)
     if cls is SlurmExecutor:

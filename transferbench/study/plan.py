@@ -84,7 +84,11 @@ def _split_path(name: str, dataset: str, split_dirs: list[Path], source: str) ->
 def read_config(config_path: Path, overrides: list[str] | None = None,
                 study_overrides: dict[str, Any] | None = None) -> StudyConfig:
     """The study config, checked (``overrides``: ``--set TABLE.KEY=VALUE``)."""
-    return load_config(find_config(config_path), overrides, study_overrides, shipped_dir("configs"))
+    found = find_config(config_path)
+    # A preset given by its name is not where the user works: its relative paths (data folders,
+    # weights) start where `plan` runs, as --data-root's do; a config given by its path keeps its folder.
+    directory = Path.cwd() if found != Path(config_path) else None
+    return load_config(found, overrides, study_overrides, shipped_dir("configs"), directory)
 
 
 def build_plan(config_path: Path, jobs_root: Path | None = None, overrides: dict[str, Any] | None = None,
@@ -159,6 +163,7 @@ class _Scope:
     name: str  # the block's label
     model: dict[str, Any]  # ModelConfig values (num_classes is set per side)
     train: dict[str, Any]  # TrainConfig values (seed is set per job)
+    scratch: dict[str, Any]  # TrainConfig values of networks trained from scratch (bases, wide bases)
     growth: dict[str, Any]  # Growth settings (scale_init, new_lr_mult)
     forgetting: bool  # measure the source's accuracy after transfer
     sides: dict[str, int] = field(default_factory=dict)  # side -> classes ("all" for a whole dataset)
@@ -169,6 +174,7 @@ class _Scope:
     seed: int = 0
 
 
+KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a split's part of job keys and run folders
 EXTERNAL = "<the block's source>"  # base_key of a job that copies from a cross-dataset block's source network
 
 
@@ -299,16 +305,19 @@ class _Planner:
             raise UserError(f"{source}: {where} network {first.text!r} needs k = [...] (layers preserved above n)")
         forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
         model_values, train_values, growth_values = self.config.block_values(block)
+        scratch_values = self.config.scratch_values(block)
         scopes: list[_Scope] = []
         if block.source is not None:
             cross = self._cross(block, where)
             model_values, train_values = self._cross_values(cross, block, model_values, train_values, where)
+            _, scratch_values = self._cross_values(cross, block, model_values, scratch_values, where)
             sides = {letter: (data.classes if data else cross.source.info.model.num_classes)
                      for letter, data in cross.letters().items()}
-            scopes.append(_Scope(where, block.name or f"block{number}", model_values, train_values, growth_values,
-                                 forgetting, sides, cross=cross))
+            scopes.append(_Scope(where, block.name or f"block{number}", model_values, train_values, scratch_values,
+                                 growth_values, forgetting, sides, cross=cross))
         else:
-            base = _Scope(where, block.name or f"block{number}", model_values, train_values, growth_values, forgetting)
+            base = _Scope(where, block.name or f"block{number}", model_values, train_values, scratch_values, growth_values,
+                          forgetting)
             scopes += [self._split_scope(base, split_name) for split_name in block.splits]
         for scope in scopes:
             for seed in self.config.study.seeds:
@@ -341,7 +350,13 @@ class _Planner:
                 from transferbench.tasks.classes import layout_table
 
                 check_split_classes(split, layout_table(dataset, self._study_layout(where)), f"{source}: {where}")
-        return replace(scope, split_name=split_name, split_file=str(path), split_hash=split.content_hash(),
+        key_name = split_name
+        if not KEY_PART.fullmatch(split_name):  # a path: the key and the run folders take the split's own name
+            key_name = split.name.removeprefix(f"{dataset}-")
+            if not KEY_PART.fullmatch(key_name):
+                raise UserError(f"{source}: {where}: split {split_name} is named {split.name!r}, which cannot name job keys "
+                                "and folders (letters, digits, - _ .); give it another name (splits ... --name)")
+        return replace(scope, split_name=key_name, split_file=str(path), split_hash=split.content_hash(),
                        sides={side: len(classes) for side, classes in split.sides.items()})
 
     # ------------------------------------------------------------------ one pattern
@@ -385,13 +400,14 @@ class _Planner:
                     forgetting_data=source_data.ref() if forgetting and source_data is not None and source_data.loadable
                     else None)
 
-    def _recipe(self, scope: _Scope, side: str | None) -> dict[str, Any]:
-        """A job's TrainConfig values: the block's; a network trained from scratch on a cross-dataset
-        source's own data (side A: a wide network) takes the recipe the source was trained with, where
-        it is known (another study's job), so that the two differ only in width."""
+    def _recipe(self, scope: _Scope, side: str | None, condition: Condition) -> dict[str, Any]:
+        """A job's TrainConfig values: the block's, or its recipe of networks trained from scratch for a
+        base (and a wide base); a network trained from scratch on a cross-dataset source's own data (side
+        A: a wide network) takes the recipe the source was trained with, where it is known (another
+        study's job), so that the two differ only in width."""
         if scope.cross is not None and side == "A" and scope.cross.source.info.train is not None:
             return {key: value for key, value in scope.cross.source.info.train.items() if key != "seed"}
-        return scope.train
+        return scope.scratch if condition.kind == "base" else scope.train
 
     def add(self, scope: _Scope, network: str, pattern: str, side: str | None, condition: Condition,
             base_key: str | None, growth: Growth | None = None) -> str:
@@ -408,7 +424,7 @@ class _Planner:
             spec = JobSpec(
                 key=key, out_dir=str(out_dir), condition=condition, source_checkpoint=checkpoint,
                 model=ModelConfig(**{**scope.model, "num_classes": classes}),
-                train=TrainConfig(**{**self._recipe(scope, side), "seed": scope.seed}),
+                train=TrainConfig(**{**self._recipe(scope, side, condition), "seed": scope.seed}),
                 strict=study.strict, pack_dir=self.data_path(study.pack_dir), growth=growth,
                 source_id=base.config_hash if base else None, **self._data(scope, side, external, source_side))
         except UserError as exc:
@@ -507,6 +523,7 @@ def summarise(jobs, study: str) -> str:
     lines += ["", f"  {'condition (all blocks)':{width + 17}s} {'jobs':>5s}"]
     lines += [f"  {kind:{width + 17}s} {count:5d}" for kind, count in sorted(per_category.items())]
     lines.append(f"  {'total':{width + 17}s} {len(jobs):5d}")
+    lines += ["", "  recipes (every network of a condition trains with one of them):"] + recipe_lines(jobs)
     no_root = sum(1 for job in jobs if job.spec.dataset == "imagenet1k" and not job.spec.data_root)
     if no_root:
         lines += ["", f"  data: no ImageNet data_root for the {no_root} jobs that train on it: they are laid out, but "
@@ -518,6 +535,19 @@ def summarise(jobs, study: str) -> str:
                   f"a job runs up to {_size(4 * largest)} more for its checkpoints (weights and momentum, the last two "
                   "kept), removed when it is done unless train.keep_checkpoint"]
     return "\n".join(lines) + "\n"
+
+
+def recipe_lines(jobs: list[PlannedJob]) -> list[str]:
+    """One line per recipe the plan uses: its learning rate, schedule and length, and the conditions
+    that train with it (a study's [scratch] recipe for bases, its [train] recipe for the rest)."""
+    recipes: dict[str, set[str]] = {}
+    for job in jobs:
+        t = job.spec.train
+        length = f"{t.epochs:g} epochs" if t.epochs is not None else f"{t.iterations} iterations"
+        step = f"every {t.lr_step_epochs:g} epochs" if t.lr_step_epochs is not None else f"every {t.lr_step} iterations"
+        text = f"lr {t.lr:g} (x{t.lr_gamma:g} {step}), batch {t.batch_size}, {length}"
+        recipes.setdefault(text, set()).add(category(job))
+    return [f"    {text}: {', '.join(sorted(kinds))}" for text, kinds in recipes.items()]
 
 
 def fused_summary(jobs: dict[str, PlannedJob], memory_gb: float) -> str:
@@ -706,7 +736,14 @@ def _stop_live_jobs(study_dir: Path, old_plan: PlanFile, keys: list[str], cancel
         by_executor.setdefault(manifest[k].executor, []).append(manifest[k])
     for name, entries in by_executor.items():
         executor_class(name).cancel(entries)
-    echo(f"cancelled {len(found)} changed jobs that were queued or running; waiting for them to end ...")
+    # A fused group trains in one process: its unchanged members stop with it, checkpointed (a plain submit resumes them).
+    processes = {(manifest[k].executor, manifest[k].job_id or manifest[k].pid) for k in found}
+    companions = sorted(k for k, entry in manifest.items() if k not in found and k in study.jobs
+                        and (entry.executor, entry.job_id or entry.pid) in processes)
+    echo(f"cancelled {len(found)} changed jobs that were queued or running"
+         + (f", and with them {len(companions)} unchanged jobs of their fused groups ({', '.join(companions[:3])}"
+            f"{' ...' if len(companions) > 3 else ''}), which checkpoint and resume at the next `submit`" if companions else "")
+         + "; waiting for them to end ...")
     deadline = time.monotonic() + CANCEL_WAIT_S
     while (still := live()) and time.monotonic() < deadline:
         time.sleep(1)

@@ -54,10 +54,11 @@ def run_task(study_dir: str, key: str, device: str | None = None, on_stop: Calla
         raise UserError(f"{key} is not a job of {study_dir}")
     if outcome(job) == ("done", None):
         return key  # a finished job run again (a requeue after it ended): its result stands, nothing to train
-    (job.out_dir / "error.json").unlink(missing_ok=True)
+    _starting(job)
     try:
         record = _trainer(study, job, device).run()
     except StopRequested as stop:
+        _write_stopped(job, stop)
         if on_stop is not None:
             on_stop(stop)
         raise
@@ -90,9 +91,30 @@ def _identity(study: Study, job) -> JobIdentity:
     return JobIdentity(study.name, job.split, job.network, job.seed, source_side, job.side if job.side not in (None, "all") else None)
 
 
+STOPPED = "stopped.json"  # in a job's out_dir: a stop signal made it checkpoint; it resumes when run again
+
+
+def _starting(job) -> None:
+    """A job starting (again) leaves no earlier failure or stop behind."""
+    for name in ("error.json", STOPPED):
+        (job.out_dir / name).unlink(missing_ok=True)
+
+
+def _write_stopped(job, stop) -> None:
+    """stopped.json (atomically): the job stopped on a signal (Ctrl-C, preemption, a time limit)
+    after writing its checkpoint; it is not a failure, and the next submit resumes it."""
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(job.out_dir / STOPPED, json.dumps({
+        "key": job.key, "config_hash": job.config_hash, "signal": stop.signum, "reason": str(stop), "time": time.time(),
+        "checkpoint": (job.out_dir / "checkpoint.pt").is_file()}, indent=1) + "\n")
+
+
 def _write_error(job, exc: BaseException) -> None:
     """error.json (atomically): the failure and its reason on disk even where Slurm accounting is off."""
-    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    from transferbench.errors import file_error
+
+    reason = (str(exc) if isinstance(exc, UserError) else str(file_error(exc)) if isinstance(exc, OSError)
+              else f"{type(exc).__name__}: {exc}")
     atomic_write_text(job.out_dir / "error.json", json.dumps({
         "key": job.key, "config_hash": job.config_hash, "reason": reason,
         "traceback": traceback.format_exc()[-4000:], "host": os.uname().nodename,
@@ -123,7 +145,7 @@ def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None,
         job = study.jobs[key]
         if outcome(job) == ("done", None):
             continue
-        (job.out_dir / "error.json").unlink(missing_ok=True)
+        _starting(job)
         try:
             trainers.append(_trainer(study, job, device,
                                      shared=next((t for t in trainers if t.spec.stream() == job.spec.stream()), None)))
@@ -138,6 +160,8 @@ def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None,
         try:
             records = train_together(group)
         except StopRequested as stop:
+            for trainer in trainers:
+                _write_stopped(study.jobs[trainer.spec.key], stop)
             if on_stop is not None:
                 on_stop(stop)
             raise

@@ -20,7 +20,7 @@ from transferbench.schema.record import ResultRecord
 from transferbench.study.executors import EXECUTORS
 from transferbench.study.study import Study, finished, order_jobs, outcome, read_json
 
-STATES = ("done", "running", "queued", "planned", "blocked", "failed", "unknown")
+STATES = ("done", "running", "queued", "stopped", "planned", "blocked", "failed", "unknown")
 
 
 def judge_study(study: Study, records: dict[str, ResultRecord]) -> dict[str, Health]:
@@ -93,6 +93,8 @@ def job_state(job: PlannedJob, entry: ManifestEntry | None, live: Any = None, li
     if entry is None:
         return "planned", source_waiting(job) or ""
     state = EXECUTORS[entry.executor].state(job, entry, live, live_error)
+    if state[0] == "failed" and (stopped := stopped_by_signal(job)) is not None:
+        return "stopped", stopped
     if state[0] == "failed" and outcome(job) is not None:  # it finished between the two reads
         return job_state(job, entry, live, live_error, records)
     return state
@@ -108,11 +110,31 @@ def states(study: Study, need_live: bool = True, records: dict[str, ResultRecord
     views = {name: EXECUTORS[name].live_view() if need_live else (None, "not read")
              for name in {entry.executor for entry in manifest.values()}}
     current = {}
+    bases = {dep for job in study.jobs.values() for dep in job.depends}
     for key, job in study.jobs.items():
         entry = manifest.get(key)
         live, error = views[entry.executor] if entry else (None, None)
         current[key] = job_state(job, entry, live, error, records)
+        if key in bases and current[key][0] == "done" and not (job.out_dir / "model.pt").is_file():
+            current[key] = ("failed", WEIGHTS_GONE)
     return current
+
+
+# A finished base whose weights were deleted (a scratch purge): the networks that copy from it cannot start.
+WEIGHTS_GONE = ("done, but its weights model.pt are gone (deleted or purged), and networks copy from it; "
+                "`transferbench submit --retry-failed` trains it again (its record is kept as an earlier attempt)")
+
+
+def stopped_by_signal(job: PlannedJob) -> str | None:
+    """Why a job that is no longer running stopped without a result, if a stop signal did it (it
+    checkpointed: a plain submit resumes it), else None."""
+    from transferbench.study.run import STOPPED
+
+    stopped = read_json(job.out_dir / STOPPED)
+    if not isinstance(stopped, dict) or stopped.get("config_hash") != job.config_hash:
+        return None
+    where = "resumes from its checkpoint" if stopped.get("checkpoint") else "starts again (it had no checkpoint yet)"
+    return f"stopped by signal {stopped.get('signal')} ({stopped.get('reason')}); `transferbench submit` {where}"
 
 
 def log_path(study: Study, key: str, entry: ManifestEntry | None) -> str:
@@ -145,7 +167,7 @@ def status_table(study_dir: Path, every: bool = False) -> tuple[str, dict[str, i
         if state == "unknown":
             where, _, unreachable = detail.partition(": ")
             lines.append(f"  {state:8s} {key:32s} {where}")
-        elif state in ("failed", "blocked", "running", "queued") or (every and state == "planned"):
+        elif state in ("failed", "blocked", "running", "queued", "stopped") or (every and state == "planned"):
             extra = f"  log: {log_path(study, key, manifest.get(key))}" if state == "failed" else ""
             lines.append(f"  {state:8s} {key:32s} {detail}{extra}")
     rank = {state: i for i, state in enumerate(STATES)}

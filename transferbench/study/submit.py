@@ -23,8 +23,9 @@ from transferbench.schema.record import ATTEMPTS_FILE, ResultRecord, read_attemp
 from transferbench.study.executors import Executor, Groups, attempts, executor_class, make_executor
 from transferbench.study.fuse import Unit, units_of
 from transferbench.study.lock import study_lock
-from transferbench.study.status import judge_study, source_waiting, states
-from transferbench.study.study import Study, order_jobs
+from transferbench.study.run import packs_needed
+from transferbench.study.status import WEIGHTS_GONE, judge_study, source_waiting, states
+from transferbench.study.study import Study, order_jobs, read_record
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Submission:
     sbatch_calls: int = 0
     units: int = 0  # processes (array tasks) the jobs run in: fewer than the jobs when fused
     tasks: list[int] = field(default_factory=list)  # array tasks per sbatch call
+    pack: bool = False  # the jobs read an ImageNet pack: one job builds it first (one more sbatch call on Slurm)
 
 
 def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed: bool) -> tuple[list[str], dict[str, str]]:
@@ -45,7 +47,7 @@ def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed:
     skipped: dict[str, str] = {}
     for key in order_jobs(jobs):
         state, detail = current[key]
-        if state == "planned":
+        if state in ("planned", "stopped"):  # a stopped job resumes from its checkpoint: not a failure to retry
             chosen.append(key)
         elif state in ("failed", "blocked") and retry_failed:
             chosen.append(key)
@@ -67,7 +69,7 @@ def select_jobs(study: Study, current: dict[str, tuple[str, str]], retry_failed:
             continue
         for dep in jobs[key].depends:
             dep_state = current[dep][0]
-            if dep not in chosen_set and dep_state in ("failed", "blocked", "unknown", "planned"):
+            if dep not in chosen_set and dep_state in ("failed", "blocked", "unknown", "planned", "stopped"):
                 chosen.remove(key)
                 chosen_set.discard(key)
                 skipped[key] = (f"waits for {dep}, which is {dep_state} (use --retry-failed)" if dep_state != "planned" else
@@ -110,7 +112,8 @@ def archive_attempt(study: Study, key: str, why: str, record: ResultRecord, heal
     for name in ("result.json", "model.pt", "checkpoint.pt", "checkpoint.prev.pt", "error.json", "log.txt"):
         if (out_dir / name).exists():
             (out_dir / name).rename(folder / name)
-    entry = {"attempt": number, "seed": record.spec["train"]["seed"], "retry": record.retry, "why": why, "health": health.state, "reason": health.reason, "top1_mean_best10": record.top1_mean_best10,
+    entry = {"attempt": number, "seed": record.spec["train"]["seed"], "retry": record.retry, "why": why,
+             "health": health.state, "reason": health.reason, "top1_mean_best10": record.top1_mean_best10,
              "top1_final": record.top1_final, "archived": folder.name}
     atomic_write_text(out_dir / ATTEMPTS_FILE, json.dumps([*previous, entry], indent=1) + "\n")
     return folder
@@ -181,14 +184,15 @@ def _submit(study: Study, runner: Executor, retry_failed: bool, dry_run: bool, e
         echo(f"warning: {len(unknown)} submitted jobs cannot be checked ({unknown[0].split(': ', 1)[-1]}); "
              "they are skipped below, and a real submit would stop")
     chosen, skipped = select_jobs(study, current, retry_failed)
-    if not chosen and NO_IMAGENET in skipped.values() and not dry_run:  # nothing else to run: the one thing to fix
+    if not chosen and NO_IMAGENET in skipped.values():  # nothing else to run (a dry run too): the one thing to fix
         from transferbench.tasks.layout import check_imagenet
 
         check_imagenet(None, [], set(), None, str(study.directory / "plan.json"))
     units = units_of(study.jobs, chosen, study.settings.fuse, study.settings.fuse_memory_gb)
     groups = group_arrays(study, units, current)
     submission = Submission([(", ".join(w) or "nothing", [key for unit in array for key in unit]) for w, array in groups],
-                            skipped, units=len(units), tasks=[len(array) for _, array in groups])
+                            skipped, units=len(units), tasks=[len(array) for _, array in groups],
+                            pack=bool(packs_needed(study, chosen)))
     if dry_run or not chosen:
         _describe(submission, runner, echo, dry_run)
         return submission, study, [], manifest, {}
@@ -201,10 +205,24 @@ def _submit(study: Study, runner: Executor, retry_failed: bool, dry_run: bool, e
     for key in chosen:
         if current[key][0] == "blocked":  # waits forever in its executor's queue: cancelled before it is queued again
             executor_class(manifest[key].executor).cancel([manifest[key]])
-        if current[key][0] in ("failed", "blocked"):
+        if current[key][0] not in ("failed", "blocked"):
+            continue
+        record = _readable_record(study, key)
+        if current[key] == ("failed", WEIGHTS_GONE):  # a finished network trained again: its record is an attempt
+            archive_attempt(study, key, "weights gone", record, Health(**record.health) if record.health else Health("healthy"))
+        elif record is not None and (record.health or {}).get("state") == "diverged":  # from other random streams
+            archive_attempt(study, key, "diverged", record, Health(**record.health))
+        else:
             _clear_failure(study, key, max(1, attempts(manifest, key)))
     claimed = runner.claim(study, chosen, manifest)
     return submission, study, groups, manifest, claimed
+
+
+def _readable_record(study: Study, key: str) -> ResultRecord | None:
+    try:
+        return read_record(study.jobs[key])
+    except UserError:
+        return None
 
 
 def _retry_stalled(study: Study, current: dict[str, tuple[str, str]], records: dict[str, ResultRecord], dry_run: bool,
@@ -239,7 +257,9 @@ def _describe(submission: Submission, runner: Executor, echo, dry_run: bool) -> 
     verb = "would submit" if dry_run else ("ran" if runner.foreground else "submitted")
     fused = f" as {submission.units} fused groups and lone jobs" if submission.units and submission.units < count else ""
     if not runner.foreground:
-        echo(f"{verb} {count} jobs{fused} in {len(submission.arrays)} Slurm arrays ({len(submission.arrays)} sbatch calls):")
+        calls = len(submission.arrays) + submission.pack
+        pack = " and one job that builds the ImageNet pack first (every array waits for it)" if submission.pack else ""
+        echo(f"{verb} {count} jobs{fused} in {len(submission.arrays)} Slurm arrays{pack} ({calls} sbatch calls):")
         for (waits, keys), tasks in zip(submission.arrays, submission.tasks):
             size = (f"{len(keys)} jobs in {tasks} task{'s' if tasks > 1 else ''}" if tasks < len(keys) else
                     f"{len(keys)} tasks")

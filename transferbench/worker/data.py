@@ -72,6 +72,16 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, keep: torch.Tensor) -> "ImageSet":
+        """The items at positions ``keep`` (a sorted index tensor), held the same way."""
+        import dataclasses
+
+        positions = keep.tolist()
+        return dataclasses.replace(
+            self, images=self.images[keep] if self.images is not None else None, labels=self.labels[keep],
+            files=[self.files[i] for i in positions] if self.files is not None else None,
+            rows=self.rows[keep.numpy()] if self.rows is not None else None)
+
 
 # ---------------------------------------------------------------------------- IDX
 
@@ -127,11 +137,25 @@ def load_fashion_mnist(root: Path | None, train: bool) -> tuple[torch.Tensor, to
 
 # ---------------------------------------------------------------------------- CIFAR-100
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles what CIFAR-100's files hold (dicts, lists, bytes, numbers and numpy arrays) and
+    nothing else: a planted file cannot run code on load."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-100 file")
+        return super().find_class(module, name)
+
+
 def load_cifar100(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     path = Path(root) / "cifar-100-python" / ("train" if train else "test")
     try:
         with open(path, "rb") as handle:
-            entry = pickle.load(handle, encoding="bytes")
+            entry = _ArraysOnly(handle, encoding="bytes").load()
         data = np.asarray(entry[b"data"], dtype=np.uint8)
         labels = np.asarray(entry[b"fine_labels"], dtype=np.int64)
     except FileNotFoundError:
@@ -454,23 +478,51 @@ def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict
     def complete() -> bool:
         return images_path.is_file() and mean_path.is_file() and meta_path.is_file()
 
-    if not complete():
-        import fcntl
+    import fcntl
 
-        with open(base.with_suffix(".lock"), "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if progress:
-                    print(f"transferbench: waiting for another job that is building the pack {images_path}", file=sys.stderr)
+    for attempt in (1, 2):
+        if not complete():
+            with open(base.with_suffix(".lock"), "a+") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if progress:
+                        print(f"transferbench: waiting for another job that is building the pack {images_path}",
+                              file=sys.stderr)
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                if not complete():  # the other builder may have finished it while we waited
+                    _build_pack(items, base, images_path, mean_path, meta_path, part, strict, workers, progress, size,
+                                channels)
+        try:
+            return _open_pack(images_path, mean_path, meta_path, (len(items), channels, size, size))
+        except PackDamaged as damaged:
+            if attempt == 2:
+                raise UserError(f"{damaged} even after it was built again; check the disk of {pack_dir}") from None
+            with open(base.with_suffix(".lock"), "a+") as lock:  # set it aside (once, whoever comes first) and build again
                 fcntl.flock(lock, fcntl.LOCK_EX)
-            if not complete():  # the other builder may have finished it while we waited
-                _build_pack(items, base, images_path, mean_path, meta_path, part, strict, workers, progress, size, channels)
-    meta = json.loads(meta_path.read_text())
-    valid = np.ones(meta["items"], dtype=bool)
-    valid[meta["corrupt"]] = False
-    images = np.load(images_path, mmap_mode="r")
-    if images.shape != (len(items), channels, size, size):
-        raise UserError(f"pack {images_path} has shape {images.shape}, expected {(len(items), channels, size, size)}; "
-                        "delete it to rebuild")
-    return Pack(images, valid, torch.from_numpy(np.load(mean_path)), int((~valid).sum()))
+                try:
+                    _open_pack(images_path, mean_path, meta_path, (len(items), channels, size, size))
+                except PackDamaged:
+                    for path in (images_path, mean_path, meta_path):
+                        if path.exists():
+                            path.replace(path.with_name(path.name + ".damaged"))
+                    print(f"transferbench: warning: {damaged}; set aside as *.damaged and built again", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+class PackDamaged(Exception):
+    """A pack's files are there but cannot be read as the pack they claim to be."""
+
+
+def _open_pack(images_path: Path, mean_path: Path, meta_path: Path, shape: tuple[int, ...]) -> Pack:
+    try:
+        meta = json.loads(meta_path.read_text())
+        valid = np.ones(meta["items"], dtype=bool)
+        valid[meta["corrupt"]] = False
+        images = np.load(images_path, mmap_mode="r")
+        mean = np.load(mean_path)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError) as exc:  # truncated, cut or edited
+        raise PackDamaged(f"the pack {images_path} is damaged ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from exc
+    if images.shape != shape or len(valid) != shape[0]:
+        raise PackDamaged(f"the pack {images_path} has shape {images.shape} for {len(valid)} items, expected {shape}")
+    return Pack(images, valid, torch.from_numpy(mean), int((~valid).sum()))

@@ -17,8 +17,7 @@ import torch
 from transferbench.schema.record import ResultRecord
 from transferbench.worker.models import LAYER_NAMES, TransferNet
 from transferbench.worker.running import fetched_ahead, progress_bar, stop_signals
-from transferbench.worker.steps import evaluate_models
-from transferbench.worker.train import Trainer
+from transferbench.worker.train import Trainer, evaluate_all
 
 
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -118,8 +117,7 @@ def train_together(trainers: list[Trainer]) -> list[ResultRecord]:
                 else:
                     going.append(trainer)
             if evaluate_now and going:
-                results = evaluate_models([t.model for t in going], lead.val_batches, config.batch_size, config.amp)
-                for trainer, result in zip(going, results):
+                for trainer, result in zip(going, evaluate_all(going)):
                     trainer.evaluate(result)
             if checkpoint_now:
                 for trainer in going:

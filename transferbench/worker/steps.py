@@ -14,6 +14,9 @@ from transferbench.worker.inputs import Batches
 from transferbench.worker.models import TransferNet
 
 
+EVAL_BATCH = 256  # evaluation batches hold at least this many images: no gradients, so memory allows it, and it is faster
+
+
 def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
     """SGD over the trainable parameters: weights with weight decay, biases at ``bias_lr_mult``
     without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``."""
@@ -57,6 +60,7 @@ def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int
         model.eval()
     counts = [[0, 0, 0.0] for _ in models]  # correct top-1, correct top-5, summed loss
     total = 0
+    batch_size = max(batch_size, EVAL_BATCH)
     for start in range(0, len(batches.set), batch_size):
         x, y = batches.prepare(list(range(start, min(start + batch_size, len(batches.set)))), None)
         if len(y) == 0:

@@ -8,6 +8,7 @@ Every random draw of a run comes from a stream named by what it is for and when:
 | order     | epoch e    | the order of the training images in epoch e               |
 | augment   | iteration i| the random crops and mirror flags of batch i              |
 | dropout   | iteration i| the dropout masks of step i                               |
+| holdout   | 0          | which training images are held out (``train.holdout``)   |
 
 Each stream's seed is drawn from ``numpy.random.SeedSequence(entropy=seed, spawn_key=(retry,
 purpose, index))``: distinct keys give independent streams, so no two purposes (and no two
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 VERSION = "seedsequence/1"  # written into every record: which scheme drew its random numbers
-PURPOSES = {"init": 1, "order": 2, "augment": 3, "dropout": 4}
+PURPOSES = {"init": 1, "order": 2, "augment": 3, "dropout": 4, "holdout": 5}
 
 
 def stream_seed(seed: int, purpose: str, index: int = 0, retry: int = 0) -> int:

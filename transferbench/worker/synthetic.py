@@ -83,10 +83,56 @@ def render(labels: np.ndarray, rng: np.random.Generator, seed: int = 0) -> np.nd
 
 @functools.lru_cache(maxsize=4)
 def load_synthetic(train: bool, per_class: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The demo dataset: 500 training and 100 test images per class by default."""
+    """The demo dataset: 500 training and 100 test images per class by default. Drawing them takes
+    about 2 s; every process of a study needs them, so the arrays are kept in the user's cache
+    folder (``$XDG_CACHE_HOME/transferbench``, checked by their hash) and drawn again when missing."""
     per_class = per_class or (500 if train else 100)
+    cached = _read_cache(train, per_class, seed)
+    if cached is not None:
+        return cached
     rng = np.random.default_rng([seed, 2 if train else 3])
     labels = np.repeat(np.arange(NUM_CLASSES), per_class)
     rng.shuffle(labels)
     images = render(labels, rng, seed)
+    _write_cache(train, per_class, seed, images, labels.astype(np.int64))
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+def _cache_path(train: bool, per_class: int, seed: int):
+    import os
+    from pathlib import Path
+
+    from transferbench.tasks.fingerprint import SYNTHETIC_VERSION
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transferbench"
+    return root / f"synthetic-v{SYNTHETIC_VERSION}-{'train' if train else 'test'}-{per_class}-{seed}.npz"
+
+
+def _digest(images: np.ndarray, labels: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+
+
+def _read_cache(train: bool, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    try:
+        with np.load(_cache_path(train, per_class, seed)) as saved:
+            images, labels, digest = saved["images"], saved["labels"], str(saved["digest"])
+    except (OSError, KeyError, ValueError):
+        return None  # absent, unreadable or from elsewhere: drawn again
+    if _digest(images, labels) != digest or images.shape != (NUM_CLASSES * per_class, 3, SIZE, SIZE):
+        return None
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def _write_cache(train: bool, per_class: int, seed: int, images: np.ndarray, labels: np.ndarray) -> None:
+    import io
+
+    from transferbench.fileio import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, labels=labels, digest=np.array(_digest(images, labels)))
+    try:
+        atomic_write_bytes(_cache_path(train, per_class, seed), buffer.getvalue())
+    except Exception:  # noqa: BLE001 - a cache that cannot be written (read-only home) only costs time
+        pass

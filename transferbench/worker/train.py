@@ -30,7 +30,7 @@ from transferbench import __version__
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text
 from transferbench.provenance import git_commit
-from transferbench.schema.health import HealthSettings, judge
+from transferbench.schema.health import HealthSettings, frozen_condition, judge
 from transferbench.schema.record import JobIdentity, ResultRecord, mean_of_best, read_attempts, retries
 from transferbench.schema.spec import JobSpec, load_spec  # noqa: F401  (load_spec: `transferbench train`)
 from transferbench.tasks.layout import dataset_classes
@@ -126,11 +126,12 @@ class Trainer:
         own = image_set_settings(spec, self.progress)
         val_split = split if split and split.method != "reduced" else None
         if shared is not None:
-            self.train_set, self.val_set = shared.train_set, shared.val_set
+            self.train_set, self.val_set, self.holdout_set = shared.train_set, shared.val_set, shared.holdout_set
         else:
             self.train_set = load_image_set(spec.dataset, root, True, split, spec.side, **own)
             self.val_set = load_image_set(spec.dataset, root, False, val_split, spec.side if val_split else None, val_list,
                                           **own)
+            self.train_set, self.holdout_set = hold_out(self.train_set, spec.train.holdout, spec.train.seed)
         if split is not None:
             num_classes, what = len(split.label_map(spec.side)), f"side {spec.side} of split {split.name}"
         else:
@@ -179,9 +180,12 @@ class Trainer:
         self.optimizer = steps.build_optimizer(model, config)
         if shared is not None:
             self.train_batches, self.val_batches = shared.train_batches, shared.val_batches
+            self.holdout_batches = shared.holdout_batches
         else:
             self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict, mean=mean)
             self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
+            self.holdout_batches = (Batches(self.holdout_set, config, self.device, False, spec.strict,
+                                            mean=self.train_batches.mean) if self.holdout_set is not None else None)
 
     def _check_source(self, state: dict[str, Any]) -> None:
         if self.expected_source is not None:
@@ -269,9 +273,10 @@ class Trainer:
         return None
 
     def evaluate(self, result: dict[str, float] | None = None) -> None:
-        """Evaluate on the validation set (or take ``result``, evaluated with a fused group's) and keep it."""
+        """Evaluate on the validation set and the held-out training images, if any (or take
+        ``result``, evaluated with a fused group's) and keep it."""
         if result is None:
-            result = steps.evaluate_models([self.model], self.val_batches, self.config.batch_size, self.config.amp)[0]
+            result = evaluate_all([self])[0]
         iteration = self.state["iteration"]
         self.state["evaluations"].append({"iteration": iteration, **result})
         self.log(f"{self.spec.key}: iteration {iteration}/{self.iterations}: top-1 {result['top1']:.4f}, "
@@ -318,12 +323,16 @@ class Trainer:
         """The result record of the run so far (``failure``: why it stopped early)."""
         spec, state = self.spec, self.state
         top1 = [e["top1"] for e in state["evaluations"]]
+        chance = self.chance_top1()
         health = judge([(e["iteration"], e["top1"]) for e in state["evaluations"]], state["losses"], spec.model.num_classes,
-                       len(self.val_set), self.health_settings, failure)
+                       len(self.val_set), self.health_settings, failure, chance,
+                       frozen=frozen_condition(dataclasses.asdict(spec.condition)) and spec.growth is None)
         forgetting: dict[str, Any] = {}
         if self.forgetting_sets is not None and not failure:
             forgetting = measure_forgetting(spec, self.model, self.source_state, self.forgetting_sets, self.device,
                                             self.train_batches.mean if spec.forgetting_data is not None else None)
+        held = [e for e in state["evaluations"] if "holdout_top1" in e]
+        chosen = max(reversed(held), key=lambda e: e["holdout_top1"]) if held and not failure else None
         return ResultRecord(
             key=spec.key, status="failed" if failure else "done", reason=failure, spec=spec.to_dict(),
             condition=spec.condition.label(),
@@ -338,7 +347,46 @@ class Trainer:
             versions={"transferbench": __version__, "torch": torch.__version__, "python": platform.python_version()},
             git_commit=self.commit, config_hash=spec.config_hash(), layers=self.layers, identity=self.identity,
             health=health.to_dict(), attempts=self.attempts, source=self.expected_source, retry=self.retry,
-            random_streams=streams.VERSION, **forgetting)
+            random_streams=streams.VERSION, chance_top1=chance, top1_holdout=chosen["top1"] if chosen else None,
+            holdout_images=len(self.holdout_set) if self.holdout_set is not None else 0, **forgetting)
+
+    def chance_top1(self) -> float | None:
+        """The majority-class rate of the validation set: what guessing the largest class scores."""
+        labels = self.val_set.labels
+        if labels is None or len(labels) == 0:
+            return None
+        return float(torch.bincount(torch.as_tensor(labels)).max()) / len(labels)
+
+
+def evaluate_all(trainers: list["Trainer"]) -> list[dict[str, float]]:
+    """Top-1, top-5 and loss of each trainer's model on the validation set (one pass for all), and
+    top-1 on the held-out training images (``holdout_top1``) where the recipe holds some out."""
+    lead = trainers[0]
+    results = steps.evaluate_models([t.model for t in trainers], lead.val_batches, lead.config.batch_size, lead.config.amp)
+    if lead.holdout_batches is not None:
+        held = steps.evaluate_models([t.model for t in trainers], lead.holdout_batches, lead.config.batch_size,
+                                     lead.config.amp)
+        results = [{**result, "holdout_top1": other["top1"]} for result, other in zip(results, held)]
+    return results
+
+
+def hold_out(images, fraction: float, seed: int):
+    """(training images, held-out images or None): ``fraction`` of each class's training images,
+    at least one, drawn by the ``holdout`` stream of ``seed``, never trained on."""
+    if not fraction:
+        return images, None
+    generator = streams.generator(seed, "holdout")
+    order = torch.randperm(len(images), generator=generator)
+    labels = images.labels[order]
+    held: list[int] = []
+    for label in torch.unique(images.labels).tolist():
+        members = order[labels == label]
+        count = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        held += members[:count].tolist()
+    chosen = torch.zeros(len(images), dtype=torch.bool)
+    chosen[held] = True
+    keep, out = torch.nonzero(~chosen).flatten(), torch.nonzero(chosen).flatten()
+    return images.subset(keep), images.subset(out)
 
 
 def run_job(spec: JobSpec, device: str = "cpu", progress: bool = True) -> ResultRecord:
