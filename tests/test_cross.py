@@ -13,7 +13,9 @@ from tests import conftest
 from tests.formats import make_cub200, make_folder, make_mit67, write_caffemodel
 from transferbench.cli import main
 from transferbench.fileio import file_sha256
+from transferbench.schema.plan import PlanFile
 from transferbench.schema.spec import ModelConfig
+from transferbench.worker.inputs import input_mean
 from transferbench.study.submit import submit
 from transferbench.study.plan import build_plan, write_plan
 from transferbench.study.study import Study
@@ -122,6 +124,17 @@ def test_a_study_planned_from_an_imported_caffemodel_has_checked_specs(tmp_path)
     # Every job of the blocks changes: the transfers copy other weights, and R3B and baseB subtract another mean.
     assert any(line.startswith("7 jobs changed") for line in messages), messages
     assert json.loads((sources / "source.json").read_text())["config_hash"] == file_sha256(tmp_path / "net.caffemodel")[:16]
+    # A changed import setting (the mean) imports again and changes every job: the transfers copy
+    # from another import, R3B and baseB subtract another mean.
+    config.write_text(CAFFE_STUDY.replace('weights = "net.caffemodel"', 'weights = "net.caffemodel"\nmean = [120, 110, 100]'))
+    messages = []
+    write_plan(build_plan(config, tmp_path / "jobs"), echo=messages.append)
+    assert any(line.startswith("7 jobs changed") for line in messages), messages
+    saved = torch.load(sources / "mean.pt", weights_only=True)
+    assert saved["mean"].flatten().tolist() == [120, 110, 100]
+    plan = PlanFile.read(tmp_path / "jobs" / "gab")
+    assert plan.jobs["caffenet-cub/baseB/seed0"].spec.input.mean_of == f"{saved['config_hash']}#1@{saved['settings']}"
+    assert input_mean(plan.jobs["caffenet-cub/baseB/seed0"].spec.input).flatten().tolist() == [120, 110, 100]
 
 
 def test_transfers_from_an_imported_caffemodel_train_and_copy_exactly(tmp_path):
@@ -223,6 +236,11 @@ def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatc
             "caffenet-sun397-mit67/A7B7C+WA2048/seed0", "caffenet-sun397/A4B/seed0", "caffenet-sun397/baseB/seed0"} <= keys
     wwa = study.jobs["caffenet-sun397/A7B+WWA4096/seed0"].spec
     assert wwa.growth.units == (4096,) and wwa.train.lr_step_epochs == 10 and wwa.model.num_classes == 4
+    # Networks trained from scratch take the from-scratch recipe, fine-tuned ones the fine-tuning one.
+    for key in ("caffenet/baseA-WA2048/seed0", "caffenet-sun397/baseB/seed0"):
+        train = study.jobs[key].spec.train
+        assert (train.lr, train.batch_size, train.epochs, train.lr_step_epochs) == (0.01, 256, 90, 20), key
+    assert (wwa.train.lr, wwa.train.batch_size, wwa.train.epochs) == (0.001, 128, 30)
     # Without ImageNet's folder the wide network from scratch (and what fine-tunes it) is held, the rest runs.
     held = submit(study.directory, "debug", dry_run=True, echo=lambda *_: None)
     assert held.skipped["caffenet/baseA-WA2048/seed0"].startswith("trains on ImageNet, whose folder the plan does not name")
@@ -260,3 +278,10 @@ def test_an_unusable_source_of_another_study_holds_and_flags_its_transfers(tmp_p
     (Study.open(study_dir).jobs["fm-other/A2B/seed0"].out_dir / "result.json").unlink()  # to be trained again:
     held = submit(study_dir, "debug", retry_failed=True, dry_run=True, echo=lambda *_: None)
     assert held.skipped["fm-other/A2B/seed0"].startswith("its source fm:random0/baseA/seed0 is stalled")
+
+
+def test_a_crop_caffenet_cannot_take_stops_plan_in_one_line(tmp_path, capsys):
+    code = main(["plan", "yosinski2014", "--jobs-dir", str(tmp_path / "jobs"), "--set", "train.crop=224"])
+    error = capsys.readouterr().err.strip()
+    assert code != 0 and "224 px crop leaves CaffeNet's pool5 at 5x5, but its fc6 takes 6x6; set train.crop = 227" in error
+    assert len(error.splitlines()) == 1 and not (tmp_path / "jobs").exists()

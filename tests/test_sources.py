@@ -10,7 +10,9 @@ import torch
 from tests.formats import write_binaryproto, write_caffemodel
 from transferbench.errors import UserError
 from transferbench.schema.source import SourceInfo
-from transferbench.schema.spec import ModelConfig
+from transferbench.schema.spec import ModelConfig, TrainConfig
+from transferbench.worker.data import ImageSet
+from transferbench.worker.inputs import Batches
 from transferbench.worker.models import TransferNet
 from transferbench.worker.sources import import_weights, write_imported
 
@@ -46,20 +48,60 @@ def test_a_caffemodel_imports_every_blob_and_computes_what_caffe_computed(tmp_pa
     assert len(imported.info.mapping) == 8 and "conv1 <- Caffe layer 'conv1' (Convolution)" in imported.info.mapping[0]
 
 
-def test_torchvision_alexnet_imports_with_its_normalisation_folded_into_conv1(tmp_path):
+def _torchvision_input(images: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def test_torchvision_alexnet_fine_tunes_as_it_does_in_torchvision(tmp_path):
+    """The std is applied to the images, not folded into conv1: the forward pass and one SGD
+    step (the update of every layer, conv1 included) equal torchvision's."""
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(1)
-    reference = torchvision.models.alexnet(weights=None).eval()
+    reference = torchvision.models.alexnet(weights=None).eval()  # dropout off: both take the same step
     torch.save(reference.state_dict(), tmp_path / "alexnet.pth")
     imported = import_weights(tmp_path / "alexnet.pth", "alexnet")
-    assert imported.info.format == "torchvision-alexnet" and imported.info.model.arch == "alexnet"
-    assert (imported.info.crop, imported.info.model.conv_widths) == (224, (64, 192, 384, 256, 256))
-    ours = TransferNet(imported.info.model).eval()
+    info = imported.info
+    assert info.format == "torchvision-alexnet" and info.model.arch == "alexnet"
+    assert (info.crop, info.model.conv_widths, info.resize) == (224, (64, 192, 384, 256, 256), "shorter")
+    assert torch.equal(imported.state["layers.conv1.weight"], reference.features[0].weight)  # kept as torchvision's
+    ours = TransferNet(info.model).eval()
     ours.load_state_dict(imported.state)
-    image = torch.randint(0, 256, (2, 3, 224, 224)).float()
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    expected = reference((image / 255 - mean) / std)
-    assert torch.allclose(ours(image - imported.mean), expected, atol=1e-6, rtol=1e-4)
+    images = torch.randint(0, 256, (4, 3, 224, 224), dtype=torch.uint8)
+    labels = torch.tensor([3, 1, 4, 1])
+    config = TrainConfig(crop=224, mirror=False, lr=0.001, momentum=0.0, weight_decay=0.0, bias_lr_mult=1.0)
+    batches = Batches(ImageSet(images, labels), config, torch.device("cpu"), False, mean=imported.mean, std=info.std)
+    x, _ = batches.prepare([0, 1, 2, 3], None)
+    assert torch.allclose(x, _torchvision_input(images), atol=1e-5)
+    assert torch.allclose(ours(x), reference(_torchvision_input(images)), atol=1e-5, rtol=1e-4)
+    for model, inputs in ((ours, x), (reference, _torchvision_input(images))):
+        torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+    # The same gradient for every layer: an SGD step moves conv1 as far as torchvision's would
+    # (folding the std into conv1 made it (255 std)^2, about 3,300x, larger).
+    for ours_key, theirs in (("conv1", reference.features[0]), ("conv5", reference.features[10]),
+                             ("fc6", reference.classifier[1]), ("fc8", reference.classifier[6])):
+        grad, expected = ours.layers[ours_key].weight.grad, theirs.weight.grad
+        assert expected.norm() > 0
+        assert ((grad - expected).norm() / expected.norm()).item() < 1e-4, ours_key
+
+
+def test_a_shorter_side_resize_keeps_the_centre_as_torchvision_does(tmp_path):
+    from PIL import Image
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.transforms import v2
+
+    from transferbench.worker.data import decode_resized
+
+    array = np.random.default_rng(3).integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "wide.png")
+    ours = decode_resized(tmp_path / "wide.png", 256, 3, "shorter")
+    transform = v2.Compose([v2.Resize(256, interpolation=v2.InterpolationMode.BILINEAR), v2.CenterCrop(256)])
+    with Image.open(tmp_path / "wide.png") as image:
+        theirs = v2.functional.pil_to_tensor(transform(image))
+    assert ours.shape == theirs.shape == (3, 256, 256)
+    assert (ours.int() - theirs.int()).abs().max() <= 1
+    warped = decode_resized(tmp_path / "wide.png", 256, 3, "warp")
+    assert (warped.int() - theirs.int()).abs().float().mean() > 10  # the two ways differ: the setting matters
 
 
 def test_a_caffenet_named_state_dict_in_bgr_is_reversed_and_its_mean_kept(tmp_path):
@@ -104,3 +146,31 @@ def test_bad_weights_files_fail_in_one_line(tmp_path):
     with pytest.raises(UserError, match=r"mean file .* holds shape \(3, 8, 8\)"):
         write_binaryproto(tmp_path / "small.binaryproto", np.zeros((3, 8, 8), dtype=np.float32))
         import_weights(tmp_path / "net.caffemodel", "f", mean=str(tmp_path / "small.binaryproto"))
+
+
+def test_a_mean_file_is_read_in_the_channel_order_its_tool_writes(tmp_path):
+    """Caffe writes its mean (``ilsvrc_2012_mean.npy`` as well as ``.binaryproto``) in BGR: a
+    Caffe model's ``.npy`` mean is reversed to RGB; an RGB state dict's ``.npy`` is kept."""
+    source = _net()
+    write_caffemodel(tmp_path / "net.caffemodel", source.state_dict())
+    mean_bgr = np.stack([np.full((256, 256), value, dtype=np.float32) for value in (104.0, 117.0, 123.0)])
+    np.save(tmp_path / "mean.npy", mean_bgr)
+    caffe = import_weights(tmp_path / "net.caffemodel", "net", mean=str(tmp_path / "mean.npy"))
+    assert caffe.mean[:, 0, 0].tolist() == [123.0, 117.0, 104.0] and "BGR" in caffe.info.mean
+    torch.save({key.removeprefix("layers."): value for key, value in source.state_dict().items()}, tmp_path / "rgb.pt")
+    rgb = import_weights(tmp_path / "rgb.pt", "rgb", mean=str(tmp_path / "mean.npy"))
+    assert rgb.mean[:, 0, 0].tolist() == [104.0, 117.0, 123.0]
+
+
+def test_a_state_dict_declares_its_input_std_and_resize(tmp_path):
+    source = _net()
+    torch.save({key.removeprefix("layers."): value for key, value in source.state_dict().items()}, tmp_path / "net.pt")
+    imported = import_weights(tmp_path / "net.pt", "net", mean=[124.0, 116.0, 104.0], std=[58.4, 57.1, 57.4], resize="shorter")
+    assert (imported.info.std, imported.info.resize) == ((58.4, 57.1, 57.4), "shorter")
+    with pytest.raises(UserError, match="looks like 0-1 units; give it in 0-255"):
+        import_weights(tmp_path / "net.pt", "net", std=[0.229, 0.224, 0.225])
+    with pytest.raises(UserError, match="one positive value per input channel"):
+        import_weights(tmp_path / "net.pt", "net", std=[58.4, 57.1])
+    write_caffemodel(tmp_path / "net.caffemodel", source.state_dict())
+    with pytest.raises(UserError, match="no std; leave std unset"):
+        import_weights(tmp_path / "net.caffemodel", "net", std=[58.4, 57.1, 57.4])

@@ -7,6 +7,7 @@ lines that read the result. Running it again resumes: finished networks are not 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -34,13 +35,12 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
 
     if dataset not in PRESETS:
         raise UserError(f"unknown demo dataset {dataset!r}; choose one of {', '.join(PRESETS)}")
+    if first_seed < 0:
+        raise UserError(f"--first-seed must be >= 0, got {first_seed}")
     started = time.perf_counter()
     out = Path(out).resolve()
     config = out / PRESETS[dataset]
     text = preset_text(dataset)
-    from transferbench.fileio import atomic_write_text
-
-    atomic_write_text(config, text)
     if dataset == "synthetic":
         echo("transferbench demo: the built-in synthetic dataset (procedurally generated 32x32 images of 12 classes in "
              "4 families; not natural images)")
@@ -49,13 +49,21 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
 
         find_fashion_mnist(Path(data_root) if data_root else None)  # a clear error now rather than in every job
         echo("transferbench demo: the real Fashion-MNIST")
-    if first_seed < 0:
-        raise UserError(f"--first-seed must be >= 0, got {first_seed}")
+    from transferbench.fileio import atomic_write_text
     from transferbench.schema.loader import read_toml  # tomllib, or tomli on Python 3.10
 
     preset_seeds = read_toml(text, PRESETS[dataset])["study"]["seeds"]
     seeds = [f"study.seeds=[{', '.join(str(first_seed + s) for s in preset_seeds)}]"]
-    plan = build_plan(config, out / "jobs", {"data_root": data_root} if data_root else None, seeds + list(settings or []))
+    new_out, had_config = not out.exists(), config.exists()
+    atomic_write_text(config, text)
+    try:
+        plan = build_plan(config, out / "jobs", {"data_root": data_root} if data_root else None, seeds + list(settings or []))
+    except BaseException:  # a refused setting leaves nothing behind
+        if new_out:
+            shutil.rmtree(out, ignore_errors=True)
+        elif not had_config:
+            config.unlink(missing_ok=True)
+        raise
     write_plan(plan, echo)
     echo(plan.summary().rstrip())
     try:

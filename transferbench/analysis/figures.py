@@ -381,7 +381,6 @@ def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None, met
 
     if metric not in METRICS:
         raise UserError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    ensure_writable_dir(out)
     studies: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         studies[row.study].append(row)
@@ -390,6 +389,7 @@ def plot_all(rows: list[Row], out: Path, reference: list[Row] | None = None, met
     if not any(row.value(metric) is not None for row in rows):
         raise UserError(f"no network has a value of {metric}" + (" (it needs train.holdout > 0 in the study's recipe)"
                                                                    if metric == "top1_holdout" else ""))
+    ensure_writable_dir(out)  # only once the inputs are known to be good: a refused plot leaves no folder
     written: list[Path] = []
     if reference:
         theirs = sorted({r.dataset for r in reference})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transferbench.cli.types import device
+
 
 DESCRIPTION = """\
 What a GPU-hour buys, measured on this machine's device (cuda when visible, else cpu):
@@ -34,7 +36,7 @@ Results are printed; --out also writes them as JSON.  See benchmarks/RESULTS.md.
 def add(commands, formatter) -> None:
     bench = commands.add_parser("bench", help="throughput and memory of the networks and the data path, vs a reference loop",
                                 formatter_class=formatter, description=DESCRIPTION)
-    bench.add_argument("--device", help="cpu or cuda (default: cuda when one is visible)")
+    bench.add_argument("--device", type=device, help="cpu or cuda (default: cuda when one is visible)")
     bench.add_argument("--batch-size", type=int, help="images per batch (default: 256 on CUDA, 16 on CPU)")
     bench.add_argument("--iterations", type=int, help="timed iterations per row (default: 20 on CUDA, 2 on CPU)")
     bench.add_argument("--warmup", type=int, help="untimed iterations before each row (default: 5 on CUDA, 1 on CPU)")

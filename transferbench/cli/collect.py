@@ -8,8 +8,15 @@ from pathlib import Path
 from transferbench.errors import UserError
 
 
+EXAMPLES = """\
+examples:
+  transferbench collect jobs/yosinski2014                  # -> results/yosinski2014.csv
+  transferbench collect jobs/demo --out results/demo-2.csv
+"""
+
+
 def add(commands, formatter) -> None:
-    collect = commands.add_parser("collect", help="gather a study's results into results/<study>.csv", formatter_class=formatter,
+    collect = commands.add_parser("collect", epilog=EXAMPLES, help="gather a study's results into results/<study>.csv", formatter_class=formatter,
                                   description="One row per finished network of the study (schema: `python -c \"import "
                                               "transferbench.schema.record as r; print(r.__doc__)\"`). A partly finished study "
                                               "collects what is done and lists what is missing.")

@@ -7,8 +7,17 @@ import sys
 from pathlib import Path
 
 
+EXAMPLES = """\
+The logs are the authors' own: the results/ folder of github.com/yosinski/convnet_transfer.
+
+examples:
+  transferbench import-caffe convnet_transfer/results     # -> results/yosinski2014.csv
+  transferbench plot results/yosinski2014.csv
+"""
+
+
 def add(commands, formatter) -> None:
-    caffe = commands.add_parser("import-caffe", help="the authors' Caffe logs -> a results CSV", formatter_class=formatter,
+    caffe = commands.add_parser("import-caffe", epilog=EXAMPLES, help="the authors' Caffe logs -> a results CSV", formatter_class=formatter,
                                 description="Read the published logs of Yosinski et al. 2014 (one folder per network: half0A, "
                                             "transfer0A0B_1_3, transfer-ft..., halfnatmanA, transfernatmanAB_1_2, nolearn_1_4, "
                                             "reduced-0010, netbase) into the results schema. Restarted networks have several "

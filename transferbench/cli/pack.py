@@ -6,8 +6,14 @@ import argparse
 from pathlib import Path
 
 
+EXAMPLES = """\
+example:
+  transferbench pack jobs/yosinski2014
+"""
+
+
 def add(commands, formatter) -> None:
-    pack = commands.add_parser("pack", help="build a study's ImageNet pack by hand (submit does it first anyway)",
+    pack = commands.add_parser("pack", epilog=EXAMPLES, help="build a study's ImageNet pack by hand (submit does it first anyway)",
                                formatter_class=formatter,
                                description="Decode the ImageNet images a planned study reads into its pack_dir once "
                                            "(uint8, 256x256, with the training set's mean image), train and val. submit "

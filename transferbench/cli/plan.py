@@ -11,17 +11,21 @@ from transferbench.errors import UserError
 DESCRIPTION = """\
 Expand a study config into jobs/<study>/: plan.json (every job: key such as random0/A3B+/seed0,
 condition, split, side, n, seed, dependencies, output folder, full spec) and summary.txt (jobs
-per block and condition).  Base networks are planned once and shared by every job that copies
-from them.  Re-planning an unchanged config writes nothing; a changed one lists the jobs that
-were added, removed or changed (the outputs of changed jobs, and of every job that copies
-from one, are moved aside).  If a changed job is still queued or running, plan stops and
-writes nothing (--cancel-changed cancels it first).
+per block and condition, the recipes, disk, fused groups).  Base networks are planned once and
+shared by every job that copies from them.  A job's identity is what it computes (recipe,
+model, condition, the content of its split, its data's fingerprint, its base): moving the
+study, its data or its split files changes nothing.  Re-planning an unchanged config writes
+nothing; a changed one lists the jobs that were added, removed or changed (the outputs of
+changed jobs, and of every job that copies from one, are moved aside).  If a changed job is
+still queued or running, plan stops and writes nothing (--cancel-changed cancels it first).
 
-Presets ship with transferbench and are given by name (`transferbench plan yosinski2014`;
-`--list` describes them): yosinski2014 (the 170 networks the authors ran), yosinski2014-full
-(every condition on every split, both directions), fashion-mnist, cifar100, demo,
-developmental-fashion-mnist, developmental-synthetic(-seeds).  A ./configs/NAME.toml of your
-own comes first; a path is used as it is.
+Presets ship with transferbench and are given by name (`--list` describes every one); a
+./configs/NAME.toml of your own comes first; a path is used as it is.  A preset's relative
+paths start where plan runs; a config file's, at its folder.
+
+  transferbench plan --list
+  transferbench plan yosinski2014 --data-root /datasets/ILSVRC2012 --fuse
+  transferbench plan configs/mine.toml --set train.lr=0.001 --set study.seeds=[0,1,2]
 
 Network patterns in a [[block]]: baseA, base (all classes), AnB, AnB+, AnA (selffer), RnB
 (random-init frozen), AnB^k (preserved), with n over the block's n = [...].

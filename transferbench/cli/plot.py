@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> None:
     if not paths:  # a bare `plot` with no results of one's own: the published study
         paths = [find_results("yosinski2014")]
         print(f"no CSV given and none under results/: plotting the published study of Yosinski et al. 2014 ({paths[0]})")
-    rows = unique_rows([(path, read_csv(path)) for path in dict.fromkeys(Path(p).resolve() for p in paths)])
+    resolved = [Path(p).resolve() for p in paths]
+    twice = next((p for p in resolved if resolved.count(p) > 1), None)
+    if twice is not None:
+        raise UserError(f"{twice} is given twice; give each CSV once (its networks would count twice in every mean)")
+    rows = unique_rows([(path, read_csv(path)) for path in resolved])
     if reference is not None:
         # The published rows are told from a user's own by their source, not by the study's name: a
         # user who planned the yosinski2014 preset has rows named yosinski2014 too.

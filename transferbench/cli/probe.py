@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transferbench.cli.types import device
+
+
+EXAMPLES = """\
+examples:
+  transferbench probe jobs/demo
+  transferbench probe jobs/yosinski2014 --device cuda --out results/figures
+"""
+
 
 def add(commands, formatter) -> None:
-    probe = commands.add_parser("probe", help="per-layer probes (linear probe, CKA, LogME, LEEP) beside the measured curve",
+    probe = commands.add_parser("probe", epilog=EXAMPLES, help="per-layer probes (linear probe, CKA, LogME, LEEP) beside the measured curve",
                                 formatter_class=formatter,
                                 description="For every split and seed of a study whose baseA and baseB finished healthy: "
                                             "per layer 1..7, on side B's images, the top-1 of a fixed linear probe on "
@@ -18,7 +27,7 @@ def add(commands, formatter) -> None:
     probe.add_argument("study", type=Path, metavar="jobs/STUDY")
     probe.add_argument("--out", type=Path, default=Path("results/figures"), metavar="DIR",
                        help="where the CSV and figure go (default: results/figures)")
-    probe.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    probe.add_argument("--device", type=device, help="cpu or cuda (default: cuda when one is visible, as for bench)")
     probe.set_defaults(func=run)
 
 

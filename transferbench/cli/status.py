@@ -6,8 +6,15 @@ import argparse
 from pathlib import Path
 
 
+EXAMPLES = """\
+examples:
+  transferbench status jobs/yosinski2014
+  transferbench status jobs/demo --all
+"""
+
+
 def add(commands, formatter) -> None:
-    status = commands.add_parser("status", help="where every job of a study stands", formatter_class=formatter,
+    status = commands.add_parser("status", epilog=EXAMPLES, help="where every job of a study stands", formatter_class=formatter,
                                  description="A table of the jobs that are running, queued, blocked or failed (with the "
                                              "reason and the log path), the finished networks whose health is not "
                                              "'healthy' (stalled, not converged, ...), and the totals per state. Reads the "

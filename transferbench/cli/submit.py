@@ -19,9 +19,16 @@ Run the jobs of a planned study that are not done, queued or running.
                     more than the GPUs share them)
   --executor debug  in this process, one job after another (tests, debugging)
 
-Failed jobs are left alone unless --retry-failed; --dry-run prints what would be submitted and
-why the rest is skipped.  Progress is tracked in jobs/<study>/manifest.json and the files the
-jobs write, so `status` works without Slurm accounting (sacct).
+Failed jobs are left alone unless --retry-failed; jobs a stop signal checkpointed (Ctrl-C, a
+preemption) resume at the next submit; --dry-run prints what would be submitted and why the
+rest is skipped.  Progress is tracked in jobs/<study>/manifest.json and the files the jobs
+write, so `status` works without Slurm accounting (sacct).  A stop signal (SIGTERM, SIGINT,
+SIGUSR1, or Slurm's SIGUSR2 before the time limit) makes a job checkpoint and stop.
+
+  transferbench submit jobs/yosinski2014 --dry-run
+  transferbench submit jobs/yosinski2014 --partition gpu --time-min 2880
+  transferbench submit jobs/demo --executor local --workers 2
+  transferbench submit jobs/demo --executor local --retry-failed
 """
 
 

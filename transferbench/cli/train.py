@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from transferbench.cli.types import device
+
 
 DESCRIPTION = """\
 Train one network from a job spec (JSON): its key, dataset, split file and side, condition
@@ -14,9 +16,14 @@ source_checkpoint, model and train settings (the paper's recipe by default), out
 optionally growth (a developmental network: variant, units, new, normalize, scale_init,
 scope, new_lr_mult; see transferbench/worker/grow.py) and forgetting_side (measure the source
 network's accuracy on that side after training).
-Writes out_dir/checkpoint.pt every train.checkpoint_every iterations and on SIGTERM/SIGUSR1
-(then exits 143, to be requeued), out_dir/model.pt and out_dir/result.json at the end.
-Run it again on the same spec and it resumes from the checkpoint.
+Writes out_dir/checkpoint.pt every train.checkpoint_every iterations and on a stop signal
+(SIGTERM, SIGINT, SIGUSR1, or Slurm's SIGUSR2 before the time limit; then exits 143),
+out_dir/model.pt and out_dir/result.json at the end. Run it again on the same spec and it
+resumes from the checkpoint. A spec written by hand may leave out split_hash, data_id and
+source_id; its identity then covers its paths.
+
+  transferbench train spec.json                      # spec.json: one entry of plan.json's jobs, its "spec"
+  transferbench train spec.json --device cuda --no-progress
 """
 
 
@@ -24,7 +31,7 @@ def add(commands, formatter) -> None:
     train = commands.add_parser("train", help="train one network from a job spec", description=DESCRIPTION,
                                 formatter_class=formatter)
     train.add_argument("spec", type=Path, metavar="SPEC.json", help="the job spec")
-    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    train.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run)
 

@@ -25,3 +25,22 @@ def seed(text: str) -> int:
     if not 0 <= value < 2 ** 32:
         raise argparse.ArgumentTypeError(f"a seed is 0 to {2 ** 32 - 1}, got {value}")
     return value
+
+
+def device(text: str) -> str:
+    """A device this machine can run on: cpu, cuda or cuda:N (checked against the visible GPUs)."""
+    import re
+
+    if text == "cpu":
+        return text
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; give cpu, cuda or cuda:N")
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA device is visible here; give cpu")
+    if match.group(1) is not None and int(match.group(1)) >= count:
+        raise argparse.ArgumentTypeError(f"{text}: this machine shows {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return text

@@ -51,7 +51,7 @@ from transferbench.schema.spec import LAYER_NAMES
 from transferbench.study.study import Study
 from transferbench.worker.data import load_image_set
 from transferbench.worker.grow import build_model
-from transferbench.worker.inputs import Batches, image_set_settings, input_mean, load_planned_split
+from transferbench.worker.inputs import Batches, image_set_settings, input_mean, input_std, load_planned_split
 from transferbench.worker.transfer import check_source
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
@@ -138,9 +138,12 @@ def _pairs(study: Study, usable: set[str]) -> list[_Pair]:
     return pairs
 
 
-def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> dict[str, Any]:
+def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=print) -> dict[str, Any]:
     """Probe every healthy (baseA, baseB) pair of the study, and every cross-dataset target's (source,
-    baseB); write the CSV and a figure per study and per cross-dataset target; return them."""
+    baseB); write the CSV and a figure per study and per cross-dataset target; return them.
+    ``device`` None: CUDA when one is visible, else the CPU."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     study = Study.open(study_dir)
     records: dict[str, Any] = {}
     rows, _ = collect_rows(study.directory, records)
@@ -159,8 +162,9 @@ def probe_study(study_dir: Path, out: Path, device: str = "cpu", echo=print) -> 
         train_set = load_image_set(spec.dataset, root, True, split, spec.side, **common)
         val_set = load_image_set(spec.dataset, root, False, split, spec.side, Path(spec.val_list) if spec.val_list else None,
                                  **common)
-        train_batches = Batches(train_set, spec.train, torch.device(device), False, mean=input_mean(spec.input))
-        val_batches = Batches(val_set, spec.train, torch.device(device), False, mean=train_batches.mean)
+        std = input_std(spec)
+        train_batches = Batches(train_set, spec.train, torch.device(device), False, mean=input_mean(spec.input), std=std)
+        val_batches = Batches(val_set, spec.train, torch.device(device), False, mean=train_batches.mean, std=std)
         model_a, model_b = pair.source_model(device), _load_model(pair.target, device)
         classes = spec.model.num_classes
         train_count, val_count = max(TRAIN_IMAGES, TRAIN_PER_CLASS * classes), max(VAL_IMAGES, VAL_PER_CLASS * classes)

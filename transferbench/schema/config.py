@@ -110,8 +110,10 @@ class SourceSettings:
     job: str | None = None  # or another study's network: "<study>:<job key>", e.g. "yosinski2014:all/base/seed0"
     format: str | None = None  # caffe | torchvision-alexnet | state-dict (default: from the file)
     mean: str | tuple[float, ...] | None = None  # the mean to subtract: a .binaryproto or .npy image, or [R, G, B]
+    std: tuple[float, ...] | None = None  # a state dict's input std per channel, in 0-255 units (e.g. 255 x 0.229 = 58.395)
     channel_order: str | None = None  # a state dict's conv1: RGB (default) or BGR (converted from Caffe as it was)
     size: int | None = None  # images are resized to size x size before the crop (default 256)
+    resize: str | None = None  # "warp" to size x size (Caffe's; the default) or "shorter" side + centre crop (torchvision's default)
     # Its own data, where known (an imported file's: ImageNet for the BVLC models). Forgetting is
     # measured on its validation set, and a wide network is trained from scratch on it (-wide).
     dataset: str | None = None
@@ -128,7 +130,7 @@ class SourceSettings:
             study, colon, key = self.job.rpartition(":")
             if not colon or not study or not key:
                 raise UserError(f"job {self.job!r} must read \"<study>:<job key>\", e.g. \"yosinski2014:all/base/seed0\"")
-            extra = [name for name in ("format", "mean", "channel_order", "size", "dataset", "data_root", "val_list",
+            extra = [name for name in ("format", "mean", "std", "channel_order", "size", "resize", "dataset", "data_root", "val_list",
                                        "split", "side", "data_options") if getattr(self, name) is not None]
             if extra:
                 raise UserError(f"{extra[0]} is for imported weights; a study's job brings its own (from its plan)")

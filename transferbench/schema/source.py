@@ -9,6 +9,7 @@ writes this description, torch-free, beside the ``model.pt`` it makes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,13 +35,15 @@ class SourceInfo:
     model: ModelConfig  # its architecture (num_classes: its own classifier's)
     size: int  # images are resized to size x size before the crop
     crop: int  # the crop the network takes (CaffeNet: 227)
-    input_scale: float  # (image - mean) x input_scale, in 0-255 pixel units (Caffe: 1)
+    input_scale: float  # (image - mean) x input_scale / std, in 0-255 pixel units (Caffe: 1)
     mean: str  # what the mean image is, in words
     notes: tuple[str, ...] = ()  # what the import did (channel order, folded normalisation, defaults it took)
     mapping: tuple[str, ...] = ()  # which tensor of the file became which layer, with its shape
     data: DataRef | None = None  # its own training data, where known: forgetting and wide-from-scratch need it
     train: dict[str, Any] | None = None  # the recipe it was trained with, where known (a study job's)
-    settings: dict[str, Any] | None = None  # an import's settings (format, mean, channel_order, size): a change imports again
+    settings: dict[str, Any] | None = None  # an import's settings (format, mean, std, channel_order, size, resize): a change imports again
+    std: tuple[float, ...] | None = None  # per channel, 0-255 units, divided after the mean (torchvision's: 255 x its std)
+    resize: str = "warp"  # how image files reach size x size: "warp" (Caffe's) or "shorter" side + centre crop (torchvision's)
 
     def __post_init__(self) -> None:
         if self.format not in SOURCE_FORMATS:
@@ -49,6 +52,16 @@ class SourceInfo:
     @property
     def channels(self) -> int:
         return self.model.in_channels
+
+    @property
+    def mean_identity(self) -> str:
+        """What its mean.pt and model.pt carry and a job that subtracts its mean checks:
+        "<config hash>#<attempt>", and "@<digest>" of the import settings where any is given (a
+        changed mean setting changes every job that subtracts it, trained from it or not)."""
+        text = f"{self.config_hash}#{self.attempt}"
+        if self.settings and any(value is not None for value in self.settings.values()):
+            text += "@" + hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:12]
+        return text
 
     def to_text(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"

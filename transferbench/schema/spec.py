@@ -259,6 +259,7 @@ TRAIN_PLACEMENT = ("workers", "keep_checkpoint", "checkpoint_every")
 LAYOUTS = ("cub200", "mit67", "sun397", "caltech101", "folder")  # datasets read in their genuine layouts (tasks/layout.py)
 IMAGE_SIZES = {"fashion-mnist": 28, "cifar100": 32, "synthetic": 32}  # datasets held in memory: their images' size
 MEANS = ("source", "target")
+RESIZES = ("warp", "shorter")  # how image files reach size x size: Caffe's warp, torchvision's shorter side + centre crop
 
 
 @dataclass(frozen=True)
@@ -287,14 +288,27 @@ class InputAdapter:
     mean: str = "source"  # subtract the mean image stored with the source's weights ("source") or the target training set's ("target")
     mean_file: str | None = None  # "source": the weights file that holds it (every job on the target subtracts the same)
     mean_of: str | None = None  # "source": "<config hash>#<attempt>" that file carries (another source, another mean, another job)
+    std: tuple[float, ...] | None = None  # per channel, 0-255 units: (image - mean) x input_scale / std (torchvision's normalisation)
+    resize: str = "warp"  # image files: "warp" to size x size (Caffe's), or "shorter" side to size, then the centre (torchvision's)
 
     def __post_init__(self) -> None:
         _require(self.size >= 1, f"input size must be at least 1, got {self.size}")
         _require(self.channels in (1, 3), f"input channels must be 1 or 3, got {self.channels}")
         _require(self.mean in MEANS, f"input mean {self.mean!r} is not one of {', '.join(MEANS)}")
+        _require(self.resize in RESIZES, f"input resize {self.resize!r} is not one of {', '.join(RESIZES)}")
+        _require(self.std is None or (len(self.std) == self.channels and all(v > 0 for v in self.std)),
+                 f"input std must give one positive value per channel ({self.channels}), got {self.std}")
         _require((self.mean == "source") == (self.mean_file is not None) == (self.mean_of is not None),
                  "input mean 'source' names the weights file that holds it and their identity (mean_file, mean_of), "
                  "and only then")
+
+
+def caffenet_pool5(crop: int) -> int:
+    """The side of CaffeNet's pool5 output for a ``crop`` px input (227: 6, what fc6 takes)."""
+    side = (crop - 11) // 4 + 1  # conv1: 11 px, stride 4, no padding; conv2-5 keep the size
+    for _ in range(3):  # pool1, pool2, pool5: 3 px, stride 2
+        side = (side - 3) // 2 + 1
+    return side
 
 
 @dataclass(frozen=True)
@@ -364,6 +378,10 @@ class JobSpec:
             raise UserError(f"{self.key}: forgetting is measured on a side of the job's split or on the source's own data, not both")
         if self.source_ref is not None and not self.condition.needs_source:
             raise UserError(f"{self.key}: a {self.condition.kind} job copies nothing; it has no source")
+        if self.model.arch == "caffenet" and caffenet_pool5(self.train.crop) != 6:
+            raise UserError(f"{self.key}: a {self.train.crop} px crop leaves CaffeNet's pool5 at "
+                            f"{caffenet_pool5(self.train.crop)}x{caffenet_pool5(self.train.crop)}, but its fc6 takes 6x6; "
+                            "set train.crop = 227 (CaffeNet's; 224 is torchvision AlexNet's)")
         if self.data_options is not None and self.dataset not in LAYOUTS:
             raise UserError(f"{self.key}: data options are for datasets read in a layout ({', '.join(LAYOUTS)}), not {self.dataset}")
 
@@ -374,10 +392,12 @@ class JobSpec:
                          "split_hash", "data_id", "source_id"):
             if data[optional] is None:
                 del data[optional]
-        for part, names in (("source_ref", ("settings",)), ("forgetting_data", ("split_hash", "data_id"))):
+        for part, names in (("source_ref", ("settings",)), ("forgetting_data", ("split_hash", "data_id")), ("input", ("std",))):
             for name in names:
                 if data.get(part) is not None and data[part][name] is None:
                     del data[part][name]
+        if data.get("input") is not None and data["input"]["resize"] == "warp":
+            del data["input"]["resize"]
         for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs", "holdout"):  # likewise for settings added later, when off
             if not data["train"][default_off]:
                 del data["train"][default_off]

@@ -82,7 +82,12 @@ class Source:
         that copies from it); None for another study's job, whose identity is its own hash."""
         if self.info.settings is None:
             return None
-        return json.dumps(self.info.settings, sort_keys=True, separators=(",", ":"))
+        settings = dict(self.info.settings)
+        if self.info.std is not None:  # the input it computes with, where it is not the default (Caffe's)
+            settings["std"] = list(self.info.std)
+        if self.info.resize != "warp":
+            settings["resize"] = self.info.resize
+        return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
     @property
     def mean_file(self) -> str:
@@ -90,7 +95,8 @@ class Source:
 
     def input(self) -> InputAdapter:
         return InputAdapter(size=self.info.size, channels=self.info.channels, mean="source", mean_file=self.mean_file,
-                            mean_of=f"{self.info.config_hash}#{self.info.attempt}")
+                            mean_of=self.info.mean_identity,
+                            std=tuple(self.info.std) if self.info.std is not None else None, resize=self.info.resize)
 
 
 DataId = Callable[[str, "str | None", "DataOptions | None", "str | None"], "str | None"]
@@ -142,12 +148,17 @@ def resolve_source(name: str, settings: SourceSettings, study_dir: Path, jobs_ro
     mean = settings.mean if not isinstance(settings.mean, str) else data_path(settings.mean)
     import_settings = {"format": settings.format, "mean": list(mean) if isinstance(mean, tuple) else mean,
                        "channel_order": settings.channel_order, "size": settings.size}
+    for added in ("std", "resize"):  # settings added later: absent when unset, so earlier imports keep their identity
+        if getattr(settings, added) is not None:
+            import_settings[added] = getattr(settings, added)
+    import_settings = json.loads(json.dumps(import_settings))  # tuples as lists, as source.json holds them
     info, imported = _cached_import(folder, path, import_settings), None
     if info is None:
         from transferbench.worker.sources import import_weights
 
         try:
-            imported = import_weights(path, name, settings.format, mean, settings.channel_order, settings.size)
+            imported = import_weights(path, name, settings.format, mean, settings.channel_order, settings.size,
+                                      settings.std, settings.resize)
         except UserError as exc:
             raise UserError(f"{where}: source {name}: {exc}") from None
         info = replace(imported.info, weights=str(folder / "model.pt"), settings=import_settings)
@@ -176,6 +187,9 @@ def _cached_import(folder: Path, path: Path, settings: dict[str, Any]) -> Source
         return None
     if info.origin != str(path) or info.settings != settings or file_sha256(path)[:16] != info.config_hash:
         return None
+    if info.format == "torchvision-alexnet" and info.std is None:
+        return None  # imported when torchvision's std was folded into conv1: import it again
+    return info
     return info
 
 
@@ -206,17 +220,17 @@ def _study_source(name: str, reference: str, jobs_root: Path, where: str) -> Sou
     spec = job.spec
     if spec.growth is not None:
         raise UserError(f"{where}: source {name}: {key} is a grown network; a source is a plain 8-layer network")
-    if spec.input is not None:
-        size = spec.input.size
+    if spec.input is not None:  # itself fed another network's way: it keeps that input
+        size, std, resize = spec.input.size, spec.input.std, spec.input.resize
     else:
-        size = IMAGE_SIZES.get(spec.dataset, spec.train.resize)
+        size, std, resize = IMAGE_SIZES.get(spec.dataset, spec.train.resize), None, "warp"
     info = SourceInfo(name=f"{plan.study}:{key}", origin=spec.out_dir, format="study", config_hash=job.config_hash,
                       attempt=len(read_attempts(Path(spec.out_dir))) + 1, weights=str(Path(spec.out_dir) / "model.pt"),
                       model=spec.model, size=size, crop=spec.train.crop, input_scale=spec.train.input_scale,
                       mean=f"the mean image {plan.study}:{key} was trained with (stored in its model.pt)",
                       data=DataRef(spec.dataset, spec.split, spec.side, spec.data_root, spec.val_list, spec.data_options,
                                    spec.split_hash, spec.data_id),
-                      train=json.loads(json.dumps(spec.to_dict()["train"])))
+                      train=json.loads(json.dumps(spec.to_dict()["train"])), std=std, resize=resize)
     data = SideData(name, spec.dataset, spec.split, spec.side, spec.model.num_classes, spec.data_root, spec.val_list,
                     spec.data_options, f"{spec.dataset}{f' side {spec.side}' if spec.side else ''}, as {plan.study} planned it",
                     spec.split_hash, spec.data_id)
@@ -230,12 +244,18 @@ def _study_source(name: str, reference: str, jobs_root: Path, where: str) -> Sou
     return source
 
 
+def describe_std(info: SourceInfo) -> str:
+    """The rest of a source's input, in words: its std and way of resizing, where it has them."""
+    text = f", divided by {[round(v, 3) for v in info.std]}" if info.std is not None else ""
+    return text + ("; shorter side resized, centre crop" if info.resize == "shorter" else "")
+
+
 def describe_source(source: Source) -> list[str]:
     info = source.info
     model = info.model
     lines = [f"  source {source.name}: {info.name} ({info.format}, from {info.origin})",
              f"    network {model.arch}, conv widths {list(model.conv_widths)}, fc {model.fc_width}, {model.num_classes} classes",
              f"    every image of its blocks: resized to {info.size} px, {info.channels} channel{'s' if info.channels > 1 else ''}, "
-             f"{info.crop} px crop, scale {info.input_scale:g}, minus {info.mean}"]
+             f"{info.crop} px crop, scale {info.input_scale:g}, minus {info.mean}{describe_std(info)}"]
     lines += [f"    {note}" for note in (*info.notes, *source.notes)]
     return lines

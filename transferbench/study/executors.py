@@ -40,7 +40,7 @@ from transferbench.errors import UserError
 from transferbench.schema.config import SlurmSettings
 from transferbench.schema.plan import ManifestEntry, PlannedJob
 from transferbench.study.fuse import Unit
-from transferbench.study.run import TaskFailed, build_packs, packs_needed, run_task, run_unit
+from transferbench.study.run import STOPPED, TaskFailed, build_packs, packs_needed, run_task, run_unit
 from transferbench.study.study import Study, outcome, resumable
 
 Groups = list[tuple[tuple[str, ...], list[Unit]]]  # (the bases an array waits for, its units: one process each)
@@ -203,7 +203,7 @@ class LocalExecutor(Executor):
                     for key in unit:
                         if any(dep in failed for dep in jobs[key].depends):
                             failed.add(key)
-                            self.echo(f"{key}: not run, its base failed")
+                            self.echo(f"{key}: not run, its base did not finish")
                             bar.update(1)
                     unit = tuple(key for key in unit if key not in failed)  # the rest of a fused group still runs
                     if not unit:
@@ -224,8 +224,12 @@ class LocalExecutor(Executor):
                         state = outcome(jobs[key])
                         if state != ("done", None):
                             failed.add(key)
-                            self.echo(f"{key} failed: {state[1] if state else 'exit code ' + str(process.returncode)} "
-                                      f"(log: {manifest[key].log})")
+                            if state is None and (jobs[key].out_dir / STOPPED).is_file():
+                                self.echo(f"{key} stopped by a signal after writing its checkpoint; the same command "
+                                          "resumes it")
+                            else:
+                                self.echo(f"{key} failed: {state[1] if state else 'exit code ' + str(process.returncode)} "
+                                          f"(log: {manifest[key].log})")
                 time.sleep(0.2)
         except KeyboardInterrupt:
             for process, _ in running.values():

@@ -68,6 +68,7 @@ class ImageSet:
     skipped: int = 0  # corrupt images counted and skipped (while packing)
     size: int = 256  # files: decoded and resized to size x size
     channels: int = 3  # files: decoded to 3 (RGB) or 1 (gray) channels
+    resize: str = "warp"  # files: "warp" to size x size (Caffe's), or "shorter": the shorter side to size, centre crop
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -192,14 +193,26 @@ def imagenet_items(root: Path, train: bool, wnids: list[str], val_list: Path | N
     return items
 
 
-def decode_resized(path: Path, size: int = 256, channels: int = 3) -> torch.Tensor | None:
-    """An image file as uint8 channels x size x size (the paper's 256x256 resize), in RGB or, with
-    one channel, gray (PIL's luminance, the same weights as ``adapt_images``); None if it is corrupt."""
+def decode_resized(path: Path, size: int = 256, channels: int = 3, resize: str = "warp") -> torch.Tensor | None:
+    """An image file as uint8 channels x size x size, in RGB or, with one channel, gray (PIL's
+    luminance, the same weights as ``adapt_images``); None if it is corrupt. ``resize``: "warp"
+    resizes the whole image to size x size (the paper's and Caffe's 256x256); "shorter" resizes
+    its shorter side to size and keeps the centre size x size (torchvision's Resize(size) then
+    CenterCrop(size))."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB" if channels == 3 else "L").resize((size, size), Image.BILINEAR)
+            image = image.convert("RGB" if channels == 3 else "L")
+            if resize == "warp":
+                image = image.resize((size, size), Image.BILINEAR)
+            else:
+                width, height = image.size
+                scale = size / min(width, height)
+                new = (max(size, round(width * scale)), max(size, round(height * scale)))
+                image = image.resize(new, Image.BILINEAR)
+                left, top = (new[0] - size) // 2, (new[1] - size) // 2
+                image = image.crop((left, top, left + size, top + size))
             array = np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
         return None
@@ -272,10 +285,11 @@ def select_side(labels: torch.Tensor, split: Split | None, side: str | None,
 def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | None, side: str | None,
                    val_list: Path | None = None, strict: bool = False, pack_dir: Path | None = None,
                    workers: int = 0, progress: bool = False, size: int = 256, options: DataOptions | None = None,
-                   channels: int | None = None, adapt: bool = False) -> ImageSet:
+                   channels: int | None = None, adapt: bool = False, resize: str = "warp") -> ImageSet:
     """The images of one split side, labels renumbered, in their dataset's genuine format.
 
-    Files are decoded to ``size`` x ``size`` with ``channels`` channels (default 3). With ``adapt``
+    Files are decoded to ``size`` x ``size`` with ``channels`` channels (default 3), ``resize``
+    saying how (``decode_resized``). With ``adapt``
     (a cross-dataset job), images held in memory are brought to the same size and channels."""
     if split is not None and split.dataset != dataset:
         raise UserError(f"split {split.name} is for {split.dataset}, not {dataset}; choose a split of {dataset}")
@@ -288,7 +302,7 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
         if split is not None:
             check_split_classes(split, layout_table(dataset, index.classes), f"{dataset} at {root}")
         return _file_set(index.items(train), split, side, list(index.classes), train, strict, pack_dir, workers, progress,
-                         size, channels or 3)
+                         size, channels or 3, resize)
     if dataset == "fashion-mnist":
         images, labels = load_fashion_mnist(root, train)
     elif dataset == "synthetic":
@@ -306,7 +320,8 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
             raise UserError("ImageNet needs --data-root, the folder holding train/ and val/")
         wnids = [c.wnid for c in load_table("imagenet1k").classes]
         items = imagenet_items(root, train, wnids, val_list)
-        return _file_set(items, split, side, wnids, train, strict, pack_dir, workers, progress, size, channels or 3)
+        return _file_set(items, split, side, wnids, train, strict, pack_dir, workers, progress, size, channels or 3,
+                         resize)
     else:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_FORMATS)}")
     keep, new_labels = select_side(labels, split, side)
@@ -317,18 +332,20 @@ def load_image_set(dataset: str, root: Path | None, train: bool, split: Split | 
 
 
 def _file_set(items: list[tuple[Path, int]], split: Split | None, side: str | None, names: list[str], train: bool,
-              strict: bool, pack_dir: Path | None, workers: int, progress: bool, size: int, channels: int) -> ImageSet:
+              strict: bool, pack_dir: Path | None, workers: int, progress: bool, size: int, channels: int,
+              resize: str = "warp") -> ImageSet:
     """The ImageSet of image files (ImageNet, the layouts): decoded per batch, or from a pack."""
     if pack_dir is not None:
-        pack = pack_images(items, Path(pack_dir), "train" if train else "val", strict, workers, progress, size, channels)
+        pack = pack_images(items, Path(pack_dir), "train" if train else "val", strict, workers, progress, size, channels,
+                           resize)
         valid = np.flatnonzero(pack.valid)
         keep, new_labels = select_side(torch.tensor([items[i][1] for i in valid]), split, side, names)
         on_side = set(split.label_map(side)) if split is not None else None
         skipped = sum(1 for i in np.flatnonzero(~pack.valid) if on_side is None or items[i][1] in on_side)
         return ImageSet(None, new_labels, packed=pack.images, rows=valid[keep.numpy()], mean=pack.mean if train else None,
-                        skipped=skipped, size=size, channels=channels)  # this side's corrupt files, not the pack's
+                        skipped=skipped, size=size, channels=channels, resize=resize)  # this side's corrupt files
     keep, new_labels = select_side(torch.tensor([label for _, label in items]), split, side, names)
-    return ImageSet(None, new_labels, [items[i][0] for i in keep.tolist()], size=size, channels=channels)
+    return ImageSet(None, new_labels, [items[i][0] for i in keep.tolist()], size=size, channels=channels, resize=resize)
 
 
 def _default_workers() -> int:
@@ -338,8 +355,9 @@ def _default_workers() -> int:
 class ImageFileReader:
     """Decodes ImageNet items with a pool of threads; corrupt files are counted and skipped (fatal when strict)."""
 
-    def __init__(self, files: list[Path], strict: bool, workers: int = 0, size: int = 256, channels: int = 3) -> None:
-        self.files, self.strict, self.size, self.channels = files, strict, size, channels
+    def __init__(self, files: list[Path], strict: bool, workers: int = 0, size: int = 256, channels: int = 3,
+                 resize: str = "warp") -> None:
+        self.files, self.strict, self.size, self.channels, self.resize = files, strict, size, channels, resize
         self.corrupt: set[int] = set()  # each corrupt file once, however often a batch draws it
         self.pool = ThreadPoolExecutor(workers or _default_workers(), thread_name_prefix="decode")
 
@@ -349,7 +367,7 @@ class ImageFileReader:
 
     def load(self, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
         images, kept = [], []
-        decoded = self.pool.map(lambda i: decode_resized(self.files[i], self.size, self.channels), indices)
+        decoded = self.pool.map(lambda i: decode_resized(self.files[i], self.size, self.channels, self.resize), indices)
         for index, image in zip(indices, decoded):
             if image is None:
                 if self.strict:
@@ -376,7 +394,7 @@ class Pack:
 
 
 def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path: Path, part: str, strict: bool,
-                workers: int, progress: bool, size: int, channels: int = 3) -> None:
+                workers: int, progress: bool, size: int, channels: int = 3, resize: str = "warp") -> None:
     """The build behind ``pack_images`` (the caller holds the lock), resuming a killed one."""
     partial, saved = base.with_suffix(".partial.npy"), base.with_suffix(".progress.npz")
     shape = (len(items), channels, size, size)
@@ -395,7 +413,7 @@ def _build_pack(items, base: Path, images_path: Path, mean_path: Path, meta_path
             array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     else:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
-    reader = ImageFileReader([p for p, _ in items], strict, workers, size, channels)
+    reader = ImageFileReader([p for p, _ in items], strict, workers, size, channels, resize)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -458,10 +476,10 @@ PACK_CHUNK = 256  # images decoded ahead as one unit
 
 
 def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict: bool = False, workers: int = 0,
-                progress: bool = False, size: int = 256, channels: int = 3) -> Pack:
+                progress: bool = False, size: int = 256, channels: int = 3, resize: str = "warp") -> Pack:
     """Decode ``items`` once into ``pack_dir/<part>-<hash>.npy`` (uint8) and memory-map it.
 
-    The hash covers the file names, labels and size, so a changed dataset gets a new pack and
+    The hash covers the file names, labels, size, channels and way of resizing, so a changed dataset gets a new pack and
     every job that reads the same folder shares one. One builder at a time: an flock on
     ``<pack>.lock`` makes a second job (or `transferbench pack`) wait and then use the first
     one's pack instead of decoding ImageNet again. The build writes ``<pack>.partial.npy`` and
@@ -469,7 +487,9 @@ def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict
     renamed into place only when whole. Decoding (a pool of threads) runs one chunk ahead of the
     main thread, which copies each chunk into the pack and adds it to the mean.
     """
-    key = [[str(p), c] for p, c in items] + [size] + ([channels] if channels != 3 else [])  # RGB packs keep their names
+    # Warped RGB packs keep the names they had before channels and resizing were settings.
+    key = [[str(p), c] for p, c in items] + [size] + ([channels] if channels != 3 else []) + \
+        ([resize] if resize != "warp" else [])
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     ensure_writable_dir(pack_dir)
     base = pack_dir / f"{part}-{digest}"
@@ -492,7 +512,7 @@ def pack_images(items: list[tuple[Path, int]], pack_dir: Path, part: str, strict
                     fcntl.flock(lock, fcntl.LOCK_EX)
                 if not complete():  # the other builder may have finished it while we waited
                     _build_pack(items, base, images_path, mean_path, meta_path, part, strict, workers, progress, size,
-                                channels)
+                                channels, resize)
         try:
             return _open_pack(images_path, mean_path, meta_path, (len(items), channels, size, size))
         except PackDamaged as damaged:

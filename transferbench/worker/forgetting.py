@@ -11,7 +11,7 @@ import torch
 from transferbench.schema.spec import JobSpec
 from transferbench.worker.data import ImageSet
 from transferbench.worker.grow import build_model, is_classifier
-from transferbench.worker.inputs import Batches
+from transferbench.worker.inputs import Batches, input_std
 from transferbench.worker.models import TransferNet
 from transferbench.worker.steps import evaluate_models
 
@@ -35,7 +35,7 @@ def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str
     train_set, val_set = sets
     if mean is None:
         mean = Batches(train_set, spec.train, device, True, spec.strict).mean  # the source was trained with its own mean
-    batches = Batches(val_set, spec.train, device, False, spec.strict, mean=mean)
+    batches = Batches(val_set, spec.train, device, False, spec.strict, mean=mean, std=input_std(spec))  # the source's input
     before = evaluate_models([source_model], batches, spec.train.batch_size, spec.train.amp)[0]
     own = source_model.state_dict()
     body = {key: value for key, value in model.state_dict().items() if key in own and not is_classifier(key)}

@@ -36,10 +36,16 @@ class Batches:
     """
 
     def __init__(self, images: ImageSet, config: TrainConfig, device: torch.device, train: bool,
-                 strict: bool = False, mean: torch.Tensor | None = None) -> None:
+                 strict: bool = False, mean: torch.Tensor | None = None, std: tuple[float, ...] | None = None) -> None:
+        """``mean``: the image or per-channel values to subtract (default: the training set's mean
+        image); ``std``: per-channel values (0-255 units) to divide by after it, a source's input
+        normalisation (torchvision's); the result is multiplied by ``config.input_scale``."""
         self.set, self.config, self.device, self.train = images, config, device, train
-        self.reader = ImageFileReader(images.files, strict, config.workers, images.size, images.channels) \
+        self.reader = ImageFileReader(images.files, strict, config.workers, images.size, images.channels, images.resize) \
             if images.files is not None else None
+        # One number (Caffe's 0-255 range: 1) or one per channel: (image - mean) * input_scale / std.
+        self.scale: float | torch.Tensor = config.input_scale if std is None else \
+            (config.input_scale / torch.tensor(std, dtype=torch.float32)).view(-1, 1, 1).to(device)
         if mean is None:
             if images.mean is not None:
                 mean = images.mean  # the pack's mean image
@@ -109,7 +115,7 @@ class Batches:
                      crop: int) -> torch.Tensor:
         """Mean, padding, crop and mirror of the whole batch as one gather: one kernel on a GPU."""
         pad = self.config.pad
-        x = (images.float() - self.device_mean) * self.config.input_scale
+        x = (images.float() - self.device_mean) * self.scale
         if pad:
             x = F.pad(x, (pad, pad, pad, pad))
         steps = torch.arange(crop)
@@ -123,7 +129,7 @@ class Batches:
                      crop: int) -> torch.Tensor:
         """The same values as the gather, by slicing each image (about 6x faster on a CPU):
         only the cropped pixels are converted and have the mean subtracted."""
-        pad, scale = self.config.pad, self.config.input_scale
+        pad, scale = self.config.pad, self.scale
         if pad:  # padding is zeros after mean subtraction, as in the gather
             source, mean = F.pad((images.float() - self.device_mean) * scale, (pad, pad, pad, pad)), None
         else:
@@ -168,11 +174,17 @@ def load_planned_split(path: str | None, content_hash: str | None):
 
 def image_set_settings(spec: JobSpec, progress: bool = False) -> dict[str, Any]:
     """How a job reads its own images (``load_image_set``'s keywords); a cross-dataset job's are
-    brought to its source network's input."""
+    brought to its source network's input (its size, channels and way of resizing)."""
     adapter = spec.input
     return dict(strict=spec.strict, pack_dir=Path(spec.pack_dir) if spec.pack_dir else None, workers=spec.train.workers,
                 progress=progress, size=adapter.size if adapter else spec.train.resize,
-                channels=adapter.channels if adapter else None, options=spec.data_options, adapt=adapter is not None)
+                channels=adapter.channels if adapter else None, options=spec.data_options, adapt=adapter is not None,
+                resize=adapter.resize if adapter else "warp")
+
+
+def input_std(spec: JobSpec) -> tuple[float, ...] | None:
+    """The per-channel values (0-255 units) a job divides its input by: its source's, if any."""
+    return spec.input.std if spec.input is not None else None
 
 
 def input_mean(adapter) -> torch.Tensor | None:
@@ -187,7 +199,9 @@ def input_mean(adapter) -> torch.Tensor | None:
         raise UserError(f"{path} (the source weights that hold the mean image) is missing; train or import the source "
                         "first") from None
     mean = saved.get("mean") if isinstance(saved, dict) else None
-    found = f"{saved.get('config_hash')}#{saved.get('attempt', 1)}" if isinstance(saved, dict) else None
+    found = None
+    if isinstance(saved, dict):
+        found = f"{saved.get('config_hash')}#{saved.get('attempt', 1)}" + (f"@{saved['settings']}" if saved.get("settings") else "")
     if found != adapter.mean_of:
         raise UserError(f"{path} holds the mean of another source (found {found}, the plan's {adapter.mean_of}): the "
                         "source was imported or trained again after this job was planned; plan the study again")

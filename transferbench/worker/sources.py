@@ -7,9 +7,13 @@ sha256 as the hash every job that copies from it checks) with ``source.json`` be
 
 | format | the file | becomes | its input, and what the import does about it |
 |---|---|---|---|
-| ``caffe`` | a ``.caffemodel``: Caffe's ``NetParameter``, read with protobuf (``caffe_format``), e.g. the BVLC reference CaffeNet | ``caffenet`` | Caffe feeds BGR images in 0-255 with its mean image subtracted: conv1's input channels are reversed to RGB (the worker decodes RGB), and the mean comes from a ``.binaryproto`` (reversed to RGB too) or is ImageNet's per-channel mean |
-| ``torchvision-alexnet`` | a torch state dict of ``torchvision.models.alexnet`` (``features.0.weight`` ... ``classifier.6.bias``) | ``alexnet`` | torchvision feeds RGB in 0-1, minus mean, divided by std per channel: the std is folded into conv1's weights, so the worker's (image - 255 mean) gives the same numbers |
-| ``state-dict`` | a torch state dict in CaffeNet's names (``conv1.weight`` ... ``fc8.bias``), transferbench's (``layers.conv1.weight``), or a transferbench ``model.pt`` | inferred from the shapes | as the file's owner says: ``channel_order`` (RGB, or BGR for weights converted from Caffe) and ``mean`` |
+| ``caffe`` | a ``.caffemodel``: Caffe's ``NetParameter``, read with protobuf (``caffe_format``), e.g. the BVLC reference CaffeNet | ``caffenet`` | Caffe warps images to 256x256 and feeds them BGR in 0-255 with its mean image subtracted: conv1's input channels are reversed to RGB (the worker decodes RGB), and the mean comes from a ``.binaryproto`` or ``.npy`` (both BGR as Caffe writes them, reversed to RGB too) or is ImageNet's per-channel mean |
+| ``torchvision-alexnet`` | a torch state dict of ``torchvision.models.alexnet`` (``features.0.weight`` ... ``classifier.6.bias``) | ``alexnet`` | torchvision resizes the shorter side to 256, takes the centre, and feeds RGB in 0-1 minus mean, divided by std per channel: the worker does the same to its images (in 0-255: minus 255 x mean, divided by 255 x std); the weights are torchvision's own, so fine-tuning takes the same steps as in torchvision |
+| ``state-dict`` | a torch state dict in CaffeNet's names (``conv1.weight`` ... ``fc8.bias``), transferbench's (``layers.conv1.weight``), or a transferbench ``model.pt`` | inferred from the shapes | as the file's owner says: ``channel_order`` (RGB, or BGR for weights converted from Caffe), ``mean``, ``std`` and ``resize`` |
+
+The input normalisation is always applied to the images, never folded into the weights: a
+folded std gives the same forward pass but scales each weight's gradient step by (255 x std)^2,
+about 3,300x for torchvision's conv1.
 
 The layers: the five convolutions and three fully connected layers of the file, in the
 order of the network, are conv1..conv5 and fc6..fc8. A Caffe file must also have CaffeNet's
@@ -117,7 +121,9 @@ def check_shapes(state: dict[str, torch.Tensor], model: ModelConfig, origin: str
 
 def read_mean(mean: Any, channels: int, size: int, origin: str, bgr_file: bool) -> tuple[torch.Tensor, str]:
     """The mean image to subtract, RGB in 0-255: a list of per-channel values (RGB), a ``.npy``
-    (C x H x W, RGB), or a Caffe ``.binaryproto`` (a BlobProto, BGR as Caffe wrote it)."""
+    (C x H x W, in the network's own channel order: ``bgr_file`` for a Caffe model, whose
+    ``ilsvrc_2012_mean.npy`` is BGR), or a Caffe ``.binaryproto`` (a BlobProto, always BGR as
+    Caffe wrote it)."""
     if isinstance(mean, (list, tuple)):
         if len(mean) != channels or not all(isinstance(v, (int, float)) for v in mean):
             raise UserError(f"{origin}: mean lists {len(mean)} values; give one per input channel ({channels}), RGB order")
@@ -134,7 +140,7 @@ def read_mean(mean: Any, channels: int, size: int, origin: str, bgr_file: bool) 
             raise UserError(f"mean file {path} is not a Caffe BlobProto ({exc})") from exc
         array = blob_array(blob, f"mean file {path}")
         array = array.reshape(array.shape[-3:]) if array.ndim >= 3 else array
-        array = array[::-1].copy() if bgr_file and array.shape[0] == 3 else array
+        array = array[::-1].copy() if array.shape[0] == 3 else array
         what = f"the mean image of {path.name} (Caffe's BGR, reversed to RGB)"
     elif path.suffix == ".npy":
         try:
@@ -143,7 +149,10 @@ def read_mean(mean: Any, channels: int, size: int, origin: str, bgr_file: bool) 
             raise UserError(f"mean file {path} does not exist") from None
         except (OSError, ValueError) as exc:
             raise UserError(f"mean file {path} is not a .npy array ({exc})") from exc
-        what = f"the mean image of {path.name} (RGB)"
+        if bgr_file and array.ndim == 3 and array.shape[0] == 3:
+            array, what = array[::-1].copy(), f"the mean image of {path.name} (BGR as the network reads, reversed to RGB)"
+        else:
+            what = f"the mean image of {path.name} (RGB)"
     else:
         raise UserError(f"mean {mean!r}: give per-channel values [R, G, B], a .npy image or a Caffe .binaryproto")
     tensor = torch.from_numpy(np.asarray(array, dtype=np.float32))
@@ -283,12 +292,14 @@ def torch_layout(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
 # ---------------------------------------------------------------------------- the import
 
 def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = None, channel_order: str | None = None,
-                   size: int | None = None) -> ImportedSource:
+                   size: int | None = None, std: Any = None, resize: str | None = None) -> ImportedSource:
     """Read a pretrained network from ``path`` into transferbench's layout (see the module docstring).
 
     ``mean``: per-channel values (RGB) or a mean file; default: the format's own (ImageNet's).
     ``channel_order``: of a state dict's conv1 (RGB unless said; a Caffe file is always BGR).
-    ``size``: the size images are resized to before the crop (default 256, the paper's)."""
+    ``size``: the size images are resized to before the crop (default 256, the paper's).
+    ``std``: a state dict's per-channel input std, 0-255 units (default: none, Caffe's way).
+    ``resize``: "warp" (the default; torchvision's AlexNet: "shorter")."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; give the path of the .caffemodel or state dict")
@@ -341,12 +352,10 @@ def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = No
     if fmt == "torchvision-alexnet":
         if mean is not None:
             raise UserError(f"{origin}: torchvision's AlexNet comes with its own normalisation; leave mean unset")
-        std = torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
-        state["layers.conv1.weight"] = (state["layers.conv1.weight"] / (255.0 * std)).contiguous()
         mean_tensor = (255.0 * torch.tensor(TORCHVISION_MEAN)).view(3, 1, 1)
         what = f"per-channel {[round(255 * m, 3) for m in TORCHVISION_MEAN]} (RGB; torchvision's mean x 255)"
-        notes.append("torchvision's per-channel std folded into conv1 (weights / (255 x std)): the worker's "
-                     "(image - 255 x mean) in 0-255 then gives torchvision's normalised input exactly, padding included")
+        notes.append("torchvision's input: (image - 255 x mean) / (255 x std) in 0-255, which is its normalised 0-1 input "
+                     "exactly; the weights are kept as they are")
     elif mean is None:
         if model.in_channels != 3:
             raise UserError(f"{origin}: give the mean of its {model.in_channels}-channel input (mean = [...])")
@@ -355,12 +364,35 @@ def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = No
         notes.append("no mean given: ImageNet's per-channel mean subtracted (give the source's mean file, e.g. Caffe's "
                      "imagenet_mean.binaryproto, to subtract its mean image instead)")
     else:
-        mean_tensor, what = read_mean(mean, model.in_channels, size, origin, bgr_file=fmt == "caffe")
+        mean_tensor, what = read_mean(mean, model.in_channels, size, origin, bgr_file=order == "BGR")
+    std_values, resize = _input_std(fmt, std, resize, model.in_channels, origin)
     digest = file_sha256(path)
     info = SourceInfo(name=f"source:{name}", origin=origin, format=fmt, config_hash=digest[:16], attempt=1, weights="",
                       model=model, size=size, crop=crop, input_scale=1.0, mean=what, notes=tuple(notes),
-                      mapping=tuple(mapping))
+                      mapping=tuple(mapping), std=std_values, resize=resize)
     return ImportedSource(info, state, mean_tensor)
+
+
+def _input_std(fmt: str, std: Any, resize: str | None, channels: int, origin: str) -> tuple[tuple[float, ...] | None, str]:
+    """A source's per-channel std (0-255 units, or None) and way of resizing, checked."""
+    from transferbench.schema.spec import RESIZES
+
+    if resize is not None and resize not in RESIZES:
+        raise UserError(f"{origin}: resize {resize!r} must be one of {', '.join(RESIZES)}")
+    if fmt == "torchvision-alexnet":
+        if std is not None:
+            raise UserError(f"{origin}: torchvision's AlexNet comes with its own normalisation; leave std unset")
+        return tuple(round(255.0 * v, 6) for v in TORCHVISION_STD), resize or "shorter"
+    if std is None:
+        return None, resize or "warp"
+    if fmt == "caffe":
+        raise UserError(f"{origin}: a Caffe model reads its images in 0-255 with no std; leave std unset")
+    if not isinstance(std, (list, tuple)) or len(std) != channels or not all(isinstance(v, (int, float)) and v > 0 for v in std):
+        raise UserError(f"{origin}: std must give one positive value per input channel ({channels}), got {std!r}")
+    if max(std) < 2:
+        raise UserError(f"{origin}: std {list(std)} looks like 0-1 units; give it in 0-255 pixel units like the mean "
+                        f"(255 x each: {[round(255 * v, 3) for v in std]})")
+    return tuple(float(v) for v in std), resize or "warp"
 
 
 def write_imported(imported: ImportedSource, folder: Path) -> SourceInfo:
@@ -368,9 +400,11 @@ def write_imported(imported: ImportedSource, folder: Path) -> SourceInfo:
     else of the source) and ``folder/source.json``, each atomically and the description last, so
     a description that exists has its weights."""
     folder = Path(folder)
+    settings = imported.info.mean_identity.partition("@")[2] or None
     for name, payload in (("model.pt", {"model": imported.state, "config_hash": imported.info.config_hash, "attempt": 1,
-                                        "mean": imported.mean, "imported_from": imported.info.origin}),
-                          ("mean.pt", {"mean": imported.mean, "config_hash": imported.info.config_hash, "attempt": 1})):
+                                        "mean": imported.mean, "imported_from": imported.info.origin, "settings": settings}),
+                          ("mean.pt", {"mean": imported.mean, "config_hash": imported.info.config_hash, "attempt": 1,
+                                       "settings": settings})):
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         atomic_write_bytes(folder / name, buffer.getvalue())
@@ -382,10 +416,13 @@ def write_imported(imported: ImportedSource, folder: Path) -> SourceInfo:
 def describe(info: SourceInfo) -> str:
     """What an import did, for a terminal."""
     model = info.model
+    resized = (f"shorter side resized to {info.size}, then its centre" if info.resize == "shorter"
+               else f"resized to {info.size} x {info.size}")
+    divided = f", divided by std {[round(v, 3) for v in info.std]}" if info.std is not None else ""
     lines = [f"{info.name}: {info.format} from {info.origin}",
              f"  network: {model.arch}, conv widths {list(model.conv_widths)}, fc {model.fc_width}, "
              f"{model.num_classes} classes, {model.in_channels} input channels",
-             f"  input: resized to {info.size} x {info.size}, {info.crop} crop, scale {info.input_scale:g}, mean {info.mean}"]
+             f"  input: {resized}, {info.crop} crop, scale {info.input_scale:g}, mean {info.mean}{divided}"]
     lines += [f"  {line}" for line in info.mapping]
     lines += [f"  note: {note}" for note in info.notes]
     return "\n".join(lines)

@@ -38,7 +38,7 @@ from transferbench.worker import steps, streams
 from transferbench.worker.data import load_image_set
 from transferbench.worker.forgetting import measure_forgetting
 from transferbench.worker.grow import apply_growth, build_model
-from transferbench.worker.inputs import (Batches, augment_generator, batch_indices, image_set_settings, input_mean,
+from transferbench.worker.inputs import (Batches, augment_generator, batch_indices, image_set_settings, input_mean, input_std,
                                          load_planned_split)
 from transferbench.worker.running import StopRequested, fetched_ahead, progress_bar, stop_signals  # noqa: F401
 from transferbench.worker.transfer import apply_condition, check_source
@@ -182,10 +182,12 @@ class Trainer:
             self.train_batches, self.val_batches = shared.train_batches, shared.val_batches
             self.holdout_batches = shared.holdout_batches
         else:
-            self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict, mean=mean)
-            self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean)
+            std = input_std(spec)
+            self.train_batches = Batches(self.train_set, config, self.device, True, spec.strict, mean=mean, std=std)
+            self.val_batches = Batches(self.val_set, config, self.device, False, spec.strict, mean=self.train_batches.mean,
+                                       std=std)
             self.holdout_batches = (Batches(self.holdout_set, config, self.device, False, spec.strict,
-                                            mean=self.train_batches.mean) if self.holdout_set is not None else None)
+                                            mean=self.train_batches.mean, std=std) if self.holdout_set is not None else None)
 
     def _check_source(self, state: dict[str, Any]) -> None:
         if self.expected_source is not None:
