@@ -73,8 +73,21 @@ def test_missing_lists_folders_and_single_classes_fail_in_one_line(tmp_path):
     make_mit67(tmp_path / "gone")
     for path in (tmp_path / "gone" / "Images" / "kitchen").iterdir():
         path.unlink()
-    with pytest.raises(UserError, match="sampled images that its lists name are not on disk"):
+    with pytest.raises(UserError, match=r"of the \d+ images its lists name, training: missing 2, test: missing 2 \(first: "):
         read_layout("mit67", tmp_path / "gone")
+    # One missing file and one empty one in CUB: every listed file is checked, not a sample.
+    make_cub200(tmp_path / "one")
+    files = sorted((tmp_path / "one" / "CUB_200_2011" / "images").rglob("*.jpg"))
+    files[5].unlink()
+    files[9].write_bytes(b"")
+    with pytest.raises(UserError, match=r"missing 1.*empty 1|empty 1.*missing 1"):
+        read_layout("cub200", tmp_path / "one")
+    # A hidden folder is not a class, nor a hidden file an image.
+    make_folder(tmp_path / "hidden")
+    (tmp_path / "hidden" / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "hidden" / "train" / "cat" / "._0.jpg").write_bytes(b"\0\0")
+    index = read_layout("folder", tmp_path / "hidden")
+    assert index.classes == ("cat", "dog", "fox") and not any("._" in path for path, _ in index.train)
     with pytest.raises(UserError, match="is not a folder"):
         read_layout("cub200", tmp_path / "nowhere")
 

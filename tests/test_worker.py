@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gzip
 import json
 import pickle
@@ -84,6 +86,10 @@ def test_imagenet_jpeg_folders_and_corrupt_images(tmp_path):
     assert batch.shape == (4, 3, 256, 256) and reader.skipped == 1 and len(kept) == 4
     with pytest.raises(UserError, match="corrupt image"):
         ImageFileReader(images.files, strict=True).load(list(range(5)))
+    # A file gone since plan is not "corrupt": the data changed, and the job stops saying so.
+    images.files[4].unlink()
+    with pytest.raises(UserError, match=r"n01443537_1.JPEG is missing \(it was there when the study was planned\)"):
+        ImageFileReader(images.files, strict=False).load([3, 4])
     (tmp_path / "val").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG")
     listing = tmp_path / "val.txt"
@@ -252,6 +258,13 @@ def test_all_validation_images_corrupt_is_one_clear_error(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(UserError, match="no readable validation image"):
         run_job(spec, progress=False)
     assert not (tmp_path / "bad" / "result.json").exists()
+    # One corrupt validation image of two: the record counts the one evaluated.
+    _jpeg_tree(tmp_path / "half", wnids[:1], 2)
+    next((tmp_path / "half" / "val" / wnids[0]).iterdir()).write_bytes(b"garbage")
+    spec = dataclasses.replace(spec, key="t/half", out_dir=str(tmp_path / "half-out"), data_root=str(tmp_path / "half"))
+    with pytest.warns(UserWarning, match="corrupt image"):
+        record = run_job(spec, progress=False)
+    assert (record.val_images, record.skipped_images) == (1, 1)
 
 
 def _three_class_split(wnids):

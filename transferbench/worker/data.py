@@ -370,6 +370,9 @@ class ImageFileReader:
         decoded = self.pool.map(lambda i: decode_resized(self.files[i], self.size, self.channels, self.resize), indices)
         for index, image in zip(indices, decoded):
             if image is None:
+                if not self.files[index].exists():  # not corrupt: the data changed after plan checked every file
+                    raise UserError(f"image {self.files[index]} is missing (it was there when the study was planned); "
+                                    "restore it, or plan the study again on the data as it is now")
                 if self.strict:
                     raise UserError(f"corrupt image {self.files[index]}; remove it or run without --strict to skip it")
                 if index not in self.corrupt:

@@ -59,6 +59,11 @@ class Batches:
         self.device_mean = self.mean.to(device)
 
     @property
+    def readable(self) -> int:
+        """The images of the set that were not found corrupt (a pack holds only readable ones)."""
+        return len(self.set) - (self.reader.skipped if self.reader is not None else 0)
+
+    @property
     def skipped(self) -> int:
         return (self.reader.skipped if self.reader is not None else 0) + self.set.skipped
 

@@ -342,7 +342,7 @@ class Trainer:
             top5_final=state["evaluations"][-1]["top5"] if top1 and not failure else None,
             top1_mean_best10=mean_of_best(top1), evaluations=state["evaluations"], train_loss=state["losses"],
             iterations=state["iteration"], images_seen=state["images_seen"], train_images=len(self.train_set),
-            val_images=len(self.val_set), skipped_images=self.train_batches.skipped + self.val_batches.skipped,
+            val_images=self.val_batches.readable, skipped_images=self.train_batches.skipped + self.val_batches.skipped,
             wall_time_s=state["wall_time"], resumed_at=state.get("resumed_at", []), started_at=state.get("started_at"),
             finished_at=time.time(),
             device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
