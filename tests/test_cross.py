@@ -240,7 +240,7 @@ def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatc
     for key in ("caffenet/baseA-WA2048/seed0", "caffenet-sun397/baseB/seed0"):
         train = study.jobs[key].spec.train
         assert (train.lr, train.batch_size, train.epochs, train.lr_step_epochs) == (0.01, 256, 90, 20), key
-    assert (wwa.train.lr, wwa.train.batch_size, wwa.train.epochs) == (0.001, 128, 30)
+    assert (wwa.train.lr, wwa.train.batch_size, wwa.train.epochs, wwa.train.classifier_lr_mult) == (0.001, 128, 30, 10.0)
     # Without ImageNet's folder the wide network from scratch (and what fine-tunes it) is held, the rest runs.
     held = submit(study.directory, "debug", dry_run=True, echo=lambda *_: None)
     assert held.skipped["caffenet/baseA-WA2048/seed0"].startswith("trains on ImageNet, whose folder the plan does not name")

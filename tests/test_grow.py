@@ -14,7 +14,7 @@ from transferbench.study.study import Study
 from transferbench.worker.grow import VARIANTS, Growth, GrownNet, apply_growth
 from transferbench.worker.models import ModelConfig, TransferNet
 from transferbench.study.plan import build_plan
-from transferbench.schema.spec import TrainConfig
+from transferbench.schema.spec import JobSpec, TrainConfig
 from transferbench.worker.steps import build_optimizer
 from tests.conftest import tiny_study
 
@@ -192,3 +192,24 @@ def test_forgetting_is_measured_against_the_source(tmp_path):
     state = torch.load(runs / "A7B+WA8-new" / "seed0" / "model.pt", weights_only=True)["model"]
     base_state = torch.load(runs / "baseA" / "seed0" / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(state[key], base_state[key]) for key in base_state if not key.startswith("layers.fc8"))
+
+
+def test_a_transfers_new_classifier_learns_at_its_own_rate():
+    """classifier_lr_mult: Caffe's fine-tuning gives the re-initialised classifier 10x the rate;
+    at 1 (the default, Yosinski et al.'s recipe) the groups are those of every earlier checkpoint."""
+    net = grown_from(source_network(), Growth("WA", (8,), scale_init=20.0, new_lr_mult=10.0))
+    config = TrainConfig(lr=0.01, classifier_lr_mult=10.0)
+
+    def mult(optimizer, parameter):
+        return next(g["lr_mult"] for g in optimizer.param_groups if any(p is parameter for p in g["params"]))
+
+    optimizer = build_optimizer(net, config, new_classifier=True)
+    assert mult(optimizer, net.layers["fc8"].weight) == 10.0 and mult(optimizer, net.layers["fc8"].bias) == 20.0
+    assert mult(optimizer, net.layers["fc7"].weight) == 1.0  # transferred: the base rate
+    plain = build_optimizer(net, TrainConfig(lr=0.01), new_classifier=True)
+    assert mult(plain, net.layers["fc8"].weight) == 1.0
+    assert [len(g["params"]) for g in plain.param_groups] == \
+        [len(g["params"]) for g in build_optimizer(net, TrainConfig(lr=0.01)).param_groups]
+    base = build_optimizer(net, config, new_classifier=False)  # trained from scratch: nothing is new
+    assert mult(base, net.layers["fc8"].weight) == 1.0
+    assert "classifier_lr_mult" not in JobSpec(key="k", dataset="synthetic", split=None, side=None, out_dir="o").to_dict()["train"]

@@ -119,13 +119,14 @@ class TrainConfig:
     keep_checkpoint: bool = False  # keep checkpoint.pt once the record and model.pt are written (it is 2x model.pt)
     lr_step_epochs: float | None = None  # if set, lr_step = ceil(lr_step_epochs * train images / batch_size): one recipe for datasets of any size
     holdout: float = 0.0  # fraction of each class's training images held out of training to choose an evaluation on (0: none, the paper's)
+    classifier_lr_mult: float = 1.0  # a transfer's new classifier (fc8) at this multiple of the rate (Caffe's fine-tuning: 10; Yosinski et al.: 1)
 
     def __post_init__(self) -> None:
         for name in ("lr", "input_scale", "lr_gamma"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value > 0, f"{name} must be a positive number, got {value}")
         _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        for name in ("weight_decay", "bias_lr_mult"):
+        for name in ("weight_decay", "bias_lr_mult", "classifier_lr_mult"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "iterations", "lr_step", "eval_every", "checkpoint_every", "resize", "crop"):
             _require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
@@ -401,6 +402,8 @@ class JobSpec:
         for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs", "holdout"):  # likewise for settings added later, when off
             if not data["train"][default_off]:
                 del data["train"][default_off]
+        if data["train"]["classifier_lr_mult"] == 1.0:
+            del data["train"]["classifier_lr_mult"]
         return data
 
     @staticmethod

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from transferbench.errors import UserError
 from transferbench.schema.spec import TrainConfig
-from transferbench.worker.grow import GrownNet
+from transferbench.worker.grow import GrownNet, is_classifier
 from transferbench.worker.inputs import Batches
 from transferbench.worker.models import TransferNet
 
@@ -17,20 +17,26 @@ from transferbench.worker.models import TransferNet
 EVAL_BATCH = 256  # evaluation batches hold at least this many images: no gradients, so memory allows it, and it is faster
 
 
-def build_optimizer(model: TransferNet, config: TrainConfig) -> torch.optim.SGD:
+def build_optimizer(model: TransferNet, config: TrainConfig, new_classifier: bool = False) -> torch.optim.SGD:
     """SGD over the trainable parameters: weights with weight decay, biases at ``bias_lr_mult``
-    without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``."""
+    without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``; with
+    ``new_classifier`` (a transfer: its fc8 is re-initialised), the classifier at
+    ``classifier_lr_mult`` (which takes the place of ``new_lr_mult`` for the classifier's own γ)."""
     info = model.parameter_info() if isinstance(model, GrownNet) else {}
     new_mult = model.growth.new_lr_mult if isinstance(model, GrownNet) else 1.0
-    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    classifier_apart = new_classifier and config.classifier_lr_mult != 1.0  # else the groups of a checkpoint as before
+    groups: dict[tuple[str, str], list[torch.nn.Parameter]] = {}
     for key, parameter in model.named_parameters():
         if parameter.requires_grad:
             kind = "weight" if key.endswith(".weight") else "bias" if key.endswith(".bias") else "scale"
-            groups.setdefault((kind, info.get(key, (0, False))[1]), []).append(parameter)
+            role = "classifier" if classifier_apart and is_classifier(key) else \
+                "new" if info.get(key, (0, False))[1] else "old"
+            groups.setdefault((kind, role), []).append(parameter)
+    mults = {"old": 1.0, "new": new_mult, "classifier": config.classifier_lr_mult}
     settings = {"weight": (1.0, config.weight_decay), "bias": (config.bias_lr_mult, 0.0), "scale": (1.0, 0.0)}
     return torch.optim.SGD([
-        {"params": params, "lr_mult": settings[kind][0] * (new_mult if new else 1.0), "weight_decay": settings[kind][1]}
-        for (kind, new), params in groups.items()
+        {"params": params, "lr_mult": settings[kind][0] * mults[role], "weight_decay": settings[kind][1]}
+        for (kind, role), params in groups.items()
     ], lr=config.lr, momentum=config.momentum)
 
 

@@ -177,7 +177,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.model = model
         self.step_model = torch.compile(model) if config.compile else model
-        self.optimizer = steps.build_optimizer(model, config)
+        self.optimizer = steps.build_optimizer(model, config, new_classifier=spec.condition.needs_source)
         if shared is not None:
             self.train_batches, self.val_batches = shared.train_batches, shared.val_batches
             self.holdout_batches = shared.holdout_batches
