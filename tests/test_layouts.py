@@ -48,6 +48,22 @@ def test_caltech101_draws_n_training_images_per_class_with_a_seed(tmp_path):
     assert "BACKGROUND_Google" in with_background.classes
     with pytest.raises(UserError, match="class Faces has 5 images, too few for train_per_class = 5"):
         read_layout("caltech101", tmp_path, DataOptions(train_per_class=5))
+    # The literature caps the test images per class (50 by default): here at 1 of the 2 left.
+    capped = read_layout("caltech101", tmp_path, DataOptions(train_per_class=3, test_per_class=1))
+    assert capped.train == index.train and [sum(1 for _, label in capped.test if label == c) for c in range(4)] == [1] * 4
+    assert set(capped.test) < set(index.test)
+    assert len(read_layout("caltech101", tmp_path, DataOptions(train_per_class=3, test_per_class=None)).test) == 8
+
+
+def test_test_per_class_is_part_of_a_caltech_jobs_identity_only():
+    from transferbench.schema.spec import JobSpec
+
+    def spec(dataset, options):
+        return JobSpec(key="k", dataset=dataset, split=None, side=None, out_dir="o", data_options=options)
+
+    assert "test_per_class" not in spec("cub200", DataOptions()).to_dict()["data_options"]  # other layouts keep their hashes
+    assert spec("caltech101", DataOptions()).to_dict()["data_options"]["test_per_class"] == 50
+    assert spec("caltech101", DataOptions()).config_hash() != spec("caltech101", DataOptions(test_per_class=None)).config_hash()
 
 
 def test_a_folder_per_class(tmp_path):

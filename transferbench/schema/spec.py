@@ -271,11 +271,14 @@ class DataOptions:
     train_per_class: int = 30  # Caltech-101: training images per class (customarily 15 or 30); the rest are for testing
     background: bool = False  # Caltech-101: keep BACKGROUND_Google as a class (excluded by custom)
     split_seed: int = 0  # Caltech-101: seed of the draw of each class's training images
+    test_per_class: int | None = 50  # Caltech-101: test images per class, drawn after the training ones (the literature's 50; None: all the rest)
 
     def __post_init__(self) -> None:
         _require(1 <= self.partition <= 10, f"partition must be 1..10 (SUN-397's ten official partitions), got {self.partition}")
         _require(self.train_per_class >= 1, f"train_per_class must be at least 1, got {self.train_per_class}")
         _require(self.split_seed >= 0, f"split_seed must be >= 0, got {self.split_seed}")
+        _require(self.test_per_class is None or self.test_per_class >= 1,
+                 f"test_per_class must be at least 1 (or left out: all the rest), got {self.test_per_class}")
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,9 @@ class JobSpec:
             for name in names:
                 if data.get(part) is not None and data[part][name] is None:
                     del data[part][name]
+        for part in (data, data.get("forgetting_data")):  # a Caltech-101 setting: other layouts keep their hashes
+            if part is not None and part.get("data_options") is not None and part["dataset"] != "caltech101":
+                part["data_options"].pop("test_per_class", None)
         if data.get("input") is not None and data["input"]["resize"] == "warp":
             del data["input"]["resize"]
         for default_off in ("warmup", "keep_checkpoint", "lr_step_epochs", "holdout"):  # likewise for settings added later, when off

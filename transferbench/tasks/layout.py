@@ -223,9 +223,14 @@ def _read_caltech101(root: Path, options) -> tuple:
             raise UserError(f"caltech101: class {name} has {len(files)} images, too few for train_per_class = "
                             f"{options.train_per_class} and a test image; lower train_per_class")
         order = np.random.RandomState([options.split_seed, zlib.crc32(name.encode())]).permutation(len(files))
+        # The first train_per_class of the seeded order train; the next test_per_class (the
+        # literature's 50, or all the rest) test; both kept in file order.
         chosen = set(order[:options.train_per_class].tolist())
+        rest = order[options.train_per_class:]
+        tested = set((rest if options.test_per_class is None else rest[:options.test_per_class]).tolist())
         for position, file_name in enumerate(files):
-            (train if position in chosen else test).append((f"101_ObjectCategories/{name}/{file_name}", label))
+            if position in chosen or position in tested:
+                (train if position in chosen else test).append((f"101_ObjectCategories/{name}/{file_name}", label))
     return classes, train, test, folder.parent
 
 
