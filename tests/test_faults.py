@@ -237,3 +237,27 @@ def test_a_local_submit_does_not_hold_the_lock_while_it_trains(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=120)
+
+
+def test_ctrl_c_as_a_worker_starts_leaves_its_job_stopped_and_the_same_command_runs_it(tmp_path):
+    """Ctrl-C reaches the whole foreground process group: a worker still importing dies before it
+    can checkpoint or say why. Its job is stopped (not failed), and the same submit runs it."""
+    import signal
+    import time
+
+    study_dir = conftest.tiny_study(tmp_path, "ctrlc", ["baseA"], [1], iterations=400, every=100)
+    key = "random0/baseA/seed0"
+    command = [sys.executable, "-m", "transferbench", "submit", str(study_dir), "--executor", "local"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and Study.open(study_dir).manifest().get(key, ManifestEntry("local")).log is None:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)  # the worker has just been started
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    state, detail = states(Study.open(study_dir))[key]
+    assert state == "stopped", (state, detail)
+    messages = []
+    submit(study_dir, "debug", echo=messages.append)
+    assert states(Study.open(study_dir))[key][0] == "done"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -62,6 +63,9 @@ def run_task(study_dir: str, key: str, device: str | None = None, on_stop: Calla
         if on_stop is not None:
             on_stop(stop)
         raise
+    except KeyboardInterrupt:  # Ctrl-C before the loop caught its signals (loading data, say): a stop, not a failure
+        mark_stopped(job, signal.SIGINT, BEFORE_TRAINING)
+        raise
     except BaseException as exc:
         _write_error(job, exc)
         raise
@@ -103,10 +107,19 @@ def _starting(job) -> None:
 def _write_stopped(job, stop) -> None:
     """stopped.json (atomically): the job stopped on a signal (Ctrl-C, preemption, a time limit)
     after writing its checkpoint; it is not a failure, and the next submit resumes it."""
+    mark_stopped(job, stop.signum, str(stop))
+
+
+def mark_stopped(job, signum: int, reason: str) -> None:
+    """Record that ``job`` stopped on signal ``signum`` without a result (it resumes from its
+    checkpoint, or starts again without one): not a failure, so the same command runs it again."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(job.out_dir / STOPPED, json.dumps({
-        "key": job.key, "config_hash": job.config_hash, "signal": stop.signum, "reason": str(stop), "time": time.time(),
+        "key": job.key, "config_hash": job.config_hash, "signal": signum, "reason": reason, "time": time.time(),
         "checkpoint": (job.out_dir / "checkpoint.pt").is_file()}, indent=1) + "\n")
+
+
+BEFORE_TRAINING = "Ctrl-C before training began"
 
 
 def _write_error(job, exc: BaseException) -> None:
@@ -128,13 +141,25 @@ def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None,
     are left alone; a member that cannot start (its base missing, say) gets its error.json and
     the others train. Every member writes its own record. Raises TaskFailed when no member
     finished, so that a Slurm task fails only when nothing of it can be used."""
+    keys = tuple(keys)
+    if len(keys) == 1:
+        return (run_task(study_dir, keys[0], device, on_stop),)
+    try:
+        return _run_group(study_dir, keys, device, on_stop)
+    except KeyboardInterrupt:  # Ctrl-C before the loop caught its signals: the unfinished members stopped
+        study = Study.open(Path(study_dir))
+        for key in keys:
+            if outcome(study.jobs[key]) is None and not (study.jobs[key].out_dir / STOPPED).is_file():
+                mark_stopped(study.jobs[key], signal.SIGINT, BEFORE_TRAINING)
+        raise
+
+
+def _run_group(study_dir: str, keys: Unit, device: str | None, on_stop: Callable[[Any], Any] | None) -> Unit:
+    """``run_unit`` for a fused group of two or more jobs."""
     from transferbench.worker.fused import train_together
     from transferbench.worker.running import StopRequested
     from transferbench.worker.train import Trainer
 
-    keys = tuple(keys)
-    if len(keys) == 1:
-        return (run_task(study_dir, keys[0], device, on_stop),)
     study = Study.open(Path(study_dir))
     unknown = [key for key in keys if key not in study.jobs]
     if unknown:
