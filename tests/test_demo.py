@@ -48,7 +48,7 @@ def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
     reading = text.split("what it shows:")[1]
     assert "\n  - shown" not in reading
     stalled = [r for r in rows if r.health in ("stalled", "source_unhealthy")]
-    assert stalled and "networks left out of every mean" in reading and "--retry-stalled" in reading
+    assert stalled and "left out of every mean" in reading and "--retry-stalled" in reading
     # A second run resumes: nothing is trained again.
     messages.clear()
     demo.run_demo("synthetic", tmp_path / "demo", workers=2, echo=messages.append)

@@ -100,7 +100,7 @@ def test_a_stalled_network_is_flagged_everywhere_and_left_out_of_means(trained, 
     messages = []
     plot_all(list(by_key.values()), tmp_path / "figures", echo=messages.append)
     assert any(stalled_key in m and "left out of means" in m for m in messages)
-    assert any("networks left out of every mean" in line and stalled_key in line for line in reading(list(by_key.values())))
+    assert any("left out of every mean" in line and stalled_key in line for line in reading(list(by_key.values())))
 
 
 def test_retry_stalled_trains_again_from_other_random_streams_and_keeps_both_attempts(trained):

@@ -130,12 +130,12 @@ def reading(rows: list[Row], metric: str = "top1_mean_best10", keep_flagged: boo
     lines = []
     left = [r for r in rows if not r.usable]
     if left:
-        lines.append(f"{len(left)} networks {'put back into' if keep_flagged else 'left out of'} every mean (stalled or "
+        lines.append(f"{_count(len(left), 'network')} {'put back into' if keep_flagged else 'left out of'} every mean (stalled or "
                      "diverged, or built on one): " + ", ".join(f"{r.key} ({r.health.replace('_', ' ')})" for r in left[:4])
                      + (" ..." if len(left) > 4 else ""))
     chance = [r for r in rows if r.health == "at_chance"]
     if chance:
-        lines.append(f"{len(chance)} frozen networks at chance, counted as results (their frozen features carry nothing "
+        lines.append(f"{_count(len(chance), 'frozen network')} at chance, counted as results (their frozen features carry nothing "
                      "the new layers can use): " + ", ".join(r.key for r in chance[:4]) + (" ..." if len(chance) > 4 else ""))
     bases = [r for r in _random(rows) if r.condition == "base" and (r.usable or keep_flagged) and r.value(metric) is not None
              and not r.growth]
@@ -144,7 +144,7 @@ def reading(rows: list[Row], metric: str = "top1_mean_best10", keep_flagged: boo
     by_side = {side: [r.value(metric) for r in bases if (r.target_side or "") == side]
                for side in sorted({r.target_side or "" for r in bases})}
     unconverged = [r.key for r in bases if r.health == "not_converged"]
-    lines.append("base networks: " + ", ".join(f"base{side or ''} {np.mean(v):.3f} ({len(v)} replicates)"
+    lines.append("base networks: " + ", ".join(f"base{side or ''} {np.mean(v):.3f} ({_count(len(v), 'replicate')})"
                                                for side, v in by_side.items())
                  + "; every network is read against the base of its own split, seed and side, and intervals and tests "
                    "are over independent replicates (a split trained with one seed), Holm-adjusted within each figure"
@@ -167,3 +167,8 @@ def boost_lines(effects: Effects) -> list[str]:
     if versus is not None:
         line += f"; against BnB+ of the same n: {_support(versus.estimate, versus)}" + (" (shown)" if versus.shown else "")
     return [line]
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 replicate', '4 replicates'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
