@@ -175,6 +175,9 @@ def test_pairing_reads_each_network_against_its_own_base(tmp_path):
     text = "\n".join(reading(rows))
     assert "shown with the other sign than the paper's: BnB above its base" in text and "fragile co-adaptation" not in text
     assert "shown: AnB below BnB: the features of layers 1..n are specific to task A, at n=7" in text
+    boost = next(line for line in text.splitlines() if "lingering boost" in line and line.startswith("shown"))
+    assert "(the lingering boost), at n=7 (strongest n=7: +0.015" in boost  # the finding, then what may explain it
+    assert boost.endswith("; no BnB+ of the same split, seed and side rules out the longer training")
     messages = []
     plot_all(rows, tmp_path, echo=messages.append)
     summary = next(m for m in messages if "fig2:" in m)

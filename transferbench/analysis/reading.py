@@ -63,10 +63,9 @@ def effect_lines(effects: Effects, names=FIG2) -> list[str]:
         against = [r for r in cells if r.shown and not r.agrees]
         if name == "fine-tuning recovers" and not co_adaptation_lost:
             meaning = "BnB+ above BnB: fine-tuning adds to what the frozen selffer reached (freezing lost nothing here)"
-        if name == "lingering boost" and agreeing:
-            meaning = _against_selffer_plus(effects, meaning)
+        caveat = _against_selffer_plus(effects) if name == "lingering boost" and agreeing else ""
         if agreeing:
-            lines.append(f"shown: {meaning}, {_at(agreeing)}")
+            lines.append(f"shown: {meaning}, {_at(agreeing)}{caveat}")
         if against:
             lines.append(f"shown with the other sign than the paper's: {opposite}, {_at(against)}")
         if not agreeing and not against:
@@ -80,19 +79,19 @@ def effect_lines(effects: Effects, names=FIG2) -> list[str]:
     return lines
 
 
-def _against_selffer_plus(effects: Effects, meaning: str) -> str:
-    """The paper also beat BnB+, which trains as long as AnB+: without that, a boost over the base
-    may be the extra training rather than A's features."""
+def _against_selffer_plus(effects: Effects) -> str:
+    """What follows a boost over the base: the paper also beat BnB+, which trains as long as AnB+;
+    without that, a boost over the base may be the extra training rather than A's features."""
     row = effects.find("AnB+ vs BnB+ (same n)", "pooled n 1-7")
     if row is None:
-        return meaning + " (no BnB+ of the same split, seed and side to rule out the longer training)"
+        return "; no BnB+ of the same split, seed and side rules out the longer training"
     versus = f"against BnB+ of the same n, pooled over n 1-7: {_support(row.estimate, row)}"
     if row.shown and row.direction > 0:
-        return f"{meaning}; and {versus}, so it is A's features, not the longer training"
+        return f"; and {versus}, so it is A's features, not the longer training"
     if row.shown and row.direction < 0:
-        return (f"{meaning}, but {versus}: BnB+ trains as long and does better, so the gain over the base is the longer "
+        return (f"; but {versus}: BnB+ trains as long and does better, so the gain over the base is the longer "
                 "training, not a lingering boost from A's features")
-    return f"{meaning}, though {versus}, not shown: the longer training may explain it"
+    return f"; {versus}, not shown: the longer training may explain it"
 
 
 def trend_lines(effects: Effects) -> list[str]:
