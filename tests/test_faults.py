@@ -257,7 +257,7 @@ def test_ctrl_c_as_a_worker_starts_leaves_its_job_stopped_and_the_same_command_r
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     state, detail = states(Study.open(study_dir))[key]
-    assert state == "stopped", (state, detail)
+    assert state == "stopped" and detail.startswith("stopped by SIGINT (Ctrl-C)"), (state, detail)
     messages = []
     submit(study_dir, "debug", echo=messages.append)
     assert states(Study.open(study_dir))[key][0] == "done"

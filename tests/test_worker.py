@@ -6,6 +6,7 @@ import dataclasses
 
 import gzip
 import json
+import os
 import pickle
 
 import numpy as np
@@ -391,3 +392,16 @@ def test_a_damaged_pack_is_named_set_aside_and_built_again(tmp_path, capsys):
     assert np.array_equal(again.images, whole)
     assert f"the pack {pack} is damaged" in capsys.readouterr().err
     assert (pack.parent / (pack.name + ".damaged")).is_file()
+
+
+def test_a_stop_keeps_the_first_signal_that_asked_for_it():
+    """Ctrl-C, then the local submit's SIGTERM to its workers: the job was stopped by Ctrl-C."""
+    import signal
+
+    from transferbench.worker.running import StopRequested, stop_signals
+
+    with stop_signals() as flag:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(StopRequested, match=r"^SIGINT \(Ctrl-C\) at iteration 5$"):
+            flag.raise_if_requested(5)

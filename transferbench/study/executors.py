@@ -239,7 +239,7 @@ class LocalExecutor(Executor):
             for unit in running:  # a worker stopped before it could say so (still importing, say): stopped all the same
                 for key in unit:
                     if outcome(jobs[key]) is None and not (jobs[key].out_dir / STOPPED).is_file():
-                        mark_stopped(jobs[key], signal.SIGINT, "Ctrl-C before its worker began training")
+                        mark_stopped(jobs[key], signal.SIGINT, "SIGINT (Ctrl-C) before its worker began training")
             raise
         finally:
             bar.close()

@@ -119,7 +119,7 @@ def mark_stopped(job, signum: int, reason: str) -> None:
         "checkpoint": (job.out_dir / "checkpoint.pt").is_file()}, indent=1) + "\n")
 
 
-BEFORE_TRAINING = "Ctrl-C before training began"
+BEFORE_TRAINING = "SIGINT (Ctrl-C) before training began"
 
 
 def _write_error(job, exc: BaseException) -> None:

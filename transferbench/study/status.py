@@ -134,7 +134,7 @@ def stopped_by_signal(job: PlannedJob) -> str | None:
     if not isinstance(stopped, dict) or stopped.get("config_hash") != job.config_hash:
         return None
     where = "resumes from its checkpoint" if stopped.get("checkpoint") else "starts again (it had no checkpoint yet)"
-    return f"stopped by signal {stopped.get('signal')} ({stopped.get('reason')}); `transferbench submit` {where}"
+    return f"stopped by {stopped.get('reason')}; `transferbench submit` {where}"
 
 
 def log_path(study: Study, key: str, entry: ManifestEntry | None) -> str:

@@ -17,6 +17,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 T = TypeVar("T")
 
 
+def signal_name(signum: int) -> str:
+    """``SIGINT (Ctrl-C)``, ``SIGTERM``, ...: a stop signal as a user knows it."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+    return name + {"SIGINT": " (Ctrl-C)", "SIGUSR2": " (Slurm's warning before the time limit)"}.get(name, "")
+
+
 class StopRequested(Exception):
     """A stop signal arrived: a checkpoint was written, the job should be requeued or run again."""
 
@@ -37,7 +46,7 @@ class StopFlag:
 
     def raise_if_requested(self, iteration: int) -> None:
         if self.signum is not None:
-            raise StopRequested(f"signal {self.signum} at iteration {iteration}", self.signum)
+            raise StopRequested(f"{signal_name(self.signum)} at iteration {iteration}", self.signum)
 
 
 @contextlib.contextmanager
@@ -46,7 +55,8 @@ def stop_signals() -> Iterator[StopFlag]:
     flag = StopFlag()
 
     def on_signal(signum, _frame):
-        flag.signum = signum
+        if flag.signum is None:  # the first one says why (Ctrl-C, then the local submit's SIGTERM: SIGINT)
+            flag.signum = signum
 
     previous = ({s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
                 if threading.current_thread() is threading.main_thread() else {})
