@@ -48,7 +48,7 @@ def test_the_linear_probe_separates_separable_data():
     assert ridge_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.5
 
 
-def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured_curve(tmp_path):
+def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured_curve(tmp_path, monkeypatch):
     import csv
     import subprocess
     import sys
@@ -73,6 +73,14 @@ def test_probe_a_trained_study_writes_every_layer_and_compares_with_the_measured
     assert "random_probe" in run.stdout and "leep          of baseA's classifier on side B" in run.stdout
     agreement = list(csv.DictReader((tmp_path / "out" / "probed-probe-agreement.csv").open()))
     assert {(r["measure"], r["curve"]) for r in agreement} >= {("probe", "absolute"), ("depth", "relative")}
+
+    # Where the budget per class exceeds the floor (ImageNet's 500 classes), the fine-tuned AnB+ is
+    # read on the same validation images as baseB, or their CKA would compare different images.
+    from transferbench.probe import run as probe_run
+
+    monkeypatch.setattr(probe_run, "VAL_IMAGES", 20)  # 5 classes x VAL_PER_CLASS 10 = 50 images, above the floor
+    again = probe_run.probe_study(study_dir, tmp_path / "again", echo=lambda *_: None)
+    assert {row["layer"] for row in again["table"] if row["measure"] == "cka_anb_plus"} == {int(n) for n in tuned}
 
 
 def test_agreement_is_kendalls_tau_per_split_with_an_interval_and_depth_beside_it():

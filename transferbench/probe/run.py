@@ -188,7 +188,7 @@ def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=pri
             condition = job.spec.condition
             if (job.split, job.seed, job.side) == (pair.split, pair.seed, "B") and condition.kind == "transfer" \
                     and condition.fine_tune and job.spec.growth is None and job.key in usable:
-                tuned_val, _, _ = _features(_load_model(job, device), val_batches, VAL_IMAGES, pair.seed)
+                tuned_val, _, _ = _features(_load_model(job, device), val_batches, val_count, pair.seed)  # baseB's images
                 n = condition.n_transferred
                 table.append({**where, "layer": n, "measure": "cka_anb_plus", "value": linear_cka(tuned_val[n - 1], b_val[n - 1])})
         echo(f"probed {pair.split} seed {pair.seed}")
