@@ -100,6 +100,9 @@ def test_agreement_is_kendalls_tau_per_split_with_an_interval_and_depth_beside_i
     assert probe["p_per_unit"].split() == ["0.000397"] * 3  # an exact permutation p: 2 of 5040 orderings are as extreme
     relative = next(line for line in lines if line["measure"] == "probe" and line["curve"] == "relative")
     assert relative["units"] == 0
+    # A tau is at most 1 and a difference of two at most 2: the t-interval over 3 units is cut there.
+    assert (probe["low"], probe["high"], probe["vs_depth_low"]) == (-1.0, 1.0, -2.0) and probe["vs_depth_high"] < 2.0
+    assert np.isnan(depth["low"]) and np.isnan(depth["high"])  # every unit gave tau 1: equal taus are no interval
 
 
 def test_debiased_cka_is_about_zero_for_unrelated_features_at_any_width():

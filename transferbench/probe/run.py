@@ -267,14 +267,24 @@ def _agreement(table: list[dict[str, Any]], measured: dict[str, dict[tuple, floa
                 taus[measure][(split, seed)] = (tau, p)
         for measure in LAYER_MEASURES:
             found = taus.get(measure, {})
-            mean, low, high, _ = t_interval(tau for tau, _ in found.values())
+            mean, low, high = _bounded(t_interval(tau for tau, _ in found.values()), 1.0)
             shared = [unit for unit in found if unit in taus.get("depth", {})]
-            beyond = t_interval(found[unit][0] - taus["depth"][unit][0] for unit in shared) if measure != "depth" else \
-                (float("nan"),) * 4
+            beyond = _bounded(t_interval(found[unit][0] - taus["depth"][unit][0] for unit in shared), 2.0) \
+                if measure != "depth" else (float("nan"),) * 3
             out.append({"measure": measure, "curve": curve, "units": len(found), "tau": mean, "low": low, "high": high,
                         "p_per_unit": " ".join(f"{p:.3g}" for _, p in (found[u] for u in sorted(found, key=str))),
                         "vs_depth": beyond[0], "vs_depth_low": beyond[1], "vs_depth_high": beyond[2]})
     return out
+
+
+def _bounded(interval: tuple[float, float, float, float], bound: float) -> tuple[float, float, float]:
+    """(mean, low, high) of a t-interval of taus (bound 1) or of differences of taus (bound 2), cut
+    to the values they can take; no interval where every split and seed gave the same value (a
+    tau takes few values: equal ones are no evidence of a zero spread)."""
+    mean, low, high, _ = interval
+    if low == high:
+        return mean, float("nan"), float("nan")
+    return mean, max(low, -bound), min(high, bound)
 
 
 def permutation_tau(x: list[float], y: list[float]) -> tuple[float, float]:
@@ -312,9 +322,9 @@ def agreement_lines(agreement: list[dict[str, Any]]) -> list[str]:
         beyond = ""
         if line["measure"] != "depth" and not np.isnan(line["vs_depth"]):
             verdict = ("beyond depth" if line["vs_depth_low"] > 0 else "no better than depth" if not np.isnan(line["vs_depth_low"])
-                       else "one split/seed")
-            beyond = (f"; minus depth's {line['vs_depth']:+.2f}" + (f" [{line['vs_depth_low']:+.2f}, {line['vs_depth_high']:+.2f}]"
-                                                                     if not np.isnan(line["vs_depth_low"]) else "")
+                       else "no interval: not judged")
+            beyond = (f"; its tau minus depth's {line['vs_depth']:+.2f}"
+                      + (f" [{line['vs_depth_low']:+.2f}, {line['vs_depth_high']:+.2f}]" if not np.isnan(line["vs_depth_low"]) else "")
                       + f": {verdict}")
         lines.append(f"  {line['measure']:13s} {line['curve']:8s} tau {line['tau']:+.2f} {interval} over {line['units']} "
                      f"splits/seeds (permutation p per split/seed: {line['p_per_unit']}){beyond}")
