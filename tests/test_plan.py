@@ -106,6 +106,7 @@ def test_debug_executor_runs_the_graph_and_status_reads_the_files(tmp_path):
     plus = rows[2]
     assert (plus.condition, plus.n, plus.fine_tune, plus.source_side, plus.target_side) == ("transfer", 2, 1, "A", "B")
     assert plus.top1_mean_best10 == record["top1_mean_best10"] and plus.commit == record["git_commit"]
+    assert plus.class_top1_final == record["evaluations"][-1]["class_top1"] and 0 <= plus.class_top1_final <= 1
     (study_dir / "runs" / "random0" / "A2B" / "seed0" / "result.json").unlink()
     rows, missing = collect_rows(study_dir)  # a partly finished study collects what is done
     assert len(rows) == 2 and missing == ["random0/A2B/seed0"]

@@ -405,3 +405,25 @@ def test_a_stop_keeps_the_first_signal_that_asked_for_it():
         os.kill(os.getpid(), signal.SIGTERM)
         with pytest.raises(StopRequested, match=r"^SIGINT \(Ctrl-C\) at iteration 5$"):
             flag.raise_if_requested(5)
+
+
+def test_mean_per_class_top1_weighs_every_class_alike():
+    """A network that always answers the largest class: top-1 is that class's share, mean
+    per-class top-1 is 1 over the number of classes (what Caltech-101's literature reports)."""
+    from transferbench.worker.steps import evaluate_models
+
+    labels = torch.tensor([0, 0, 0, 0, 1, 2] * 200)  # over several evaluation batches
+
+    class Fixed:  # the few attributes evaluate_models reads of a Batches
+        set = list(range(len(labels)))
+        device = torch.device("cpu")
+
+        def prepare(self, indices, _):
+            return torch.zeros(len(indices), 1), labels[indices]
+
+    class Majority(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[3.0, 1.0, 0.0]]).repeat(len(x), 1)
+
+    [result] = evaluate_models([Majority()], Fixed(), 2, False)
+    assert result["top1"] == pytest.approx(4 / 6) and result["class_top1"] == pytest.approx(1 / 3)

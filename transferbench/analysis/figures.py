@@ -58,6 +58,7 @@ METRICS = {
     "top1_mean_best10": "top-1, mean of the 10 best evaluations (the paper's; chosen on the validation images)",
     "top1_final": "top-1 of the final network (selection-free)",
     "top1_holdout": "top-1 at the evaluation chosen on held-out training images (selection-free)",
+    "class_top1_final": "mean per-class top-1 of the final network (selection-free)",
 }
 EFFECT_COLOURS = {"co-adaptation loss": "#1f4fd8", "specificity": "#d62728", "fine-tuning recovers": "#2ca02c",
                   "lingering boost": "#ff7f0e"}

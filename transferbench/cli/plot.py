@@ -29,10 +29,12 @@ def add(commands, formatter) -> None:
     plot.add_argument("--reference", metavar="STUDY", help="overlay this study's means, e.g. yosinski2014 (read from "
                                                             "./results/<STUDY>.csv, else the copy that ships with "
                                                             "transferbench); with no CSV of your own, draw it")
-    plot.add_argument("--metric", default="top1_mean_best10", choices=("top1_mean_best10", "top1_final", "top1_holdout"),
+    plot.add_argument("--metric", default="top1_mean_best10",
+                      choices=("top1_mean_best10", "top1_final", "top1_holdout", "class_top1_final"),
                       help="per-network value: the paper's mean of the 10 best evaluations (default; chosen on the "
-                           "validation images it reports), the final network's top-1, or the top-1 at the evaluation "
-                           "chosen on held-out training images (needs train.holdout)")
+                           "validation images it reports), the final network's top-1, the top-1 at the evaluation "
+                           "chosen on held-out training images (needs train.holdout), or the final network's mean "
+                           "per-class top-1 (the literature's figure for imbalanced sets such as Caltech-101)")
     plot.add_argument("--keep-flagged", action="store_true",
                       help="put the networks left out of means (stalled, diverged, built on one) back into every figure "
                            "and table, to see what leaving them out changed")

@@ -42,6 +42,7 @@ CSV columns (``SCHEMA``, in order):
 | health_reason     | what the health rests on, e.g. "top-1 at most 0.171 over the last 3 evaluations, chance is 0.167" |
 | cross_dataset     | 1 for a network of a cross-dataset block (its split is then ``<source>-<target>[-<target>...]``, side A the source, B, C, ... the targets) |
 | top1_holdout      | top-1 at the evaluation chosen on held-out training images (``train.holdout``): a selection-free alternative to top1_mean_best10, which chooses on the validation images it reports; empty without a holdout |
+| class_top1_final  | mean per-class top-1 of the last evaluation: each class's top-1 averaged over the classes of the validation set (the literature's figure for imbalanced sets such as Caltech-101); empty for Caffe logs and for records written before it was measured |
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class ResultRecord:
     retry: int = 0  # how many stalled attempts came before: the random streams' retry key (worker/streams.py)
     chance_top1: float | None = None  # the majority-class rate of its validation set: the top-1 of guessing
     top1_holdout: float | None = None  # validation top-1 at the evaluation chosen on held-out training images
+    class_top1_final: float | None = None  # mean per-class top-1 of the last evaluation
     holdout_images: int = 0  # training images held out of training for that choice (train.holdout)
     random_streams: str | None = None  # the scheme its random numbers were drawn with (worker/streams.VERSION)
 
@@ -234,6 +236,7 @@ class Row:
     health_reason: str | None = None
     cross_dataset: int | None = None
     top1_holdout: float | None = None
+    class_top1_final: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -312,7 +315,8 @@ class Row:
             scope=growth.scope if growth else None, normalize=int(growth.normalize) if growth else None,
             source_top1_before=record.source_top1_before, source_top1_after=record.source_top1_after,
             health=health.state if health else None, health_reason=health.reason if health else None,
-            cross_dataset=1 if spec.get("input") is not None else None, top1_holdout=record.top1_holdout)
+            cross_dataset=1 if spec.get("input") is not None else None, top1_holdout=record.top1_holdout,
+            class_top1_final=record.class_top1_final)
 
 
 def _attempt_draw(entry: dict[str, Any]) -> str:
@@ -320,4 +324,5 @@ def _attempt_draw(entry: dict[str, Any]) -> str:
 
 
 SCHEMA = tuple(f.name for f in dataclasses.fields(Row))
-ACCURACIES = ("top1_final", "top1_mean_best10", "top5_final", "source_top1_before", "source_top1_after", "top1_holdout")
+ACCURACIES = ("top1_final", "top1_mean_best10", "top5_final", "source_top1_before", "source_top1_after", "top1_holdout",
+              "class_top1_final")

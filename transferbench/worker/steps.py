@@ -61,10 +61,13 @@ def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.
 
 @torch.no_grad()
 def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int, amp: bool) -> list[dict[str, float]]:
-    """Top-1, top-5 and loss of each model on the validation set; each batch is read once for all."""
+    """Top-1, top-5, loss and mean per-class top-1 (``class_top1``: each class's top-1 averaged over
+    the classes the set has, as the literature reports imbalanced sets such as Caltech-101) of
+    each model on the validation set; each batch is read once for all."""
     for model in models:
         model.eval()
-    counts = [[0, 0, 0.0] for _ in models]  # correct top-1, correct top-5, summed loss
+    counts = [[0, 0, 0.0, None] for _ in models]  # correct top-1, correct top-5, summed loss, top-1 hits per class
+    per_class = None  # images per class
     total = 0
     batch_size = max(batch_size, EVAL_BATCH)
     for start in range(0, len(batches.set), batch_size):
@@ -76,11 +79,19 @@ def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int
                 logits = model(x)
             count[2] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            count[0] += int((top[:, 0] == y).sum())
+            hits = top[:, 0] == y
+            count[0] += int(hits.sum())
             count[1] += int((top == y[:, None]).any(1).sum())
+            class_hits = torch.bincount(y[hits], minlength=logits.shape[1]).cpu()
+            count[3] = class_hits if count[3] is None else count[3] + class_hits
+        images = torch.bincount(y, minlength=count[3].numel()).cpu()
+        per_class = images if per_class is None else per_class + images
         total += len(y)
     for model in models:
         model.train()
     if total == 0:
         raise UserError("no readable validation image: every one was corrupt or the side has none; check the data")
-    return [{"top1": c1 / total, "top5": c5 / total, "loss": loss / total} for c1, c5, loss in counts]
+    present = per_class > 0
+    return [{"top1": c1 / total, "top5": c5 / total, "loss": loss / total,
+             "class_top1": float((hits[present].double() / per_class[present].double()).mean())}
+            for c1, c5, loss, hits in counts]

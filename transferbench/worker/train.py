@@ -340,6 +340,7 @@ class Trainer:
             condition=spec.condition.label(),
             top1_final=top1[-1] if top1 and not failure else None,
             top5_final=state["evaluations"][-1]["top5"] if top1 and not failure else None,
+            class_top1_final=state["evaluations"][-1].get("class_top1") if top1 and not failure else None,
             top1_mean_best10=mean_of_best(top1), evaluations=state["evaluations"], train_loss=state["losses"],
             iterations=state["iteration"], images_seen=state["images_seen"], train_images=len(self.train_set),
             val_images=self.val_batches.readable, skipped_images=self.train_batches.skipped + self.val_batches.skipped,
