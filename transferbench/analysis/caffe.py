@@ -199,7 +199,8 @@ def read_network(folder: Path) -> Network:
 def import_logs(root: Path, progress: bool = False) -> list[Network]:
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"{root} is not a folder of Caffe logs; give ../shared/reference/yosinski2014/logs")
+        raise UserError(f"{root} is not a folder of Caffe logs; give the results/ folder of the authors' repository "
+                        "(git clone https://github.com/yosinski/convnet_transfer)")
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
         raise UserError(f"no network folders under {root}")

@@ -23,7 +23,8 @@ def add(commands, formatter) -> None:
                                             "reduced-0010, netbase) into the results schema. Restarted networks have several "
                                             "logs: the newest line for an iteration wins. Networks without a log or unfinished "
                                             "are kept and flagged in the notes column.")
-    caffe.add_argument("logs", type=Path, metavar="DIR", help="e.g. ../shared/reference/yosinski2014/logs")
+    caffe.add_argument("logs", type=Path, metavar="DIR", help="the results/ folder of the authors' repository "
+                                                              "(git clone https://github.com/yosinski/convnet_transfer)")
     caffe.add_argument("--out", type=Path, default=Path("results/yosinski2014.csv"), metavar="FILE",
                        help="CSV to write (default: results/yosinski2014.csv)")
     caffe.add_argument("--study", default="yosinski2014", help="study name in the CSV (default: yosinski2014)")
