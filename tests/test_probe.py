@@ -133,3 +133,14 @@ def test_a_cross_dataset_target_is_probed_with_the_blocks_source_as_base_a(tmp_p
     [probe] = [line for line in result["parts"]["x-fm-other"]["agreement"]
                if line["measure"] == "probe" and line["curve"] == "absolute"]
     assert probe["units"] == 1
+
+
+def test_a_measure_is_judged_against_depth_by_the_interval_of_the_difference():
+    from transferbench.probe.run import agreement_lines
+
+    def line(low, high):  # (no interval: every split and seed gave the same difference)
+        return {"measure": "cka", "curve": "absolute", "units": 6, "tau": 0.3, "low": 0.1, "high": 0.5, "p_per_unit": "0.1",
+                "vs_depth": -0.2 if np.isnan(low) else (low + high) / 2, "vs_depth_low": low, "vs_depth_high": high}
+    verdicts = [text.rsplit(": ", 1)[1] for text in agreement_lines([line(0.1, 0.4), line(-0.2, 0.3), line(-0.7, -0.1),
+                                                                       line(float("nan"), float("nan"))])]
+    assert verdicts == ["beyond depth", "no better than depth", "worse than depth", "no interval: not judged"]

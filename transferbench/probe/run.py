@@ -321,8 +321,8 @@ def agreement_lines(agreement: list[dict[str, Any]]) -> list[str]:
         interval = f"[{line['low']:+.2f}, {line['high']:+.2f}]" if not np.isnan(line["low"]) else "[no interval]"
         beyond = ""
         if line["measure"] != "depth" and not np.isnan(line["vs_depth"]):
-            verdict = ("beyond depth" if line["vs_depth_low"] > 0 else "no better than depth" if not np.isnan(line["vs_depth_low"])
-                       else "no interval: not judged")
+            verdict = ("no interval: not judged" if np.isnan(line["vs_depth_low"]) else "beyond depth" if line["vs_depth_low"] > 0
+                       else "worse than depth" if line["vs_depth_high"] < 0 else "no better than depth")
             beyond = (f"; its tau minus depth's {line['vs_depth']:+.2f}"
                       + (f" [{line['vs_depth_low']:+.2f}, {line['vs_depth_high']:+.2f}]" if not np.isnan(line["vs_depth_low"]) else "")
                       + f": {verdict}")
