@@ -144,3 +144,17 @@ def test_a_measure_is_judged_against_depth_by_the_interval_of_the_difference():
     verdicts = [text.rsplit(": ", 1)[1] for text in agreement_lines([line(0.1, 0.4), line(-0.2, 0.3), line(-0.7, -0.1),
                                                                        line(float("nan"), float("nan"))])]
     assert verdicts == ["beyond depth", "no better than depth", "worse than depth", "not judged"]  # ("no interval: ...")
+
+
+def test_the_measured_curve_reads_the_metric_asked_for():
+    from transferbench.probe.run import measured_curves
+    from transferbench.schema.record import Row
+
+    def net(network, condition, best10, final):
+        return Row(study="s", source="transferbench", key=f"random0/{network}/seed0", dataset="synthetic", split="random0",
+                   network=network, condition=condition, n=3, fine_tune=0, source_side=network[0], target_side="B", seed=0,
+                   top1_mean_best10=best10, top1_final=final, health="healthy")
+    rows = [net("A3B", "transfer", 0.50, 0.70), net("B3B", "selffer", 0.60, 0.90)]
+    assert measured_curves(rows)["absolute"] == {("random0", 0, 3): 0.50}
+    final = measured_curves(rows, "top1_final")
+    assert final["absolute"] == {("random0", 0, 3): 0.70} and final["relative"][("random0", 0, 3)] == pytest.approx(-0.20)

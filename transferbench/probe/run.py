@@ -138,7 +138,8 @@ def _pairs(study: Study, usable: set[str]) -> list[_Pair]:
     return pairs
 
 
-def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=print) -> dict[str, Any]:
+def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=print,
+                metric: str = "top1_mean_best10") -> dict[str, Any]:
     """Probe every healthy (baseA, baseB) pair of the study, and every cross-dataset target's (source,
     baseB); write the CSV and a figure per study and per cross-dataset target; return them.
     ``device`` None: CUDA when one is visible, else the CPU."""
@@ -193,7 +194,7 @@ def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=pri
                 table.append({**where, "layer": n, "measure": "cka_anb_plus", "value": linear_cka(tuned_val[n - 1], b_val[n - 1])})
         echo(f"probed {pair.split} seed {pair.seed}")
     seconds = time.perf_counter() - started
-    measured = measured_curves(rows)
+    measured = measured_curves(rows, metric)
     ensure_writable_dir(out)
     atomic_write_text(out / f"{study.name}-probes.csv", table_csv(table))
     # One figure and one agreement per study, and per cross-dataset target: curves of different
@@ -224,12 +225,12 @@ def _random_model(like, seed: int, device):
     return build_model(like.config, None).to(device)
 
 
-def measured_curves(rows) -> dict[str, dict[tuple, float]]:
-    """The measured curves per (split, seed, n): AnB's top-1 ("absolute"), and AnB minus BnB of the
-    same split, seed and n ("relative")."""
-    frozen = {(r.split, r.seed, int(r.n), r.condition): r.top1_mean_best10 for r in rows
+def measured_curves(rows, metric: str = "top1_mean_best10") -> dict[str, dict[tuple, float]]:
+    """The measured curves per (split, seed, n), each network's ``metric``: AnB's ("absolute"), and
+    AnB minus BnB of the same split, seed and n ("relative")."""
+    frozen = {(r.split, r.seed, int(r.n), r.condition): r.value(metric) for r in rows
               if r.usable and r.condition in ("transfer", "selffer") and not int(r.fine_tune) and not r.growth
-              and r.top1_mean_best10 is not None and r.target_side == "B"}
+              and r.value(metric) is not None and r.target_side == "B"}
     absolute = {(split, seed, n): value for (split, seed, n, kind), value in frozen.items() if kind == "transfer"}
     relative = {(split, seed, n): value - frozen[(split, seed, n, "selffer")] for (split, seed, n), value in absolute.items()
                 if (split, seed, n, "selffer") in frozen}
