@@ -559,7 +559,9 @@ def fused_summary(jobs: dict[str, PlannedJob], memory_gb: float) -> str:
         return "\n  fused: no two jobs share a data stream; every job trains alone\n"
     largest = max(sum(jobs[key].spec.memory_estimate() for key in unit) for unit in groups)
     sizes = sorted(len(unit) for unit in groups)
-    return (f"\n  fused: {len(jobs)} jobs train in {len(units)} processes: {len(groups)} fused groups of {sizes[0]}-{sizes[-1]} "
+    size = f"{sizes[0]}" if sizes[0] == sizes[-1] else f"{sizes[0]}-{sizes[-1]}"
+    group_word = "fused group" if len(groups) == 1 else "fused groups"
+    return (f"\n  fused: {len(jobs)} jobs train in {len(units)} processes: {len(groups)} {group_word} of {size} "
             f"networks and {len(units) - len(groups)} alone; a group needs up to about {_size(largest)} of device memory "
             f"(groups are split to stay under fuse_memory_gb = {memory_gb:g})\n")
 
