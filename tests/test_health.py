@@ -178,6 +178,8 @@ def test_pairing_reads_each_network_against_its_own_base(tmp_path):
     boost = next(line for line in text.splitlines() if "lingering boost" in line and line.startswith("shown"))
     assert "(the lingering boost), at n=7 (strongest n=7: +0.015" in boost  # the finding, then what may explain it
     assert boost.endswith("; no BnB+ of the same split, seed and side rules out the longer training")
+    # B1B +0.017 and B7B +0.004 above their bases: a slope with the paper's sign, but no loss at any n
+    assert "shown as a trend: BnB (frozen selffer) against its own base falls with n, but from the other side of zero" in text
     messages = []
     plot_all(rows, tmp_path, echo=messages.append)
     summary = next(m for m in messages if "fig2:" in m)

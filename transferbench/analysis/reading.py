@@ -102,7 +102,12 @@ def trend_lines(effects: Effects) -> list[str]:
             continue
         what = EFFECT_TEXT[name][0]
         slope = f"slope per layer {_support(row.estimate, row)}"
-        if row.agrees:
+        cells = effects.per_n(name)
+        other_side = cells and all(r.estimate.mean * EFFECTS[name].sign < 0 for r in cells)
+        if row.agrees and other_side:  # the slope has the paper's sign, but every n sits on the other side of zero
+            lines.append(f"shown as a trend: {what} falls with n, but from the other side of zero at every measured n "
+                         f"(a difference of the other sign that shrinks with depth, not a loss that grows), {slope}")
+        elif row.agrees:
             lines.append(f"shown as a trend: {what} grows with n (the higher the layer, the larger the loss), {slope}")
         elif row.shown:
             lines.append(f"shown as a trend of the other sign: {what} shrinks with n, {slope}")
