@@ -248,8 +248,10 @@ def test_ctrl_c_as_a_worker_starts_leaves_its_job_stopped_and_the_same_command_r
     study_dir = conftest.tiny_study(tmp_path, "ctrlc", ["baseA"], [1], iterations=400, every=100)
     key = "random0/baseA/seed0"
     command = [sys.executable, "-m", "transferbench", "submit", str(study_dir), "--executor", "local"]
+    # As in a terminal: SIGINT at its default (a shell starts background jobs, and so maybe this
+    # test run, with SIGINT ignored, which every child would inherit).
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and Study.open(study_dir).manifest().get(key, ManifestEntry("local")).log is None:
         time.sleep(0.01)
