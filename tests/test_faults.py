@@ -263,3 +263,22 @@ def test_ctrl_c_as_a_worker_starts_leaves_its_job_stopped_and_the_same_command_r
     messages = []
     submit(study_dir, "debug", echo=messages.append)
     assert states(Study.open(study_dir))[key][0] == "done"
+
+
+def test_a_base_whose_weights_were_purged_is_failed_and_retrained(tmp_path):
+    """A scratch purge deletes a finished base's model.pt: it is not done for its dependents, and
+    --retry-failed trains it again, keeping the earlier record as an attempt."""
+    from transferbench.study.status import WEIGHTS_GONE
+
+    study_dir = conftest.tiny_study(tmp_path, "purged", ["AnB"], [2])
+    submit(study_dir, "debug", echo=lambda *_: None)
+    study = Study.open(study_dir)
+    base = study.jobs["random0/baseA/seed0"]
+    (base.out_dir / "model.pt").unlink()
+    assert states(study)["random0/baseA/seed0"] == ("failed", WEIGHTS_GONE)
+    assert "random0/baseA/seed0" in submit(study_dir, "debug", dry_run=True, echo=lambda *_: None).skipped
+    submit(study_dir, "debug", retry_failed=True, echo=lambda *_: None)
+    assert states(Study.open(study_dir))["random0/baseA/seed0"][0] == "done" and (base.out_dir / "model.pt").is_file()
+    from transferbench.schema.record import read_attempts
+
+    assert len(read_attempts(base.out_dir)) == 1  # the first training's record, kept
