@@ -59,6 +59,7 @@ TRAIN_PER_CLASS, VAL_PER_CLASS = 20, 10  # the image budget grows with the class
 LAYER_MEASURES = ("probe", "logme", "cka", "cka_debiased", "random_probe", "depth")
 NULLS = ("random_probe", "depth")  # what a network that learned nothing, and depth alone, predict
 CURVES = ("absolute", "relative")  # AnB's top-1; AnB minus BnB at the same n
+LEGEND_BELOW = {"fontsize": 7, "loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": 2, "frameon": False}
 
 
 def _features(model, batches: Batches, count: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -207,7 +208,7 @@ def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=pri
         measured_of = {curve: {key: value for key, value in values.items() if key[0] in splits}
                        for curve, values in measured.items()}
         agreement = _agreement(rows_of, measured_of)
-        parts[name] = {"agreement": agreement, "figure": _figure(name, rows_of, measured_of["absolute"], agreement, out),
+        parts[name] = {"agreement": agreement, "figure": _figure(name, rows_of, measured_of["absolute"], agreement, out, metric),
                        "leep": [row["value"] for row in rows_of if row["measure"] == "leep"]}
     agreement_rows = [{"part": name, **line} for name, part in parts.items() for line in part["agreement"]]
     atomic_write_text(out / f"{study.name}-probe-agreement.csv", table_csv(agreement_rows))
@@ -332,7 +333,7 @@ def agreement_lines(agreement: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _figure(study: str, table, measured, agreement, out: Path) -> Path:
+def _figure(study: str, table, measured, agreement, out: Path, metric: str = "top1_mean_best10") -> Path:
     import io
 
     import matplotlib
@@ -342,7 +343,7 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
 
     titles = {"probe": "linear probe top-1 on baseA's layer n", "logme": "LogME of baseA's layer n",
               "cka": "CKA, baseA vs baseB, layer n"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     anb: dict[int, list[float]] = defaultdict(list)
     for (_split, _seed, n), value in measured.items():
         anb[n].append(value)
@@ -363,7 +364,7 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
             if other:
                 ns = sorted(other)
                 ax.plot(ns, [np.mean(other[n]) for n in ns], marker="o", ls=":", color="#7f7f7f", label=overlay[1])
-                ax.legend(fontsize=7, loc="lower left")
+                ax.legend(**LEGEND_BELOW)
         if measure == "cka":
             trained: dict[int, list[float]] = defaultdict(list)
             for row in table:
@@ -373,7 +374,7 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
                 ns = sorted(trained)
                 ax.plot(ns, [np.mean(trained[n]) for n in ns], marker="s", ls="--", color="#17becf",
                         label="fine-tuned AnB+ vs baseB")
-                ax.legend(fontsize=7, loc="lower left")
+                ax.legend(**LEGEND_BELOW)
         ax.set_xlabel("layer n")
         ax.set_ylabel(measure, color="#1f77b4")
         ax.set_xticks(range(1, 8))
@@ -382,7 +383,7 @@ def _figure(study: str, table, measured, agreement, out: Path) -> Path:
         if anb:
             ns = sorted(anb)
             twin.plot(ns, [np.mean(anb[n]) for n in ns], marker="D", color="#d62728", label="measured AnB")
-            twin.set_ylabel("measured AnB top-1 (mean)", color="#d62728")
+            twin.set_ylabel(f"measured AnB, {metric} (mean)", color="#d62728")
         result = next(line for line in agreement if line["measure"] == measure and line["curve"] == "absolute")
         depth = next(line for line in agreement if line["measure"] == "depth" and line["curve"] == "absolute")
         tau = (f"Kendall tau {result['tau']:+.2f}" + (f" [{result['low']:+.2f}, {result['high']:+.2f}]"
