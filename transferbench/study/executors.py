@@ -40,7 +40,7 @@ from transferbench.errors import UserError
 from transferbench.schema.config import SlurmSettings
 from transferbench.schema.plan import ManifestEntry, PlannedJob
 from transferbench.study.fuse import Unit
-from transferbench.study.run import STOPPED, TaskFailed, build_packs, mark_stopped, packs_needed, run_task, run_unit
+from transferbench.study.run import STOPPED, TaskFailed, build_packs, mark_unfinished_stopped, packs_needed, run_task, run_unit
 from transferbench.study.study import Study, outcome, resumable
 
 Groups = list[tuple[tuple[str, ...], list[Unit]]]  # (the bases an array waits for, its units: one process each)
@@ -236,10 +236,9 @@ class LocalExecutor(Executor):
                 process.send_signal(signal.SIGTERM)  # they checkpoint and stop; submit again to resume
             for process, _ in running.values():
                 process.wait()
-            for unit in running:  # a worker stopped before it could say so (still importing, say): stopped all the same
-                for key in unit:
-                    if outcome(jobs[key]) is None and not (jobs[key].out_dir / STOPPED).is_file():
-                        mark_stopped(jobs[key], signal.SIGINT, "SIGINT (Ctrl-C) before its worker began training")
+            # a worker stopped before it could say so (still importing, say): stopped all the same
+            mark_unfinished_stopped([jobs[key] for unit in running for key in unit],
+                                    "SIGINT (Ctrl-C) before its worker began training")
             raise
         finally:
             bar.close()

@@ -119,6 +119,14 @@ def mark_stopped(job, signum: int, reason: str) -> None:
         "checkpoint": (job.out_dir / "checkpoint.pt").is_file()}, indent=1) + "\n")
 
 
+def mark_unfinished_stopped(jobs, reason: str) -> None:
+    """Ctrl-C reached ``jobs`` before their loop caught it: each that wrote neither a result nor a
+    stop of its own is marked stopped by SIGINT, so the same command runs it again."""
+    for job in jobs:
+        if outcome(job) is None and not (job.out_dir / STOPPED).is_file():
+            mark_stopped(job, signal.SIGINT, reason)
+
+
 BEFORE_TRAINING = "SIGINT (Ctrl-C) before training began"
 
 
@@ -148,9 +156,7 @@ def run_unit(study_dir: str, keys: Unit | list[str], device: str | None = None,
         return _run_group(study_dir, keys, device, on_stop)
     except KeyboardInterrupt:  # Ctrl-C before the loop caught its signals: the unfinished members stopped
         study = Study.open(Path(study_dir))
-        for key in keys:
-            if outcome(study.jobs[key]) is None and not (study.jobs[key].out_dir / STOPPED).is_file():
-                mark_stopped(study.jobs[key], signal.SIGINT, BEFORE_TRAINING)
+        mark_unfinished_stopped([study.jobs[key] for key in keys], BEFORE_TRAINING)
         raise
 
 
