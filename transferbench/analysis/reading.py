@@ -41,8 +41,8 @@ def _support(e: Estimate, row: EffectRow | None = None) -> str:
     """``+0.021 [+0.004, +0.038], p_adj 0.012; 7 pairs, 3 replicates, 2 bases``."""
     adjusted = f", p_adj {row.p_adjusted:.3g}" if row is not None and not np.isnan(row.p_adjusted) else ""
     flags = f"; not-converged bases: {', '.join(e.flags)}" if e.flags else ""
-    return (f"{e.mean:+.3f} {interval_text(e)}{adjusted}; {e.pairs} pair{'s' if e.pairs != 1 else ''}, "
-            f"{e.units} replicate{'s' if e.units != 1 else ''}, {e.bases} base{'s' if e.bases != 1 else ''}{flags}")
+    return (f"{e.mean:+.3f} {interval_text(e)}{adjusted}; {_count(e.pairs, 'pair')}, {_count(e.units, 'replicate')}, "
+            f"{_count(e.bases, 'base')}{flags}")
 
 
 def _at(cells: list[EffectRow]) -> str:
@@ -135,12 +135,11 @@ def reading(rows: list[Row], metric: str = "top1_mean_best10", keep_flagged: boo
     left = [r for r in rows if not r.usable]
     if left:
         lines.append(f"{_count(len(left), 'network')} {'put back into' if keep_flagged else 'left out of'} every mean (stalled or "
-                     "diverged, or built on one): " + ", ".join(f"{r.key} ({r.health.replace('_', ' ')})" for r in left[:4])
-                     + (" ..." if len(left) > 4 else ""))
+                     "diverged, or built on one): " + _first([f"{r.key} ({r.health.replace('_', ' ')})" for r in left]))
     chance = [r for r in rows if r.health == "at_chance"]
     if chance:
         lines.append(f"{_count(len(chance), 'frozen network')} at chance, counted as results (their frozen features carry nothing "
-                     "the new layers can use): " + ", ".join(r.key for r in chance[:4]) + (" ..." if len(chance) > 4 else ""))
+                     "the new layers can use): " + _first([r.key for r in chance]))
     bases = [r for r in _random(rows) if r.condition == "base" and (r.usable or keep_flagged) and r.value(metric) is not None
              and not r.growth]
     if not bases:
@@ -171,6 +170,11 @@ def boost_lines(effects: Effects) -> list[str]:
     if versus is not None:
         line += f"; against BnB+ of the same n: {_support(versus.estimate, versus)}" + (" (shown)" if versus.shown else "")
     return [line]
+
+
+def _first(names: list[str], shown: int = 4) -> str:
+    """The first ``shown`` names, and an ellipsis where there are more."""
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
 
 
 def _count(number: int, noun: str) -> str:
