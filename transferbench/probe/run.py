@@ -57,7 +57,6 @@ from transferbench.worker.transfer import check_source
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 2000, 1000, 256
 TRAIN_PER_CLASS, VAL_PER_CLASS = 20, 10  # the image budget grows with the classes: ImageNet's half takes 10,000 and 5,000
 LAYER_MEASURES = ("probe", "logme", "cka", "cka_debiased", "random_probe", "depth")
-NULLS = ("random_probe", "depth")  # what a network that learned nothing, and depth alone, predict
 CURVES = ("absolute", "relative")  # AnB's top-1; AnB minus BnB at the same n
 LEGEND_BELOW = {"fontsize": 7, "loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": 2, "frameon": False}
 
@@ -333,6 +332,15 @@ def agreement_lines(agreement: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _by_layer(table, measure: str) -> dict[int, list[float]]:
+    """A measure's values per layer, over every split and seed of ``table``."""
+    values: dict[int, list[float]] = defaultdict(list)
+    for row in table:
+        if row["measure"] == measure:
+            values[row["layer"]].append(row["value"])
+    return values
+
+
 def _figure(study: str, table, measured, agreement, out: Path, metric: str = "top1_mean_best10") -> Path:
     import io
 
@@ -348,28 +356,19 @@ def _figure(study: str, table, measured, agreement, out: Path, metric: str = "to
     for (_split, _seed, n), value in measured.items():
         anb[n].append(value)
     for ax, measure in zip(axes, ("probe", "logme", "cka")):
-        by_layer: dict[int, list[float]] = defaultdict(list)
-        for row in table:
-            if row["measure"] == measure:
-                by_layer[row["layer"]].append(row["value"])
+        by_layer = _by_layer(table, measure)
         layers = sorted(by_layer)
         ax.plot(layers, [np.mean(by_layer[n]) for n in layers], marker="o", color="#1f77b4", label=measure)
         overlay = {"probe": ("random_probe", "the same on a random network (null)"),
                    "cka": ("cka_debiased", "debiased CKA (unbiased HSIC)")}.get(measure)
         if overlay:
-            other: dict[int, list[float]] = defaultdict(list)
-            for row in table:
-                if row["measure"] == overlay[0]:
-                    other[row["layer"]].append(row["value"])
+            other = _by_layer(table, overlay[0])
             if other:
                 ns = sorted(other)
                 ax.plot(ns, [np.mean(other[n]) for n in ns], marker="o", ls=":", color="#7f7f7f", label=overlay[1])
                 ax.legend(**LEGEND_BELOW)
         if measure == "cka":
-            trained: dict[int, list[float]] = defaultdict(list)
-            for row in table:
-                if row["measure"] == "cka_anb_plus":
-                    trained[row["layer"]].append(row["value"])
+            trained = _by_layer(table, "cka_anb_plus")
             if trained:
                 ns = sorted(trained)
                 ax.plot(ns, [np.mean(trained[n]) for n in ns], marker="s", ls="--", color="#17becf",
