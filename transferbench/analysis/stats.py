@@ -412,17 +412,6 @@ def format_boost(table: list[dict[str, Any]], study: str) -> str:
     return "\n".join(lines)
 
 
-def bootstrap_ci(values: list[float], seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of a mean: used only for the paper's pooled table, whose
-    groups are many networks (not a few replicates); NaN for fewer than 2."""
-    data = np.asarray(sorted(values), dtype=float)
-    if len(data) < 2 or np.ptp(data) == 0:
-        return (math.nan, math.nan) if len(data) < 2 else (float(data[0]), float(data[0]))
-    result = stats.bootstrap((data,), np.mean, n_resamples=BOOT, method="percentile", vectorized=True,
-                             random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
 def diff_ci(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of mean(a) - mean(b), each group resampled on its own."""
     if len(a) < 2 or len(b) < 2:
