@@ -82,16 +82,17 @@ def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int
             hits = top[:, 0] == y
             count[0] += int(hits.sum())
             count[1] += int((top == y[:, None]).any(1).sum())
-            class_hits = torch.bincount(y[hits], minlength=logits.shape[1]).cpu()
+            class_hits = torch.bincount(y[hits], minlength=logits.shape[1])  # on the device: read once, at the end
             count[3] = class_hits if count[3] is None else count[3] + class_hits
-        images = torch.bincount(y, minlength=count[3].numel()).cpu()
+        images = torch.bincount(y, minlength=count[3].numel())
         per_class = images if per_class is None else per_class + images
         total += len(y)
     for model in models:
         model.train()
     if total == 0:
         raise UserError("no readable validation image: every one was corrupt or the side has none; check the data")
+    per_class = per_class.cpu()
     present = per_class > 0
     return [{"top1": c1 / total, "top5": c5 / total, "loss": loss / total,
-             "class_top1": float((hits[present].double() / per_class[present].double()).mean())}
+             "class_top1": float((hits.cpu()[present].double() / per_class[present].double()).mean())}
             for c1, c5, loss, hits in counts]
