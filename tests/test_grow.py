@@ -13,6 +13,7 @@ from transferbench.study.submit import submit
 from transferbench.study.study import Study
 from transferbench.worker.grow import VARIANTS, Growth, GrownNet, apply_growth
 from transferbench.worker.models import ModelConfig, TransferNet
+from transferbench.schema.spec import Condition
 from transferbench.study.plan import build_plan
 from transferbench.schema.spec import JobSpec, TrainConfig
 from transferbench.worker.steps import build_optimizer
@@ -159,13 +160,20 @@ def test_planner_expands_developmental_patterns(tmp_path):
     chain = tmp_path / "chain.toml"
     text = (tmp_path / "dev.toml").read_text().replace('splits = ["random0"]', 'splits = ["chain0"]')
     for networks, message in ((["A7B7C+WA-wide"], "-wide is one grown transfer"), (["A7B7C+DWA"], "one step only"),
-                              (["A7B+WA-nonorm-nonorm"], "repeats an option"), (["A7B+-fc7"], "add a variant"),
+                              (["A7B+WA-nonorm-nonorm"], "repeats an option"), (["A7B+-nonorm"], "add a variant"),
                               (["A7B7D+WA"], "no side D"), (["baseA-WA-fc7"], "takes no options"),
                               (["baseA-WA-nonorm"], "drop -nonorm"), (["A7B+WA-nonorm-wide"], "drop -nonorm")):
         chain.write_text(text.replace('"AnB+", "A7B+WA"', ", ".join(f'"{n}"' for n in networks)).split("networks =")[0]
                          + f"networks = {json.dumps(networks)}\nn = [7]\nunits = [8]\n")
         with pytest.raises(UserError, match=message):
             build_plan(chain, tmp_path / "jobs")
+    chain.write_text(text.split("networks =")[0] + 'networks = ["A7B+-new", "A7B+-fc7", "A7B+-fc6"]\n')
+    scoped = build_plan(chain, tmp_path / "jobs")
+    conditions = {key.split("/")[1]: job.spec.condition for key, job in scoped.jobs.items()}
+    # Classic fine-tuning by scope is Yosinski's A7B, A6B^1 and A5B^2, named by scope.
+    assert conditions == {"baseA": Condition(), "A7B+-new": Condition("transfer", 7, False),
+                          "A7B+-fc7": Condition("preserved", 6, False, 1), "A7B+-fc6": Condition("preserved", 5, False, 2)}
+    assert "classic A7B+, scope fc7" in scoped.summary()
     chain.write_text(text.split("networks =")[0] + 'networks = ["A7B7C+", "A7B7C+WA"]\nunits = [8]\n')
     chain_jobs = build_plan(chain, tmp_path / "jobs").jobs
     step2 = chain_jobs["chain0/A7B7C+WA8/seed0"]

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 from transferbench.analysis.caffe import parse_folder_name, read_log, read_network
 from transferbench.errors import UserError
 from transferbench.analysis.figures import plot_all
-from transferbench.analysis.stats import boost_table, developmental_table, effects_table, pooled_boost_table
+from transferbench.analysis.stats import Pairs, boost_table, developmental_table, effects_table, pooled_boost_table
 import dataclasses
 
 from transferbench.analysis.results import caffe_rows, read_csv, to_csv
@@ -158,6 +158,10 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     grown("random1", "A7B+WA8", 0.64, "WA8")
     grown("random0", "A7B+WA8-nonorm", 0.61, "WA8", normalize=0)
     grown("random0", "A7B+DA8-new", 0.62, "DA8", scope="new", after=0.6)
+    grown("random0", "A7B+DA8-fc7", 0.64, "DA8", scope="fc7")
+    # Classic fine-tuning of the new classifier alone (A7B+-new, the network A7B): the grown -new pairs with it.
+    rows.append(dataclasses.replace(rows[-1], network="A7B+-new", key="random0/A7B+-new/seed0", fine_tune=0, growth=None,
+                                    growth_mode=None, scope=None, normalize=None, top1_mean_best10=0.59))
     rows.append(dataclasses.replace(rows[-1], split="chain0", network="A7B+", growth=None, growth_mode=None, scope=None, normalize=None))
     rows.append(dataclasses.replace(rows[-1], network="A7B7C+", top1_mean_best10=0.5))
     grown("chain0", "A7B7C+WA8", 0.55, "WA8x2")
@@ -168,6 +172,11 @@ def test_developmental_table_pairs_with_classic_and_keeps_fig2_classic(tmp_path)
     assert table["A7B+WA8"]["networks"] == 2 and table["A7B+WA8-nonorm"]["vs_reference"] == pytest.approx(-0.02)
     assert table["A7B7C+WA8"]["reference"] == "A7B7C+" and table["A7B7C+WA8"]["vs_reference"] == pytest.approx(0.05)
     assert table["A7B+DA8-new"]["source_top1_after"] == 0.6 and table["A7B+"]["vs_reference"] is None
+    # A scope is read against classic fine-tuning of the same scope where it was trained, else against A7B+.
+    assert table["A7B+DA8-new"]["reference"] == "A7B+-new" and table["A7B+DA8-new"]["vs_reference"] == pytest.approx(0.03)
+    assert table["A7B+DA8-fc7"]["reference"] == "A7B+" and table["A7B+DA8-fc7"]["vs_reference"] == pytest.approx(0.01)
+    assert table["A7B+-new"]["vs_reference"] is None  # listed beside the grown ones, as classic
+    assert all(row.network != "A7B+-new" for row in Pairs(rows, "top1_mean_best10").by_group["transfer"])  # not fig2's A7B
     # Each grown network is read against its own classic network on the same splits and seeds: A7B+WA8
     # against A7B+ on random0 and random1 (two replicates), the chain's step against A7B7C+, never chain0's A7B+.
     compared = {row.network: row.estimate for row in effects.family("developmental")}

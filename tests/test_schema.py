@@ -73,7 +73,9 @@ def test_overrides_are_read_as_toml_and_set_nested_values():
     ("R2", "random_init", 2, None, None, False, None),
     ("R4B", "random_init", 4, None, "B", False, None),
     ("A3B^2+", "preserved", 3, "A", "B", False, None),
-    ("A7B+WA64-fc7-nonorm", "transfer", 7, "A", "B", True, "A7B+"),
+    ("A7B+WA64-fc7-nonorm", "transfer", 7, "A", "B", True, "A7B+-fc7"),  # its own scope first (A7B+ if that is absent)
+    ("A7B+WA64-nonorm", "transfer", 7, "A", "B", True, "A7B+"),
+    ("A7B+-fc7", "transfer", 7, "A", "B", True, None),  # classic fine-tuning by scope: out of the Yosinski figures
     ("baseA-WA64", "base", 0, None, "A", True, "baseA"),
     ("A7B7C+", "transfer", 7, "B", "C", True, None),
     ("A7B7C+WA64", "transfer", 7, "B", "C", True, "A7B7C+"),
@@ -90,10 +92,12 @@ def test_patterns_name_the_networks_the_planner_writes():
     assert parse_pattern("A7B+WA-fc7-nonorm").name(size=64) == "A7B+WA64-fc7-nonorm"
     assert parse_pattern("A7B7C+WA").name(size=8, step=1) == "A7B+WA8"
     assert parse_pattern("baseA-WA").name(size=8) == "baseA-WA8"
+    assert parse_pattern("A7B+-fc6").name() == "A7B+-fc6" and not parse_network("A7B+-new").fine_tune
     for name in ("A7B+WA64-fc7-nonorm", "A3B^2+", "R4B", "A7B7C+WA8"):  # every written name parses back
         parse_network(name)
     for bad, message in [("AnC7", "unknown network"), ("A7B+WA-wide-nonorm", "drop -nonorm"),
-                         ("A7B+-nonorm", "options apply to a grown network"), ("A7B+WA-fc7-fc6", "two scopes")]:
+                         ("A7B+-nonorm", "-nonorm and -wide apply to a grown network"), ("A7B+WA-fc7-fc6", "two scopes"),
+                         ("A7B7C+-fc7", "a scope alone, in one transfer"), ("A7B+-all", "a scope alone")]:
         with pytest.raises(UserError, match=message):
             parse_pattern(bad)
 

@@ -508,8 +508,9 @@ def plot_developmental(rows, study, metric, effects: Effects, out, written, echo
     nonorm = {str(r.network).removesuffix("-nonorm") for r in rows if str(r.network).endswith("-nonorm")}
     scope_order = {"new": 0, "fc7": 1, "fc6": 2}
     forgetting = []
-    for name, values, befores in bar_entries(rows, lambda r: single(r) and (r.growth or r.network in
-                                                                           {reference_network(str(q.network)) for q in rows if q.growth}),
+    present = {str(r.network) for r in rows}
+    references = {reference_network(str(q.network), present) for q in rows if q.growth}
+    for name, values, befores in bar_entries(rows, lambda r: single(r) and (r.growth or r.network in references),
                                              lambda r: r.value("source_top1_after"), lambda r: r.value("source_top1_before"),
                                              keep_flagged=keep_flagged):
         if len(values) == len(befores):

@@ -470,18 +470,22 @@ def _means(groups, name):
 
 # ---------------------------------------------------------------------------- developmental networks
 
-def reference_network(network: str) -> str | None:
-    """The classic network a developmental one is compared with (see NetworkName.classic_reference)."""
-    return parse_network(network).classic_reference
+def reference_network(network: str, present: set[str] | None = None) -> str | None:
+    """The classic network a developmental one is compared with: the first of its
+    ``NetworkName.classic_references`` among the ``present`` networks (the first of all, without)."""
+    references = parse_network(network).classic_references
+    found = [name for name in references if present is None or name in present]
+    return (found or references or (None,))[0]
 
 
 def developmental_pairs(rows: list[Row], metric: str, keep_flagged: bool = False) -> list[tuple[str, str, list[Pair]]]:
     """(network name, its classic reference, the pairs) for every developmental network with one."""
     chosen = counted(rows, keep_flagged)
     by_key = {(r.split, r.network, r.seed): r for r in chosen if r.value(metric) is not None}
+    present = {str(r.network) for r in chosen}
     out = []
     for name in dict.fromkeys(str(r.network) for r in chosen):
-        reference = reference_network(name)
+        reference = reference_network(name, present)
         if not reference:
             continue
         members = []
@@ -502,8 +506,9 @@ def developmental_table(rows: list[Row], effects: Effects, metric: str = "top1_m
     before and after."""
     chosen = counted(rows, keep_flagged)
     all_names = [str(n) for n in dict.fromkeys(r.network for r in chosen)]
-    references = {reference_network(n) for n in all_names} - {None}
-    names = [n for n in all_names if reference_network(n) or n in references or parse_network(n).later_chain_step]
+    present = set(all_names)
+    references = {reference_network(n, present) for n in all_names} - {None}
+    names = [n for n in all_names if reference_network(n) or n in references or parse_network(n).developmental]
     compared = {row.network: row for row in effects.family("developmental")}
     table = []
     for name in names:
@@ -517,7 +522,7 @@ def developmental_table(rows: list[Row], effects: Effects, metric: str = "top1_m
         first = members[0]
         table.append({"network": name, "growth": first.growth or "", "growth_mode": first.growth_mode or "",
                       "scope": first.scope or "", "normalize": first.normalize, "networks": len(members),
-                      "top1": float(np.mean([r.value(metric) for r in members])), "reference": reference_network(name) or "",
+                      "top1": float(np.mean([r.value(metric) for r in members])), "reference": reference_network(name, present) or "",
                       "vs_reference": e.mean if e else None, "ci_low": e.low if e else math.nan,
                       "ci_high": e.high if e else math.nan, "units": e.units if e else 0,
                       "p_adjusted": row.p_adjusted if row else math.nan, "shown": int(row.shown) if row else 0,

@@ -13,9 +13,15 @@ names a family of them, with n and S filled in by the planner.
 | ``A7B+WA64``         | developmental: A7B+ grown by 64 units (options below)         | ``A7B+WA``        |
 | ``A7B7C+``, ``A7B7C+WA64`` | a chain of tasks A -> B -> C, fixed or grown at every step | the same  |
 | ``baseA-WA64``       | a wide base: as wide as A7B+WA64, trained from scratch        | ``baseA-WA``      |
+| ``A7B+-fc7``         | classic fine-tuning by scope: A7B+ with only fc7 and up trained | ``A7B+-fc7``    |
 
 Grown options, in this order: ``-new``/``-fc7``/``-fc6`` (fine-tuning scope; none means all),
 ``-nonorm`` (no L2 normalisation and scaling), ``-wide`` (as wide from the start).
+
+Classic fine-tuning takes the scopes too (Growing a Brain's Table 1 compares the two scope by
+scope): ``A7B+-new`` trains the new classifier alone (the network A7B), ``A7B+-fc7`` fc7 and the
+classifier (A6B^1), ``A7B+-fc6`` fc6 up (A5B^2). They are named by scope so that a grown network
+is compared with the classic network of its own scope; they stay out of the Yosinski figures.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ _CLASSIC_PATTERN = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?
 _GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
 SCOPE_OPTIONS = ("new", "fc7", "fc6", "all")
 PATTERN_CHOICES = ("baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k; developmental: A7B+WA (DA, WA, DWA, WWA; "
-                   "options -new/-fc7/-fc6 scope, -nonorm, -wide), baseA-WA (a wide base), A7B7C+ and A7B7C+WA (chains) "
+                   "options -new/-fc7/-fc6 scope, -nonorm, -wide), A7B+-fc7 (classic fine-tuning by scope), "
+                   "baseA-WA (a wide base), A7B7C+ and A7B7C+WA (chains) "
                    "(X/Y any split side)")
 
 
@@ -73,28 +80,43 @@ class NetworkName:
 
     @property
     def developmental(self) -> bool:
-        """A grown or wide network, or a later step of a chain: left out of the Yosinski figures."""
-        return self.variant is not None or self.later_chain_step
+        """A grown or wide network, a later step of a chain, or classic fine-tuning of a narrower
+        scope (A7B+-fc7): left out of the Yosinski figures."""
+        return self.variant is not None or self.later_chain_step or self.scope != "all"
 
     @property
     def classic_reference(self) -> str | None:
-        """The classic network a developmental one is compared with: A7B+WA128-fc7 -> A7B+,
-        A7B7C+WA128 -> A7B7C+, baseB-WA128 -> baseB; None for a classic network."""
+        """The classic network a developmental one is compared with first: A7B+WA128-fc7 ->
+        A7B+-fc7 (the same scope), A7B7C+WA128 -> A7B7C+, baseB-WA128 -> baseB; None for a classic
+        network."""
+        references = self.classic_references
+        return references[0] if references else None
+
+    @property
+    def classic_references(self) -> tuple[str, ...]:
+        """The classic networks a developmental one may be compared with, in order of preference: a
+        scoped one's own scope first, then classic fine-tuning of everything (A7B+-fc7 may not be
+        planned)."""
         if self.variant is None:
-            return None
+            return ()
         if self.kind == "base":
-            return f"base{self.target_side or ''}"
-        return "7".join(self.chain) + "+"
+            return (f"base{self.target_side or ''}",)
+        classic = "7".join(self.chain) + "+"
+        return (f"{classic}-{self.scope}", classic) if self.scope != "all" and not self.later_chain_step else (classic,)
 
 
-def _grown_options(text: str, options: str, variant: str | None, wide_base: bool) -> tuple[str, bool, bool]:
+def _grown_options(text: str, options: str, variant: str | None, wide_base: bool,
+                   chain: tuple[str, ...] = ()) -> tuple[str, bool, bool]:
     """(scope, normalize, wide) from ``-fc7-nonorm``-style options; a UserError if they clash."""
     parts = [o for o in options.split("-") if o]
     scopes = [o for o in parts if o in SCOPE_OPTIONS]
     if len(scopes) > 1 or len(set(parts)) < len(parts):
         raise UserError(f"network {text!r} repeats an option or names two scopes")
     if parts and not variant:
-        raise UserError(f"network {text!r}: options apply to a grown network; add a variant (DA, WA, DWA, WWA), e.g. A7B+WA-nonorm")
+        if len(chain) != 2 or parts != scopes or scopes == ["all"]:
+            raise UserError(f"network {text!r}: a plain network takes a scope alone, in one transfer (A7B+-new, "
+                            "A7B+-fc7, A7B+-fc6); -nonorm and -wide apply to a grown network (add a variant: DA, WA, "
+                            "DWA, WWA, e.g. A7B+WA-nonorm)")
     wide = "wide" in parts or wide_base
     if wide and "nonorm" in parts:
         # Normalisation lets new units catch up with pre-trained ones; a network that is
@@ -123,14 +145,15 @@ def parse_network(text: str) -> NetworkName:
         g = match.groupdict()
         if bool(g["variant"]) != bool(g["size"]):
             raise UserError(f"network {text!r}: a grown network names its variant and size, e.g. A7B+WA64")
-        scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None)
+        chain = tuple(g["chain"].split("7")) if g["chain"] else ()
+        scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None, chain)
         size = int(g["size"]) if g["size"] else None
         if g["wide_base"] is not None:
             return NetworkName(text, "base", target_side=g["wide_base"] or None, variant=g["variant"], size=size,
                                normalize=False, wide=True)
-        chain = tuple(g["chain"].split("7"))
         kind = "selffer" if chain[-2] == chain[-1] else "transfer"
-        return NetworkName(text, kind, 7, True, 0, chain[-2], chain[-1], chain, g["variant"], size, scope, normalize, wide)
+        fine_tune = bool(g["variant"]) or scope != "new"  # A7B+-new trains no copied layer: it is A7B
+        return NetworkName(text, kind, 7, fine_tune, 0, chain[-2], chain[-1], chain, g["variant"], size, scope, normalize, wide)
     raise UserError(f"unknown network name {text!r}; names read like baseA, A3B, A3B+, R2, A3B^2, A7B+WA64, A7B7C+")
 
 
@@ -164,9 +187,11 @@ class Pattern:
             return f"base{self.target}-{self.variant}{size}"
         step = len(self.chain) - 1 if step is None else step
         name = "7".join(self.chain[:step + 1]) + "+"
+        scope = f"-{self.scope}" if self.scope != "all" else ""
         if self.variant:
-            suffix = (f"-{self.scope}" if self.scope != "all" else "") + ("" if self.normalize or self.wide else "-nonorm")
-            name += f"{self.variant}{size}{suffix}" + ("-wide" if self.wide else "")
+            name += f"{self.variant}{size}{scope}" + ("" if self.normalize or self.wide else "-nonorm") + ("-wide" if self.wide else "")
+        else:
+            name += scope  # classic fine-tuning by scope
         return name
 
 
@@ -176,12 +201,12 @@ def parse_pattern(text: str) -> Pattern:
     match = _GROWN_PATTERN.fullmatch(text)
     if match:
         g = match.groupdict()
-        scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None)
+        chain = tuple(g["chain"].split("7")) if g["chain"] else ()
+        scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None, chain)
         if g["wide_base"] is not None:
             if not g["variant"]:
                 raise UserError(f"network {text!r}: a wide base names its variant, e.g. baseA-WA")
             return Pattern(text, "grown", target=g["wide_base"], variant=g["variant"], normalize=False, wide=True)
-        chain = tuple(g["chain"].split("7"))
         if wide and (len(chain) > 2 or not g["variant"]):
             raise UserError(f"network {text!r}: -wide is one grown transfer X7Y+V-wide, not a chain or a plain network")
         return Pattern(text, "grown", chain[0], chain[-1], True, chain=chain, variant=g["variant"], scope=scope,

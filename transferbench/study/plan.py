@@ -486,11 +486,18 @@ class _Planner:
                                         Growth(pattern.variant, (size,), new=False, **settings))
                 else:
                     previous = self.base(scope, src)
-            growth = None
+            growth, condition = None, Condition(kind, 7, True)
             if pattern.variant:
                 growth = Growth(pattern.variant, (size,) * step, new=not pattern.wide, scope=pattern.scope, **settings)
-            previous = self.add(scope, pattern.name(size=size, step=step), pattern.text, side, Condition(kind, 7, True),
-                                previous, growth)
+            elif pattern.scope != "all":
+                condition = CLASSIC_SCOPES[pattern.scope](kind)
+            previous = self.add(scope, pattern.name(size=size, step=step), pattern.text, side, condition, previous, growth)
+
+
+# Classic fine-tuning by scope (A7B+-fc7): which copied layers stay frozen, in Yosinski's conditions.
+CLASSIC_SCOPES = {"new": lambda kind: Condition(kind, 7, False),  # A7B: the new classifier alone
+                  "fc7": lambda kind: Condition("preserved", 6, False, 1),  # A6B^1: fc7 and the classifier
+                  "fc6": lambda kind: Condition("preserved", 5, False, 2)}  # A5B^2: fc6 up
 
 
 def category(job: PlannedJob) -> str:
@@ -508,6 +515,9 @@ def category(job: PlannedJob) -> str:
         return f"{chain}{'grown' if growth.new else 'wide'} {growth.variant}{detail}"
     if chain:
         return f"{chain}fixed AnB+"
+    scope = parse_network(job.network).scope
+    if scope != "all":
+        return f"classic A7B+, scope {scope}"
     return {"base": "base", "selffer": f"selffer BnB{plus}", "transfer": f"transfer AnB{plus}",
             "random_init": "random-init", "preserved": f"preserved AnB^k{plus}"}[condition.kind]
 
