@@ -218,7 +218,7 @@ def test_bad_cross_dataset_inputs_fail_in_one_line_and_write_nothing(tmp_path, c
     assert not (jobs / "gab").exists()  # nothing half-written: no plan, no import
 
 
-def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatch):
+def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatch, capsys):
     from tests.formats import growing_a_brain_files
 
     monkeypatch.chdir(tmp_path)
@@ -229,8 +229,9 @@ def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatc
     assert code == 0
     study = Study.open(tmp_path / "jobs" / "growing-a-brain")
     keys = set(study.jobs)
-    assert len(keys) == 46
-    assert {"caffenet-sun397/A7B+/seed0", "caffenet-sun397/A7B+DA4096/seed0", "caffenet-sun397/A7B+WWA4096/seed0",
+    assert len(keys) == 54
+    assert {"caffenet-sun397/A7B+-fc7/seed0", "caffenet-sun397/A7B+WA2048-onA/seed0", "caffenet/A7A+WA2048/seed0",
+            "caffenet-sun397/A7B+/seed0", "caffenet-sun397/A7B+DA4096/seed0", "caffenet-sun397/A7B+WWA4096/seed0",
             "caffenet-sun397/A7B+WA2048-nonorm/seed0", "caffenet-sun397/A7B+DA2048-fc6/seed0", "caffenet-sun397/A7B+WA2048-wide/seed0",
             "caffenet/baseA-WA2048/seed0", "caffenet-mit67/A7B+WA2048/seed0", "caffenet-cub200/A7B+WWA2048/seed0",
             "caffenet-sun397-mit67/A7B7C+WA2048/seed0", "caffenet-sun397/A4B/seed0", "caffenet-sun397/baseB/seed0"} <= keys
@@ -245,7 +246,14 @@ def test_the_growing_a_brain_preset_plans_the_papers_tables(tmp_path, monkeypatc
     held = submit(study.directory, "debug", dry_run=True, echo=lambda *_: None)
     assert held.skipped["caffenet/baseA-WA2048/seed0"].startswith("trains on ImageNet, whose folder the plan does not name")
     assert "caffenet-sun397/A7B+WA2048-wide/seed0" in held.skipped
-    assert sum(len(keys) for _, keys in held.arrays) == 44
+    assert held.skipped["caffenet-sun397/A7B+WA2048-onA/seed0"].startswith("trains on ImageNet")
+    assert sum(len(keys) for _, keys in held.arrays) == 47
+    # Table 4 as the paper measures it: the SUN-397 network frozen whole, an ImageNet classifier retrained.
+    retrained = study.jobs["caffenet-sun397/A7B+WA2048-onA/seed0"]
+    assert retrained.depends == ("caffenet-sun397/A7B+WA2048/seed0",) and retrained.spec.model.num_classes == 1000
+    assert (retrained.spec.dataset, retrained.spec.train.lr, retrained.spec.train.classifier_lr_mult) == ("imagenet1k", 0.01, 1.0)
+    summary = capsys.readouterr().out
+    assert "Table 4: ImageNet top-1 of CNN-FT (A7B+-onA)" in summary and "classic A7B+, scope fc7" in summary
 
 
 def test_lr_step_epochs_sets_the_step_from_the_training_set(tmp_path):

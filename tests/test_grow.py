@@ -221,3 +221,26 @@ def test_a_transfers_new_classifier_learns_at_its_own_rate():
     base = build_optimizer(net, config, new_classifier=False)  # trained from scratch: nothing is new
     assert mult(base, net.layers["fc8"].weight) == 1.0
     assert "classifier_lr_mult" not in JobSpec(key="k", dataset="synthetic", split=None, side=None, out_dir="o").to_dict()["train"]
+
+
+def test_retrain_source_freezes_the_transferred_network_and_trains_a_new_classifier_on_the_source_side(tmp_path):
+    """Forgetting as Growing a Brain measures it: the fine-tuned network (grown or not) frozen whole,
+    a new classifier trained on the source's task."""
+    study = tiny_study(tmp_path, "retrain", ["A7B+", "A7B+WA", "A7B+-fc7"], [7], iterations=4, every=2,
+                       extra="units = [8]\nretrain_source = true\n")
+    jobs = Study.open(study).jobs
+    assert {key.split("/")[1] for key in jobs} == {"baseA", "A7B+", "A7B+-onA", "A7B+WA8", "A7B+WA8-onA", "A7B+-fc7",
+                                                   "A7B+-fc7-onA"}
+    retrained = jobs["random0/A7B+WA8-onA/seed0"]
+    assert retrained.depends == ("random0/A7B+WA8/seed0",) and retrained.side == "A"
+    assert retrained.spec.condition == Condition("transfer", 7, False) and retrained.spec.forgetting_side is None
+    assert (retrained.spec.growth.new, retrained.spec.growth.scope) == (False, "new")
+    submit(study, "debug", echo=lambda *_: None)
+    for network in ("A7B+WA8", "A7B+"):
+        trained = torch.load(jobs[f"random0/{network}/seed0"].out_dir / "model.pt", weights_only=True)["model"]
+        again = torch.load(jobs[f"random0/{network}-onA/seed0"].out_dir / "model.pt", weights_only=True)["model"]
+        body = [key for key in trained if not key.startswith(("layers.fc8.", "norms.fc8."))]
+        assert body and all(torch.equal(trained[key], again[key]) for key in body), network  # frozen whole, grown units too
+        assert not torch.equal(trained["layers.fc8.weight"], again["layers.fc8.weight"])  # a new classifier, trained
+    record = json.loads((retrained.out_dir / "result.json").read_text())
+    assert record["status"] == "done" and record["spec"]["side"] == "A"

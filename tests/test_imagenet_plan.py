@@ -97,6 +97,8 @@ def test_a_cross_dataset_sources_imagenet_is_checked_at_plan_and_measures_forget
     assert (grown.forgetting_data.dataset, grown.forgetting_data.data_root) == ("imagenet1k", str(imagenet))
     wide = planned.jobs["caffenet/baseA-WA2048/seed0"].spec
     assert (wide.dataset, wide.data_root, wide.model.num_classes) == ("imagenet1k", str(imagenet), 1000)
+    retrained = planned.jobs["caffenet-sun397/A7B+WA2048-onA/seed0"].spec  # Table 4: trains on ImageNet's training set
+    assert (retrained.dataset, retrained.data_root, retrained.forgetting_data) == ("imagenet1k", str(imagenet), None)
     assert "no ImageNet data_root" not in planned.summary() and "forgetting is not measured" not in planned.summary()
     shutil.rmtree(imagenet / "train" / WNIDS[3])
     with pytest.raises(UserError, match=f"1 of the 1000 class folders the study uses are missing .*{WNIDS[3]}"):

@@ -5,6 +5,8 @@
     [train]      defaults for every job's TrainConfig         (a partial TrainConfig)
     [scratch]    the recipe of networks trained from scratch (bases, wide bases): TrainConfig
                  values over [train] and the block's train (a partial TrainConfig)
+    [retrain]    the recipe of the networks that retrain a classifier on the source's task
+                 (retrain_source): TrainConfig values over [train]
     [growth]     defaults for grown networks                  -> GrowthSettings
     [slurm]      resources of every job                       -> SlurmSettings
     [health]     thresholds of the network health judgment    -> HealthSettings
@@ -171,6 +173,11 @@ class Block:
     k: tuple[int, ...] = ()  # preserved layers above n, for XnY^k
     units: tuple[int, ...] = ()  # S, for grown networks
     forgetting: bool | None = None  # measure the source's accuracy after transfer (default: for developmental blocks)
+    # Forgetting as Growing a Brain measures it (Table 4): every network of the block that fine-tunes
+    # layers 1..7 (A7B+, A7B+WA64, A7B+-fc7, chains) is also frozen whole and given a new classifier
+    # trained on the source's task (A7B+WA64-onA), with the [retrain] recipe.
+    retrain_source: bool = False
+    paper: str = ""  # which tables or figures of a paper this block fills, row by row (shown by plan)
     model: dict[str, Any] = field(default_factory=dict)  # this block's ModelConfig values
     train: dict[str, Any] = field(default_factory=dict)  # this block's TrainConfig values
     scratch: dict[str, Any] = field(default_factory=dict)  # this block's recipe of networks trained from scratch
@@ -207,6 +214,7 @@ class StudyConfig:
     model: dict[str, Any]
     train: dict[str, Any]
     scratch: dict[str, Any]
+    retrain: dict[str, Any]
     growth: GrowthSettings
     slurm: SlurmSettings
     health: HealthSettings
@@ -226,8 +234,13 @@ class StudyConfig:
         then [scratch] and the block's scratch over them."""
         return {**self.train, **block.train, **self.scratch, **block.scratch}
 
+    def retrain_values(self, block: Block) -> dict[str, Any]:
+        """The recipe of this block's classifiers retrained on the source's task: [train], the
+        block's train, then [retrain]."""
+        return {**self.train, **block.train, **self.retrain}
 
-TOP_LEVEL = ("study", "model", "train", "scratch", "growth", "slurm", "health", "source", "target", "block")
+
+TOP_LEVEL = ("study", "model", "train", "scratch", "retrain", "growth", "slurm", "health", "source", "target", "block")
 
 
 def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overrides: dict[str, Any] | None = None) -> StudyConfig:
@@ -242,6 +255,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
     model = check_values(ModelConfig, raw.get("model", {}), "model", source)
     train = check_values(TrainConfig, raw.get("train", {}), "train", source)
     scratch = check_values(TrainConfig, raw.get("scratch", {}), "scratch", source)
+    retrain = check_values(TrainConfig, raw.get("retrain", {}), "retrain", source)
     growth = build(GrowthSettings, raw.get("growth", {}), "growth", source)
     slurm = build(SlurmSettings, raw.get("slurm", {}), "slurm", source)
     health = build(HealthSettings, raw.get("health", {}), "health", source)
@@ -272,7 +286,7 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
                 valid = ", ".join(named[kind]) or f"none: add a [{kind}.{unknown[0]}] table"
                 raise UserError(f"{source}: [{where}] {kind} {unknown[0]!r} is not a [{kind}] of this config; valid: {valid}")
         blocks.append(block)
-    config = StudyConfig(study, model, train, scratch, growth, slurm, health, tuple(blocks), named["source"], named["target"],
+    config = StudyConfig(study, model, train, scratch, retrain, growth, slurm, health, tuple(blocks), named["source"], named["target"],
                          raw, source, directory)
     build(ModelConfig, model, "model", source)  # the defaults must make whole configs, and so must each block's
     build(TrainConfig, train, "train", source)
@@ -284,6 +298,8 @@ def parse_config(raw: dict[str, Any], source: str, directory: Path, study_overri
             build(TrainConfig, train_values, f"block {number}.train", source)
         if scratch or block.scratch:
             build(TrainConfig, config.scratch_values(block), f"block {number}.scratch", source)
+        if retrain and block.retrain_source:
+            build(TrainConfig, config.retrain_values(block), f"block {number} with [retrain]", source)
     return config
 
 

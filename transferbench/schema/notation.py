@@ -14,6 +14,7 @@ names a family of them, with n and S filled in by the planner.
 | ``A7B7C+``, ``A7B7C+WA64`` | a chain of tasks A -> B -> C, fixed or grown at every step | the same  |
 | ``baseA-WA64``       | a wide base: as wide as A7B+WA64, trained from scratch        | ``baseA-WA``      |
 | ``A7B+-fc7``         | classic fine-tuning by scope: A7B+ with only fc7 and up trained | ``A7B+-fc7``    |
+| ``A7B+WA64-onA``     | A7B+WA64 frozen whole, a new classifier trained on A (forgetting as Growing a Brain measures it) | planned by ``retrain_source`` |
 
 Grown options, in this order: ``-new``/``-fc7``/``-fc6`` (fine-tuning scope; none means all),
 ``-nonorm`` (no L2 normalisation and scaling), ``-wide`` (as wide from the start).
@@ -39,7 +40,7 @@ _OPTIONS = r"(?P<options>(?:-(?:new|fc7|fc6|all|nonorm|wide))*)"
 _CLASSIC = re.compile(r"^(?:base(?P<base>[A-Z]?)|R(?P<rn>[1-7])(?P<rside>[A-Z]?)"
                       r"|(?P<src>[A-Z])(?P<n>[1-7])(?P<tgt>[A-Z])(?:\^(?P<k>[1-6]))?(?P<plus>\+)?)$")
 _GROWN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?:(?P<variant>{_VARIANT})(?P<size>\d+))?"
-                    rf"{_OPTIONS}$")
+                    rf"{_OPTIONS}(?:-on(?P<on>[A-Z]))?$")
 # Patterns: n, k and S left open.
 _CLASSIC_PATTERN = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?P<src>[A-Z])n(?P<tgt>[A-Z])(?P<pres>\^k)?(?P<plus>\+)?)$")
 _GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
@@ -67,6 +68,7 @@ class NetworkName:
     scope: str = "all"
     normalize: bool = True
     wide: bool = False  # as wide from the start (a wide base, or -wide)
+    retrained_on: str | None = None  # -onA: this network frozen, a new classifier trained on side A
 
     @property
     def chain_steps(self) -> int:
@@ -82,7 +84,7 @@ class NetworkName:
     def developmental(self) -> bool:
         """A grown or wide network, a later step of a chain, or classic fine-tuning of a narrower
         scope (A7B+-fc7): left out of the Yosinski figures."""
-        return self.variant is not None or self.later_chain_step or self.scope != "all"
+        return self.variant is not None or self.later_chain_step or self.scope != "all" or self.retrained_on is not None
 
     @property
     def classic_reference(self) -> str | None:
@@ -97,6 +99,9 @@ class NetworkName:
         """The classic networks a developmental one may be compared with, in order of preference: a
         scoped one's own scope first, then classic fine-tuning of everything (A7B+-fc7 may not be
         planned)."""
+        if self.retrained_on is not None:  # A7B+WA64-onA against A7B+-onA: both frozen, both retrained on A
+            trained = parse_network(self.text.removesuffix(f"-on{self.retrained_on}"))
+            return tuple(f"{name}-on{self.retrained_on}" for name in trained.classic_references)
         if self.variant is None:
             return ()
         if self.kind == "base":
@@ -143,6 +148,8 @@ def parse_network(text: str) -> NetworkName:
     match = _GROWN.fullmatch(text)
     if match and (match.group("chain") or match.group("variant")):
         g = match.groupdict()
+        if g["on"] and not g["chain"]:
+            raise UserError(f"network {text!r}: -on{g['on']} retrains the classifier of a transferred network (A7B+WA64-onA)")
         if bool(g["variant"]) != bool(g["size"]):
             raise UserError(f"network {text!r}: a grown network names its variant and size, e.g. A7B+WA64")
         chain = tuple(g["chain"].split("7")) if g["chain"] else ()
@@ -151,6 +158,10 @@ def parse_network(text: str) -> NetworkName:
         if g["wide_base"] is not None:
             return NetworkName(text, "base", target_side=g["wide_base"] or None, variant=g["variant"], size=size,
                                normalize=False, wide=True)
+        if g["on"]:  # the trained network frozen, a new classifier on side ``on``
+            source = chain[-1]
+            return NetworkName(text, "selffer" if g["on"] == source else "transfer", 7, False, 0, source, g["on"], chain,
+                               g["variant"], size, scope, normalize, wide, retrained_on=g["on"])
         kind = "selffer" if chain[-2] == chain[-1] else "transfer"
         fine_tune = bool(g["variant"]) or scope != "new"  # A7B+-new trains no copied layer: it is A7B
         return NetworkName(text, kind, 7, fine_tune, 0, chain[-2], chain[-1], chain, g["variant"], size, scope, normalize, wide)

@@ -249,7 +249,13 @@ def check_growth(condition: Condition, growth: Growth) -> None:
     if kind == "base":
         if growth.new or growth.scope != "all":
             raise UserError("a grown base network is trained from scratch: growth.new must be false and scope all")
-    elif kind not in ("transfer", "selffer") or n_transferred != 7 or not fine_tune:
+    elif kind in ("transfer", "selffer") and n_transferred == 7 and not fine_tune:
+        # A grown network frozen whole with a new classifier (its features read on another task:
+        # the source's accuracy with its classifier retrained, Growing a Brain's Table 4).
+        if growth.new or growth.scope != "new":
+            raise UserError("a frozen grown network adds no units and trains its classifier alone: growth.new must be "
+                            "false and scope new")
+    elif kind not in ("transfer", "selffer") or n_transferred != 7:
         raise UserError(f"a developmental network copies layers 1..7 and fine-tunes (AnB+ with n=7), "
                         f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
 

@@ -62,6 +62,11 @@ class Plan:
 
     def summary(self) -> str:
         text = summarise(self.jobs.values(), self.study)
+        filled = [(block.get("name") or f"block{number}", block["paper"])
+                  for number, block in enumerate(self.file.config.get("block", []), 1) if block.get("paper")]
+        if filled:
+            width = max(len(name) for name, _ in filled)
+            text += "\n  what each block fills in the paper:\n" + "".join(f"    {name:{width}s}  {paper}\n" for name, paper in filled)
         if self.details:
             text += "\n" + "\n".join(self.details) + "\n"
         settings = self.file.config["study"]
@@ -166,6 +171,7 @@ class _Scope:
     scratch: dict[str, Any]  # TrainConfig values of networks trained from scratch (bases, wide bases)
     growth: dict[str, Any]  # Growth settings (scale_init, new_lr_mult)
     forgetting: bool  # measure the source's accuracy after transfer
+    retrain: dict[str, Any] | None = None  # retrain_source: the recipe of the -onA networks (None: none planned)
     sides: dict[str, int] = field(default_factory=dict)  # side -> classes ("all" for a whole dataset)
     split_name: str | None = None  # the key's first part on a split ("random0", "all", "reduced0010")
     split_file: str | None = None  # the split file (None: all classes)
@@ -306,18 +312,24 @@ class _Planner:
         forgetting = block.forgetting if block.forgetting is not None else any(p.kind == "grown" for p in patterns)
         model_values, train_values, growth_values = self.config.block_values(block)
         scratch_values = self.config.scratch_values(block)
+        retrain_values = self.config.retrain_values(block) if block.retrain_source else None
+        if block.retrain_source and not any(p.kind == "grown" and p.chain for p in patterns):
+            raise UserError(f"{source}: {where} retrain_source retrains the classifier of networks that fine-tune layers "
+                            "1..7 (A7B+, A7B+WA, A7B+-fc7, chains); the block lists none")
         scopes: list[_Scope] = []
         if block.source is not None:
             cross = self._cross(block, where)
             model_values, train_values = self._cross_values(cross, block, model_values, train_values, where)
             _, scratch_values = self._cross_values(cross, block, model_values, scratch_values, where)
+            if retrain_values is not None:
+                _, retrain_values = self._cross_values(cross, block, model_values, retrain_values, where)
             sides = {letter: (data.classes if data else cross.source.info.model.num_classes)
                      for letter, data in cross.letters().items()}
             scopes.append(_Scope(where, block.name or f"block{number}", model_values, train_values, scratch_values,
-                                 growth_values, forgetting, sides, cross=cross))
+                                 growth_values, forgetting, retrain_values, sides, cross=cross))
         else:
             base = _Scope(where, block.name or f"block{number}", model_values, train_values, scratch_values, growth_values,
-                          forgetting)
+                          forgetting, retrain_values)
             scopes += [self._split_scope(base, split_name) for split_name in block.splits]
         for scope in scopes:
             for seed in self.config.study.seeds:
@@ -400,19 +412,25 @@ class _Planner:
                     forgetting_data=source_data.ref() if forgetting and source_data is not None and source_data.loadable
                     else None)
 
-    def _recipe(self, scope: _Scope, side: str | None, condition: Condition) -> dict[str, Any]:
+    def _recipe(self, scope: _Scope, side: str | None, condition: Condition, retrain: bool = False) -> dict[str, Any]:
         """A job's TrainConfig values: the block's, or its recipe of networks trained from scratch for a
-        base (and a wide base); a network trained from scratch on a cross-dataset source's own data (side
-        A: a wide network) takes the recipe the source was trained with, where it is known (another
-        study's job), so that the two differ only in width."""
+        base (and a wide base), or its [retrain] recipe for a classifier retrained on the source's task;
+        a network trained from scratch on a cross-dataset source's own data (side A: a wide network)
+        takes the recipe the source was trained with, where it is known (another study's job), so that
+        the two differ only in width."""
+        if retrain:
+            return scope.retrain
         if scope.cross is not None and side == "A" and scope.cross.source.info.train is not None:
             return {key: value for key, value in scope.cross.source.info.train.items() if key != "seed"}
         return scope.scratch if condition.kind == "base" else scope.train
 
     def add(self, scope: _Scope, network: str, pattern: str, side: str | None, condition: Condition,
-            base_key: str | None, growth: Growth | None = None) -> str:
+            base_key: str | None, growth: Growth | None = None, retrain: bool = False) -> str:
+        """Plan one job (once: a key planned again must have the same settings). ``retrain``: the
+        base frozen whole, a new classifier trained on ``side`` with the [retrain] recipe; its key
+        and folder sit with the base's."""
         source, study, cross = self.config.source, self.config.study, scope.cross
-        split_name = scope.split_name if cross is None else cross.segment(side)
+        split_name = scope.split_name if cross is None else cross.segment(self.jobs[base_key].side if retrain else side)
         key = f"{split_name}/{network}/seed{scope.seed}"
         out_dir = self.study_dir / "runs" / split_name / network / f"seed{scope.seed}"
         external = base_key == EXTERNAL
@@ -424,9 +442,10 @@ class _Planner:
             spec = JobSpec(
                 key=key, out_dir=str(out_dir), condition=condition, source_checkpoint=checkpoint,
                 model=ModelConfig(**{**scope.model, "num_classes": classes}),
-                train=TrainConfig(**{**self._recipe(scope, side, condition), "seed": scope.seed}),
+                train=TrainConfig(**{**self._recipe(scope, side, condition, retrain), "seed": scope.seed}),
                 strict=study.strict, pack_dir=self.data_path(study.pack_dir), growth=growth,
-                source_id=base.config_hash if base else None, **self._data(scope, side, external, source_side))
+                source_id=base.config_hash if base else None,
+                **self._data(replace(scope, forgetting=False) if retrain else scope, side, external, source_side))
         except UserError as exc:
             raise UserError(f"{source}: {scope.where} network {pattern!r} on {'split ' if cross is None else ''}"
                             f"{split_name}: {exc}") from None
@@ -492,6 +511,12 @@ class _Planner:
             elif pattern.scope != "all":
                 condition = CLASSIC_SCOPES[pattern.scope](kind)
             previous = self.add(scope, pattern.name(size=size, step=step), pattern.text, side, condition, previous, growth)
+        if scope.retrain is not None:  # the last network frozen whole, a new classifier on the first task
+            first = chain[0]
+            frozen = growth and Growth(growth.variant, growth.units, False, growth.normalize, growth.scale_init, "new",
+                                       growth.new_lr_mult)
+            self.add(scope, f"{pattern.name(size=size)}-on{first}", pattern.text, self.side_of(scope, first, pattern.text),
+                     Condition("selffer" if first == chain[-1] else "transfer", 7, False), previous, frozen, retrain=True)
 
 
 # Classic fine-tuning by scope (A7B+-fc7): which copied layers stay frozen, in Yosinski's conditions.
@@ -505,8 +530,11 @@ def category(job: PlannedJob) -> str:
     and the developmental ones: grown (variant, scope, no norm), wide, chains."""
     condition, growth = job.spec.condition, job.spec.growth
     plus = "+" if condition.fine_tune else ""
-    steps = parse_network(job.network).chain_steps
+    name = parse_network(job.network)
+    steps = name.chain_steps
     chain = f"chain step {steps} " if steps > 1 else ""
+    if name.retrained_on:
+        return f"{chain}source task, classifier retrained on {'grown' if growth is not None else 'classic'} features"
     if growth is not None:
         if condition.kind == "base":
             return f"wide base {growth.variant}"
@@ -515,9 +543,8 @@ def category(job: PlannedJob) -> str:
         return f"{chain}{'grown' if growth.new else 'wide'} {growth.variant}{detail}"
     if chain:
         return f"{chain}fixed AnB+"
-    scope = parse_network(job.network).scope
-    if scope != "all":
-        return f"classic A7B+, scope {scope}"
+    if name.scope != "all":
+        return f"classic A7B+, scope {name.scope}"
     return {"base": "base", "selffer": f"selffer BnB{plus}", "transfer": f"transfer AnB{plus}",
             "random_init": "random-init", "preserved": f"preserved AnB^k{plus}"}[condition.kind]
 
@@ -557,7 +584,7 @@ def recipe_lines(jobs: list[PlannedJob]) -> list[str]:
         step = f"every {t.lr_step_epochs:g} epochs" if t.lr_step_epochs is not None else f"every {t.lr_step} iterations"
         text = f"lr {t.lr:g} (x{t.lr_gamma:g} {step}), batch {t.batch_size}, {length}"
         recipes.setdefault(text, set()).add(category(job))
-    return [f"    {text}: {', '.join(sorted(kinds))}" for text, kinds in recipes.items()]
+    return [f"    {text}: {'; '.join(sorted(kinds))}" for text, kinds in recipes.items()]
 
 
 def fused_summary(jobs: dict[str, PlannedJob], memory_gb: float) -> str:
