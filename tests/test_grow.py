@@ -244,3 +244,35 @@ def test_retrain_source_freezes_the_transferred_network_and_trains_a_new_classif
         assert not torch.equal(trained["layers.fc8.weight"], again["layers.fc8.weight"])  # a new classifier, trained
     record = json.loads((retrained.out_dir / "result.json").read_text())
     assert record["status"] == "done" and record["spec"]["side"] == "A"
+
+
+def test_old_and_new_units_read_alone_add_up_to_the_network():
+    """Figure 6's readouts: the classifier on each block alone (the others zeroed) sums to the network's logits."""
+    torch.manual_seed(0)
+    for growth in (Growth("WA", (8,)), Growth("WA", (8,), normalize=False), Growth("WWA", (8, 8))):
+        model = GrownNet(CONFIG, growth).eval()
+        images = torch.randn(5, CONFIG.in_channels, 28, 28)
+        both, alone = model.readout_logits(images)
+        assert list(alone) == list(model.readouts) and len(alone) == len(growth.units) + 1
+        bias = model.layers["fc8"].bias
+        assert torch.allclose(sum(alone.values()) - (len(alone) - 1) * bias, both, atol=1e-5) and torch.equal(both, model(images))
+    assert GrownNet(CONFIG, Growth("DA", (8,))).readouts == ()  # the classifier reads the new layer alone
+
+
+def test_collect_writes_the_units_curves_and_plot_draws_them(tmp_path, monkeypatch):
+    from transferbench.analysis.results import read_curves
+    from transferbench.cli import main
+
+    study = tiny_study(tmp_path, "units", ["A7B+", "A7B+WA", "A7B+DA"], [7], iterations=4, every=2, extra="units = [8]\n")
+    submit(study, "debug", echo=lambda *_: None)
+    record = json.loads((Study.open(study).jobs["random0/A7B+WA8/seed0"].out_dir / "result.json").read_text())
+    assert all({"top1_only_fc7", "top1_only_fc7_1"} <= set(e) for e in record["evaluations"])
+    monkeypatch.chdir(tmp_path)
+    assert main(["collect", str(study), "--out", "units.csv"]) == 0
+    curves = read_curves(tmp_path / "units-curves.csv")
+    assert {c["network"] for c in curves} == {"A7B+WA8"}  # DA's classifier reads one block; A7B+ has none
+    assert {c["readout"] for c in curves} == {"both", "fc7", "fc7_1"} and {c["iteration"] for c in curves} == {2, 4}
+    both = {c["iteration"]: c["top1"] for c in curves if c["readout"] == "both"}
+    assert both == {e["iteration"]: e["top1"] for e in record["evaluations"]}
+    assert main(["plot", "units.csv", "--out", "figs", "--keep-flagged"]) == 0
+    assert (tmp_path / "figs" / "units-units.png").stat().st_size > 1000

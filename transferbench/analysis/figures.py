@@ -548,3 +548,61 @@ def plot_developmental(rows, study, metric, effects: Effects, out, written, echo
     fig.tight_layout()
     _save(fig, out, f"{study}-developmental", written)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- units' learning curves
+
+def plot_units(curves: list[dict], out: Path, echo=print, keep_flagged: bool = False) -> list[Path]:
+    """Growing a Brain's figure 6 from a curves CSV (``collect``): per grown network, the top-1 over
+    training of its old units alone (fc7), its new units alone (fc7_1, ...) and both (the network),
+    each replicate thin, their mean thick. One figure per study and split (a cross-dataset target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from transferbench.schema.record import EXCLUDED
+
+    kept = [c for c in curves if keep_flagged or c["health"] not in EXCLUDED]
+    left = len({c["key"] for c in curves}) - len({c["key"] for c in kept})
+    parts: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for curve in kept:
+        # a cross-dataset study draws each target on its own, as plot_all does; splits of one dataset are replicates
+        parts[f"{curve['study']}-{curve['split']}" if curve["cross_dataset"] else curve["study"]][curve["network"]].append(curve)
+    written: list[Path] = []
+    if left:
+        echo(f"  units' curves: {left} grown networks left out (stalled, diverged or built on one; --keep-flagged draws them)")
+    if not parts:
+        return written
+    ensure_writable_dir(out)
+    colours = {"both": "black", "fc7": "tab:blue"}
+    for part, networks in parts.items():
+        fig, axes = plt.subplots(1, len(networks), figsize=(4.2 * len(networks) + 0.5, 3.8), squeeze=False, sharey=True)
+        for ax, (network, members) in zip(axes[0], sorted(networks.items())):
+            by_readout: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+            for curve in members:
+                by_readout[curve["readout"]][curve["key"]].append((curve["iteration"], curve["top1"]))
+            for readout in sorted(by_readout, key=lambda r: (r != "both", r != "fc7", r)):
+                colour = colours.get(readout, "tab:orange" if readout.endswith("_1") else None)
+                label = {"both": "both (the network)", "fc7": "fc7 alone (the original units)"}.get(
+                    readout, f"{readout} alone (the added units)")
+                series = [sorted(points) for points in by_readout[readout].values()]
+                for points in series:
+                    ax.plot(*zip(*points), color=colour, alpha=0.25, linewidth=0.8)
+                iterations = sorted(set.intersection(*(set(i for i, _ in points) for points in series)))
+                if iterations:
+                    mean = [np.mean([dict(points)[i] for points in series]) for i in iterations]
+                    ax.plot(iterations, mean, color=colour, linewidth=2, label=f"{label}, mean of {len(series)}")
+            ax.set_title(network, fontsize=9)
+            ax.set_xlabel("iteration", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("top-1 on the target's test images", fontsize=8)
+        fig.suptitle(f"{part}: learning curves of the original units, the added units and both (the classifier on each block alone)",
+                     fontsize=10)
+        fig.tight_layout()
+        _save(fig, out, f"{part}-units", written)
+        plt.close(fig)
+        echo(f"  {part}: units' learning curves of {', '.join(sorted(networks))}")
+    return written
+

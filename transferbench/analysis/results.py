@@ -147,3 +147,58 @@ def health_lines(rows: list[Row]) -> list[str]:
     flagged = sorted((r for r in rows if r.health in order), key=lambda r: (order[r.health], r.key))
     return [f"{r.key}: {r.health.replace('_', ' ')} ({'left out of means' if not r.usable else 'kept in means'}): "
             f"{r.health_reason}" for r in flagged]
+
+
+# ---------------------------------------------------------------------------- units' curves
+
+CURVE_COLUMNS = ("study", "key", "network", "split", "cross_dataset", "seed", "health", "iteration", "readout", "top1")
+READOUT_PREFIX = "top1_only_"
+
+
+def curve_rows(records: dict, rows: list[Row]) -> list[dict]:
+    """The learning curves of the grown networks whose classifier reads old and new units side by
+    side (Growing a Brain's figure 6): one line per evaluation and readout, ``both`` (the network),
+    and each block alone (``fc7``: the old units, ``fc7_1``: the new ones)."""
+    health = {row.key: row.health or "" for row in rows}
+    cross = {row.key: int(row.cross_dataset or 0) for row in rows}
+    out = []
+    for key, record in records.items():
+        who = record.identity
+        if record.spec["condition"]["kind"] == "base":  # a wide network from scratch: no unit is older than another
+            continue
+        for evaluation in record.evaluations:
+            blocks = {name.removeprefix(READOUT_PREFIX): value for name, value in evaluation.items()
+                      if name.startswith(READOUT_PREFIX)}
+            for readout, value in ({"both": evaluation["top1"], **blocks} if blocks else {}).items():
+                out.append({"study": who.study or "", "key": key, "network": who.network or key, "split": who.split or "",
+                            "cross_dataset": cross.get(key, 0), "seed": who.seed, "health": health.get(key, ""), "iteration": int(evaluation["iteration"]),
+                            "readout": readout, "top1": float(value)})
+    return out
+
+
+def curves_path(csv_path: Path) -> Path:
+    """Where the units' curves of a results CSV live: beside it, ``<name>-curves.csv``."""
+    return Path(csv_path).with_name(f"{Path(csv_path).stem}-curves.csv")
+
+
+def write_curves(path: Path, curves: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(curves)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_curves(path: Path) -> list[dict]:
+    """A curves CSV (``write_curves``) back, checked column by column."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != CURVE_COLUMNS:
+            raise UserError(f"{path} is not a transferbench curves CSV (columns {', '.join(CURVE_COLUMNS)}); collect the "
+                            "study again")
+        try:
+            return [{**row, "iteration": int(row["iteration"]), "top1": float(row["top1"]),
+                     "cross_dataset": int(row["cross_dataset"] or 0)} for row in reader]
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}; the file is cut or edited: collect the study again") from None
+

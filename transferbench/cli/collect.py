@@ -26,16 +26,25 @@ def add(commands, formatter) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from transferbench.analysis.results import collect_rows, column_values, health_lines, write_rows
+    from transferbench.analysis.results import (collect_rows, column_values, curve_rows, curves_path, health_lines,
+                                                write_curves, write_rows)
     from transferbench.study.study import Study
 
-    rows, missing = collect_rows(args.study)
+    records: dict = {}
+    rows, missing = collect_rows(args.study, records)
     out = args.out or Path("results") / f"{Study.open(args.study).name}.csv"
     if out.is_file() and "caffe-log" in column_values(out, "source"):
         raise UserError(f"{out} holds imported published results; give --out FILE for this study's results")
     if not rows:
         raise UserError(f"no job of {args.study} has finished yet ({len(missing)} missing); see `transferbench status {args.study}`")
     write_rows(out, rows)
+    curves = curve_rows(records, rows)
+    if curves:  # grown networks reading old and new units side by side: their units' learning curves
+        write_curves(curves_path(out), curves)
+        print(f"wrote {curves_path(out)}: the learning curves of old units, new units and both of "
+              f"{len({c['key'] for c in curves})} grown networks (`plot` draws them)")
+    elif curves_path(out).is_file():
+        curves_path(out).unlink()  # an earlier collect's curves would no longer match the CSV
     unusable = sum(1 for r in rows if not r.usable)
     print(f"wrote {out}: {len(rows)} networks" + (f", {unusable} of them left out of means, figures' lines and tables "
                                                   "(the health column says why)" if unusable else ", all healthy enough to count"))

@@ -12,7 +12,9 @@ Writes, per study in the CSVs: <study>-fig2, -fig3, -reduced, -preserved, -devel
 and PDF), <study>-effects.csv (every effect per n, pooled and as a trend over n: mean, 95%
 t-interval over independent replicates, p and Holm-adjusted p, shown or not, pairs, replicates
 and bases), the lingering-boost tables, and prints what the figures show.  Works on partial
-data and says what is missing.
+data and says what is missing.  Where `collect` wrote <csv>-curves.csv beside a CSV (grown
+networks whose classifier reads old and new units side by side), also <study>-units: the
+learning curves of the old units alone, the new units alone and both (Growing a Brain's figure 6).
 
   transferbench plot                                  # the CSVs under results/ (or, with none, the published study)
   transferbench plot results/mine.csv --reference yosinski2014
@@ -44,8 +46,8 @@ def add(commands, formatter) -> None:
 def run(args: argparse.Namespace) -> None:
     import time
 
-    from transferbench.analysis.figures import plot_all
-    from transferbench.analysis.results import read_csv
+    from transferbench.analysis.figures import plot_all, plot_units
+    from transferbench.analysis.results import curves_path, read_csv, read_curves
 
     from transferbench.analysis.reading import reading
     from transferbench.shipped import find_results
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> None:
         published = {(row.study, row.source) for row in reference}
         rows = [row for row in rows if (row.study, row.source) not in published]
     written = plot_all(rows, args.out, reference, args.metric, keep_flagged=args.keep_flagged)
+    for path in resolved:  # the grown networks' units' curves that collect wrote beside a CSV
+        if curves_path(path).is_file():
+            written += plot_units(read_curves(curves_path(path)), args.out, keep_flagged=args.keep_flagged)
     print(f"wrote {len(written)} files to {args.out} in {time.perf_counter() - started:.1f} s:")
     for path in written:
         print(f"  {path}")

@@ -105,7 +105,7 @@ class GrownNet(TransferNet):
             return self.norms[name](inputs)
         return inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
 
-    def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
+    def _classifier_input(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
         x = images
         for number, name in enumerate(LAYER_NAMES[:5], start=1):
             with torch.set_grad_enabled(torch.is_grad_enabled() and number > frozen_prefix):
@@ -115,7 +115,35 @@ class GrownNet(TransferNet):
         blocks["fc7"] = self._hidden(self.layers["fc7"](blocks["fc6"]))
         for name, layer in self.grown.items():  # in creation order: every block's inputs exist
             blocks[name] = self._hidden(layer(self._read(name, blocks)))
-        return self.layers["fc8"](self._read("fc8", blocks))
+        return self._read("fc8", blocks)
+
+    def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
+        return self.layers["fc8"](self._classifier_input(images, frozen_prefix))
+
+    @property
+    def readouts(self) -> tuple[str, ...]:
+        """The blocks the classifier reads side by side (fc7 and fc7_1 for WA): each one's share of
+        the logits is its own readout (Growing a Brain's figure 6); () when it reads one block."""
+        reads = self.reads["fc8"]
+        return reads if len(reads) > 1 else ()
+
+    def readout_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the logits, {block: the logits of that block alone}): the classifier applied to one
+        block's (normalised, scaled) units with the other blocks' set to zero. The blocks' logits
+        add up to the logits plus (blocks - 1) x the classifier's bias."""
+        features = self._classifier_input(images)
+        classifier = self.layers["fc8"]
+        alone, start = {}, 0
+        for block, width in zip(self.reads["fc8"], (self.norms["fc8"].widths if "fc8" in self.norms else None)
+                                or [self._width(block) for block in self.reads["fc8"]]):
+            part = torch.zeros_like(features)
+            part[:, start:start + width] = features[:, start:start + width]
+            alone[block] = classifier(part)
+            start += width
+        return classifier(features), alone
+
+    def _width(self, block: str) -> int:
+        return self.layers[block].out_features if block in self.layers else self.grown[block].out_features
 
     def parameter_info(self) -> dict[str, tuple[float, bool]]:
         """Every parameter key -> (level, created by this job)."""

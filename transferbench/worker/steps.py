@@ -63,10 +63,14 @@ def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.
 def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int, amp: bool) -> list[dict[str, float]]:
     """Top-1, top-5, loss and mean per-class top-1 (``class_top1``: each class's top-1 averaged over
     the classes the set has, as the literature reports imbalanced sets such as Caltech-101) of
-    each model on the validation set; each batch is read once for all."""
+    each model on the validation set; each batch is read once for all. A grown network whose
+    classifier reads old and new units side by side also gets ``top1_only_<block>``: the top-1 of
+    each block's units alone (``GrownNet.readout_logits``), for the learning curves of old units,
+    new units and both."""
     for model in models:
         model.eval()
     counts = [[0, 0, 0.0, None] for _ in models]  # correct top-1, correct top-5, summed loss, top-1 hits per class
+    readouts = [dict.fromkeys(getattr(model, "readouts", ()), 0) for model in models]  # block -> correct top-1 of it alone
     per_class = None  # images per class
     total = 0
     batch_size = max(batch_size, EVAL_BATCH)
@@ -74,9 +78,14 @@ def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int
         x, y = batches.prepare(list(range(start, min(start + batch_size, len(batches.set)))), None)
         if len(y) == 0:
             continue
-        for model, count in zip(models, counts):
+        for model, count, alone in zip(models, counts, readouts):
             with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
+                if alone:
+                    logits, by_block = model.readout_logits(x)
+                    for block, block_logits in by_block.items():
+                        alone[block] += int((block_logits.argmax(1) == y).sum())
+                else:
+                    logits = model(x)
             count[2] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hits = top[:, 0] == y
@@ -94,5 +103,6 @@ def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int
     per_class = per_class.cpu()
     present = per_class > 0
     return [{"top1": c1 / total, "top5": c5 / total, "loss": loss / total,
-             "class_top1": float((hits.cpu()[present].double() / per_class[present].double()).mean())}
-            for c1, c5, loss, hits in counts]
+             "class_top1": float((hits.cpu()[present].double() / per_class[present].double()).mean()),
+             **{f"top1_only_{block}": correct / total for block, correct in alone.items()}}
+            for (c1, c5, loss, hits), alone in zip(counts, readouts)]
