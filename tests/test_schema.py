@@ -43,7 +43,7 @@ def test_loader_checks_types_and_keeps_values_as_written():
         build(ModelConfig, {"conv_widths": [1, 2]}, "model", "x.toml")
     with pytest.raises(UserError, match=r"\[block 1\] n must be a list of integers, got 4"):
         build(Block, {"networks": ["AnB"], "n": 4}, "block 1", "x.toml")
-    with pytest.raises(UserError, match=r"n must list layers 1..7, got \[0, 8\]"):
+    with pytest.raises(UserError, match=r"n must list blocks 1..L \(1..7 for the 8-layer networks\), got \[0, 8\]"):
         build(Block, {"networks": ["AnB"], "n": [0, 8]}, "block 1", "x.toml")
     with pytest.raises(UserError, match=r"\[slurm\] cpus must be an integer, got 'lots'"):
         build(SlurmSettings, {"cpus": "lots"}, "slurm", "x.toml")
@@ -191,7 +191,7 @@ def test_identity_from_a_planner_key(tmp_path):
     ("cpus = 2", 'cpus = "lots"', "[slurm] cpus must be an integer, got 'lots' (str)"),
     ('splits = ["random0", "random1"]', 'splits = ["random0", "random1"]\nn = 4',
      "[block 1] n must be a list of integers, got 4 (int)"),
-    ('splits = ["random0", "random1"]', 'splits = ["random0", "random1"]\nn = [0, 8]', "[block 1] n must list layers 1..7, got [0, 8]"),
+    ('splits = ["random0", "random1"]', 'splits = ["random0", "random1"]\nn = [0, 8]', "[block 1] n must list blocks 1..L (1..7 for the 8-layer networks), got [0, 8]"),
     ('splits = ["random0", "random1"]', 'splits = "random0"', "[block 1] splits must be a list of strings, got 'random0'"),
 ])
 def test_bad_config_fails_plan_in_one_line_and_writes_nothing(tmp_path, edit, replacement, message):

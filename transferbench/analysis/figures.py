@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from transferbench.analysis.results import health_lines, table_csv
-from transferbench.analysis.stats import (EFFECTS, FIG2, Effects, Pairs, _means, _random, bar_entries, boost_table,
+from transferbench.analysis.stats import (EFFECTS, FIG2, top_n, Effects, Pairs, _means, _random, bar_entries, boost_table,
                                           counted, developmental_table, effects_csv, effects_table, estimate,
                                           format_boost, format_developmental, format_pooled_boost, group_of,
                                           group_values, is_developmental, pooled_boost_table, reference_network)
@@ -181,7 +181,7 @@ def plot_fig2(rows, reference, study, metric, effects: Effects, out, written, mi
     top.grid(alpha=0.3)
     if not relative:
         top.set_xlabel("layer n at which the network is chopped and retrained")
-        top.set_xticks(range(0, 8))
+        top.set_xticks(range(0, top_n(rows) + 1))
         _save(fig, out, f"{study}-fig2", written)
         plt.close(fig)
         return []
@@ -199,7 +199,7 @@ def plot_fig2(rows, reference, study, metric, effects: Effects, out, written, mi
     bottom.set_title("each network against the base of its own split, seed and side; a region is shaded and named only "
                      "where the effect is shown\n(Holm-adjusted p < 0.05 over every test of this figure, the paper's sign)",
                      fontsize=8)
-    bottom.set_xticks(range(0, 8))
+    bottom.set_xticks(range(0, top_n(rows) + 1))
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     bottom.grid(alpha=0.3)
     _save(fig, out, f"{study}-fig2", written)
@@ -211,7 +211,7 @@ def _shade(ax, effects: Effects, series: dict[str, dict[int, float]]) -> list[st
     """Shade and name each fig2 effect where it is shown with the paper's sign: between its two
     curves over neighbouring shown n, a narrow band at a lone one."""
     shown = []
-    boost_explained = (row := effects.find("AnB+ vs BnB+ (same n)", "pooled n 1-7")) is not None and row.shown \
+    boost_explained = (row := effects.pooled("AnB+ vs BnB+ (same n)")) is not None and row.shown \
         and row.direction < 0  # AnB+ below BnB+: the "boost" is the longer training
     labelled: set[int] = set()
     for name in FIG2:
@@ -294,7 +294,7 @@ def plot_fig3(rows, study, metric, out, written, missing, plt, keep_flagged=Fals
         if name in axes:
             axes[name].set_xlabel("layer n")
             axes[name].set_ylabel(METRICS[metric].split(" (")[0], fontsize=8)
-            axes[name].set_xticks(range(0, 8))
+            axes[name].set_xticks(range(0, top_n(rows) + 1))
             axes[name].grid(alpha=0.3)
             axes[name].legend(fontsize=7)
     if curves:
@@ -308,7 +308,7 @@ def plot_fig3(rows, study, metric, out, written, missing, plt, keep_flagged=Fals
         rel.set_title("relative to each network's own base (95% t-intervals)")
         rel.set_xlabel("layer n")
         rel.set_ylabel("minus its base")
-        rel.set_xticks(range(0, 8))
+        rel.set_xticks(range(0, top_n(rows) + 1))
         rel.grid(alpha=0.3)
         rel.legend(fontsize=7)
     notes = ([UNUSABLE_LABEL] if any(not r.usable for r in natman + nolearn) else []) + \

@@ -82,10 +82,10 @@ def effect_lines(effects: Effects, names=FIG2) -> list[str]:
 def _against_selffer_plus(effects: Effects) -> str:
     """What follows a boost over the base: the paper also beat BnB+, which trains as long as AnB+;
     without that, a boost over the base may be the extra training rather than A's features."""
-    row = effects.find("AnB+ vs BnB+ (same n)", "pooled n 1-7")
+    row = effects.pooled("AnB+ vs BnB+ (same n)")
     if row is None:
         return "; no BnB+ of the same split, seed and side rules out the longer training"
-    versus = f"against BnB+ of the same n, pooled over n 1-7: {_support(row.estimate, row)}"
+    versus = f"against BnB+ of the same n, pooled over n {row.statistic.removeprefix('pooled n ')}: {_support(row.estimate, row)}"
     if row.shown and row.direction > 0:
         return f"; and {versus}, so it is A's features, not the longer training"
     if row.shown and row.direction < 0:
@@ -160,13 +160,13 @@ def reading(rows: list[Row], metric: str = "top1_mean_best10", keep_flagged: boo
 
 
 def boost_lines(effects: Effects) -> list[str]:
-    """The lingering boost pooled over n 1-7, as the boost table has it (its own family)."""
-    row = effects.find("lingering boost", "pooled n 1-7")
+    """The lingering boost pooled over n 1-L (1-7 for the 8-layer networks), as the boost table has it (its own family)."""
+    row = effects.pooled("lingering boost")
     if row is None:
         return []
     verdict = ("shown" if row.agrees else "shown with the other sign" if row.shown else "not shown")
-    line = f"{verdict}: AnB+ against its own base pooled over n 1-7 (the paired boost table): {_support(row.estimate, row)}"
-    versus = effects.find("AnB+ vs BnB+ (same n)", "pooled n 1-7")
+    line = f"{verdict}: AnB+ against its own base pooled over n {row.statistic.removeprefix('pooled n ')} (the paired boost table): {_support(row.estimate, row)}"
+    versus = effects.pooled("AnB+ vs BnB+ (same n)")
     if versus is not None:
         line += f"; against BnB+ of the same n: {_support(versus.estimate, versus)}" + (" (shown)" if versus.shown else "")
     return [line]

@@ -75,7 +75,12 @@ EFFECTS = {spec.name: spec for spec in (
 )}
 FIG2 = tuple(name for name, spec in EFFECTS.items() if spec.family == "fig2")
 TRENDS = ("co-adaptation loss", "specificity")  # the paper's "the higher the layer, the more specific"
-BOOST_RANGES = (1, 3, 5)  # the boost table's n ranges: 1-7, 3-7, 5-7
+BOOST_RANGES = (1, 3, 5)  # the boost table's n ranges: 1-L, 3-L, 5-L (L = 7 for the 8-layer networks)
+
+
+def top_n(rows) -> int:
+    """L of the study's architecture: the largest n of its classic networks (7 when none says)."""
+    return max((int(r.n) for r in rows if r.n is not None and not is_developmental(r)), default=7) or 7
 
 
 # ---------------------------------------------------------------------------- inference over units
@@ -320,6 +325,10 @@ class Effects:
     def find(self, effect: str, statistic: str) -> EffectRow | None:
         return next((r for r in self.rows if r.effect == effect and r.statistic == statistic), None)
 
+    def pooled(self, effect: str, low: int = 1) -> EffectRow | None:
+        """A boost effect pooled over n from ``low`` to the top (L): ``pooled n 1-7`` for the 8-layer networks."""
+        return next((r for r in self.rows if r.effect == effect and r.statistic.startswith(f"pooled n {low}-")), None)
+
     def shown_effects(self, family: str = "fig2") -> list[str]:
         """The effects of a family shown with the paper's sign at some n."""
         return list(dict.fromkeys(r.effect for r in self.family(family) if r.agrees))
@@ -343,10 +352,11 @@ def effects_table(rows: list[Row], metric: str = "top1_mean_best10", keep_flagge
     random_pairs = pairs_of["random"]
     for against, name in (("base", "lingering boost"), ("selffer+", "AnB+ vs BnB+ (same n)")):
         members = random_pairs.pairs("transfer+", against)
+        top = max((p.n for p in members), default=7)
         for low in BOOST_RANGES:
             chosen = [p for p in members if p.n >= low]
-            if chosen:
-                table.rows.append(EffectRow(name, "boost", f"pooled n {low}-7", None, estimate(chosen), +1))
+            if chosen and low <= top:
+                table.rows.append(EffectRow(name, "boost", f"pooled n {low}-{top}", None, estimate(chosen), +1))
     for name, reference, members in developmental_pairs(rows, metric, keep_flagged):
         table.rows.append(EffectRow("grown vs classic", "developmental", f"vs {reference}", None, estimate(members), 0,
                                     network=name))
@@ -381,10 +391,12 @@ def boost_table(effects: Effects) -> list[dict[str, Any]]:
     """The lingering boost, each AnB+ against its own base and against BnB+ of the same split, seed,
     side and n, over n-ranges (the boost family of the effects table)."""
     table = []
-    for low in BOOST_RANGES:
-        line: dict[str, Any] = {"layers": f"{low}-7"}
+    pooled = [row.statistic for row in effects.family("boost") if row.statistic.startswith("pooled n ")]
+    top = max((int(statistic.rsplit("-", 1)[1]) for statistic in pooled), default=7)
+    for low in (low for low in BOOST_RANGES if low <= top):
+        line: dict[str, Any] = {"layers": f"{low}-{top}"}
         for prefix, name in (("vs_base", "lingering boost"), ("vs_selffer_plus", "AnB+ vs BnB+ (same n)")):
-            row = effects.find(name, f"pooled n {low}-7")
+            row = effects.find(name, f"pooled n {low}-{top}")
             e = row.estimate if row else None
             line.update({prefix: e.mean if e else None, f"{prefix}_ci_low": e.low if e else math.nan,
                          f"{prefix}_ci_high": e.high if e else math.nan, f"{prefix}_p_adjusted": row.p_adjusted if row else math.nan,
@@ -433,10 +445,11 @@ def pooled_boost_table(rows: list[Row], metric: str = "top1_mean_best10") -> lis
     groups = group_values(rows, metric)
     bases = groups["base"].get(0, [])
     table = []
-    for low in BOOST_RANGES:
-        plus = [v for n in range(low, 8) for v in groups["transfer+"].get(n, [])]
-        selffer = [v for n in range(low, 8) for v in groups["selffer+"].get(n, [])]
-        row = {"layers": f"{low}-7", "anb_plus_networks": len(plus), "anb_plus_mean": np.mean(plus) if plus else None}
+    top = top_n(rows)
+    for low in (low for low in BOOST_RANGES if low <= top):
+        plus = [v for n in range(low, top + 1) for v in groups["transfer+"].get(n, [])]
+        selffer = [v for n in range(low, top + 1) for v in groups["selffer+"].get(n, [])]
+        row = {"layers": f"{low}-{top}", "anb_plus_networks": len(plus), "anb_plus_mean": np.mean(plus) if plus else None}
         row["vs_base"] = np.mean(plus) - np.mean(bases) if plus and bases else None
         row["vs_base_ci_low"], row["vs_base_ci_high"] = diff_ci(plus, bases)
         row["vs_selffer_plus"] = np.mean(plus) - np.mean(selffer) if plus and selffer else None

@@ -1,4 +1,4 @@
-"""`transferbench probe jobs/STUDY`: per layer 1..7, cheap predictions of how well base A's
+"""`transferbench probe jobs/STUDY`: per block 1..L (layers 1..7 of the 8-layer networks), cheap predictions of how well base A's
 features transfer to side B, beside the measured AnB curve of the same split and seed.
 
 For every split and seed whose baseA and baseB finished healthy, on side B's images (and for
@@ -47,7 +47,6 @@ from transferbench.analysis.stats import t_interval
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from transferbench.probe.measures import debiased_cka, leep, linear_cka, logme, ridge_probe
-from transferbench.schema.spec import LAYER_NAMES
 from transferbench.study.study import Study
 from transferbench.worker.data import load_image_set
 from transferbench.worker.grow import build_model
@@ -62,18 +61,21 @@ LEGEND_BELOW = {"fontsize": 7, "loc": "upper center", "bbox_to_anchor": (0.5, -0
 
 
 def _features(model, batches: Batches, count: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per layer 1..7 the (pooled) features, the labels, and the network's class probabilities."""
+    """Per block 1..L the (pooled) features, the labels, and the network's class probabilities."""
     order = torch.randperm(len(batches.set), generator=torch.Generator().manual_seed(seed))[:count].sort().values.tolist()
-    layers: list[list[np.ndarray]] = [[] for _ in range(7)]
+    blocks = model.config.architecture.blocks(model.config.blocks)
+    ends = {block[-1]: number for number, block in enumerate(blocks)}  # a block's features: after its last unit
+    layers: list[list[np.ndarray]] = [[] for _ in blocks]
     labels, probabilities = [], []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(order), BATCH):
             x, y = batches.prepare(order[start:start + BATCH], None)
-            for number, name in enumerate(LAYER_NAMES):
+            for name in model.units + (model.head,):
                 x = model._layer_block(name, x)
-                if number < 7:
-                    layers[number].append((x.mean((2, 3)) if x.dim() == 4 else x).float().cpu().numpy())
+                if name in ends:  # maps averaged over space; a ViT's tokens read at the class token
+                    pooled = x.mean((2, 3)) if x.dim() == 4 else x[:, 0] if x.dim() == 3 else x
+                    layers[ends[name]].append(pooled.float().cpu().numpy())
             probabilities.append(torch.softmax(x.float(), 1).cpu().numpy())
             labels.append(y.cpu().numpy())
     return [np.concatenate(parts) for parts in layers], np.concatenate(labels), np.concatenate(probabilities)
@@ -176,13 +178,14 @@ def probe_study(study_dir: Path, out: Path, device: str | None = "cpu", echo=pri
         r_train, _, _ = _features(random_model, train_batches, train_count, pair.seed)
         r_val, _, _ = _features(random_model, val_batches, val_count, pair.seed)
         where = {"study": study.name, "split": pair.split, "seed": pair.seed}
-        for n in range(1, 8):
+        depth = len(a_train)
+        for n in range(1, depth + 1):
             values = {"probe": ridge_probe(a_train[n - 1], y_train, a_val[n - 1], y_val),
                       "logme": logme(a_train[n - 1], y_train), "cka": linear_cka(a_val[n - 1], b_val[n - 1]),
                       "cka_debiased": debiased_cka(a_val[n - 1], b_val[n - 1]),
                       "random_probe": ridge_probe(r_train[n - 1], y_train, r_val[n - 1], y_val), "depth": float(-n)}
             table += [{**where, "layer": n, "measure": measure, "value": value} for measure, value in values.items()]
-        table.append({**where, "layer": 8, "measure": "leep", "value": leep(a_probabilities, y_train)})
+        table.append({**where, "layer": depth + 1, "measure": "leep", "value": leep(a_probabilities, y_train)})
         # Where the study fine-tuned AnB+: how close its copied layer n came to baseB's. (A frozen AnB's
         # layer n is baseA's, so its CKA with baseB is the `cka` row itself.)
         for job in study.jobs.values():
@@ -376,7 +379,7 @@ def _figure(study: str, table, measured, agreement, out: Path, metric: str = "to
                 ax.legend(**LEGEND_BELOW)
         ax.set_xlabel("layer n")
         ax.set_ylabel(measure, color="#1f77b4")
-        ax.set_xticks(range(1, 8))
+        ax.set_xticks(range(1, max([7, *(int(n) for n in _by_layer(table, measure))]) + 1))
         ax.grid(alpha=0.3)
         twin = ax.twinx()
         if anb:

@@ -169,7 +169,7 @@ class Block:
     networks: tuple[str, ...]  # the paper's notation (transferbench.schema.notation)
     name: str | None = None  # a label for the summary (default: block<number>)
     splits: tuple[str, ...] = ("all",)  # split names (splits/<dataset>-<name>.json), "all", or reducedK
-    n: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)  # layers copied, for the XnY patterns
+    n: tuple[int, ...] = ()  # blocks copied, for the XnY patterns (default: every n, 1..L: 1..7 for the 8-layer networks)
     k: tuple[int, ...] = ()  # preserved layers above n, for XnY^k
     units: tuple[int, ...] = ()  # S, for grown networks
     forgetting: bool | None = None  # measure the source's accuracy after transfer (default: for developmental blocks)
@@ -198,10 +198,10 @@ class Block:
             raise UserError("networks is empty; list at least one network pattern, e.g. networks = [\"baseA\", \"AnB\"]")
         if not self.splits:
             raise UserError("splits is empty; list at least one split, e.g. splits = [\"random0\"]")
-        if not all(1 <= n <= 7 for n in self.n):
-            raise UserError(f"n must list layers 1..7, got {list(self.n)!r}")
-        if not all(1 <= k <= 6 for k in self.k):
-            raise UserError(f"k must list layer counts 1..6, got {list(self.k)!r}")
+        if not all(1 <= n <= 99 for n in self.n):
+            raise UserError(f"n must list blocks 1..L (1..7 for the 8-layer networks), got {list(self.n)!r}")
+        if not all(1 <= k <= 98 for k in self.k):
+            raise UserError(f"k must list block counts of at least 1, got {list(self.k)!r}")
         if not all(u > 0 for u in self.units):
             raise UserError(f"units must list positive unit counts S, got {list(self.units)!r}")
 

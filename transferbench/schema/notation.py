@@ -36,14 +36,15 @@ from transferbench.schema.spec import VARIANTS
 
 _VARIANT = "|".join(sorted(VARIANTS, key=len, reverse=True))
 _OPTIONS = r"(?P<options>(?:-(?:new|fc7|fc6|all|nonorm|wide))*)"
+_N = r"[1-9]\d?"  # n counts the architecture's blocks: 1..L (7 for the 8-layer networks), checked when planned
 # Concrete names.
-_CLASSIC = re.compile(r"^(?:base(?P<base>[A-Z]?)|R(?P<rn>[1-7])(?P<rside>[A-Z]?)"
-                      r"|(?P<src>[A-Z])(?P<n>[1-7])(?P<tgt>[A-Z])(?:\^(?P<k>[1-6]))?(?P<plus>\+)?)$")
-_GROWN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?:(?P<variant>{_VARIANT})(?P<size>\d+))?"
+_CLASSIC = re.compile(rf"^(?:base(?P<base>[A-Z]?)|R(?P<rn>{_N})(?P<rside>[A-Z]?)"
+                      rf"|(?P<src>[A-Z])(?P<n>{_N})(?P<tgt>[A-Z])(?:\^(?P<k>{_N}))?(?P<plus>\+)?)$")
+_GROWN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:{_N}[A-Z])+)\+)(?:(?P<variant>{_VARIANT})(?P<size>\d+))?"
                     rf"{_OPTIONS}(?:-on(?P<on>[A-Z]))?$")
 # Patterns: n, k and S left open.
 _CLASSIC_PATTERN = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?P<src>[A-Z])n(?P<tgt>[A-Z])(?P<pres>\^k)?(?P<plus>\+)?)$")
-_GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:7[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
+_GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:{_N}[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
 SCOPE_OPTIONS = ("new", "fc7", "fc6", "all")
 PATTERN_CHOICES = ("baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k; developmental: A7B+WA (DA, WA, DWA, WWA; "
                    "options -new/-fc7/-fc6 scope, -nonorm, -wide), A7B+-fc7 (classic fine-tuning by scope), "
@@ -106,7 +107,7 @@ class NetworkName:
             return ()
         if self.kind == "base":
             return (f"base{self.target_side or ''}",)
-        classic = "7".join(self.chain) + "+"
+        classic = str(self.n).join(self.chain) + "+"
         return (f"{classic}-{self.scope}", classic) if self.scope != "all" and not self.later_chain_step else (classic,)
 
 
@@ -132,6 +133,16 @@ def _grown_options(text: str, options: str, variant: str | None, wide_base: bool
     return (scopes or ["all"])[0], "nonorm" not in parts and not wide, wide
 
 
+def _chain(text: str, chain: str | None) -> tuple[tuple[str, ...], int]:
+    """The sides of a chain (``A7B7C`` -> A, B, C) and the n it copies at every step."""
+    if not chain:
+        return (), 0
+    counts = set(re.findall(r"\d+", chain))
+    if len(counts) > 1:
+        raise UserError(f"network {text!r}: a chain copies every block at every step; its steps name one n, e.g. A7B7C+")
+    return tuple(re.findall(r"[A-Z]", chain)), int(counts.pop())
+
+
 @lru_cache(maxsize=None)  # names repeat across rows and jobs; a NetworkName is immutable
 def parse_network(text: str) -> NetworkName:
     """A concrete network name (``A3B+``, ``R2``, ``A7B+WA64-fc7``...) -> NetworkName."""
@@ -152,7 +163,7 @@ def parse_network(text: str) -> NetworkName:
             raise UserError(f"network {text!r}: -on{g['on']} retrains the classifier of a transferred network (A7B+WA64-onA)")
         if bool(g["variant"]) != bool(g["size"]):
             raise UserError(f"network {text!r}: a grown network names its variant and size, e.g. A7B+WA64")
-        chain = tuple(g["chain"].split("7")) if g["chain"] else ()
+        chain, n = _chain(text, g["chain"])
         scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None, chain)
         size = int(g["size"]) if g["size"] else None
         if g["wide_base"] is not None:
@@ -160,11 +171,11 @@ def parse_network(text: str) -> NetworkName:
                                normalize=False, wide=True)
         if g["on"]:  # the trained network frozen, a new classifier on side ``on``
             source = chain[-1]
-            return NetworkName(text, "selffer" if g["on"] == source else "transfer", 7, False, 0, source, g["on"], chain,
+            return NetworkName(text, "selffer" if g["on"] == source else "transfer", n, False, 0, source, g["on"], chain,
                                g["variant"], size, scope, normalize, wide, retrained_on=g["on"])
         kind = "selffer" if chain[-2] == chain[-1] else "transfer"
         fine_tune = bool(g["variant"]) or scope != "new"  # A7B+-new trains no copied layer: it is A7B
-        return NetworkName(text, kind, 7, fine_tune, 0, chain[-2], chain[-1], chain, g["variant"], size, scope, normalize, wide)
+        return NetworkName(text, kind, n, fine_tune, 0, chain[-2], chain[-1], chain, g["variant"], size, scope, normalize, wide)
     raise UserError(f"unknown network name {text!r}; names read like baseA, A3B, A3B+, R2, A3B^2, A7B+WA64, A7B7C+")
 
 
@@ -183,6 +194,7 @@ class Pattern:
     scope: str = "all"
     normalize: bool = True
     wide: bool = False
+    n: int = 7  # a chain's, a grown network's: every block of the architecture (7 for the 8-layer networks)
 
     def name(self, n: int = 0, k: int = 0, size: int | None = None, step: int | None = None) -> str:
         """The concrete network name for n (and k), or, for a grown pattern, for S at chain ``step``
@@ -197,7 +209,7 @@ class Pattern:
         if not self.chain:  # a wide base
             return f"base{self.target}-{self.variant}{size}"
         step = len(self.chain) - 1 if step is None else step
-        name = "7".join(self.chain[:step + 1]) + "+"
+        name = str(self.n).join(self.chain[:step + 1]) + "+"
         scope = f"-{self.scope}" if self.scope != "all" else ""
         if self.variant:
             name += f"{self.variant}{size}{scope}" + ("" if self.normalize or self.wide else "-nonorm") + ("-wide" if self.wide else "")
@@ -212,7 +224,7 @@ def parse_pattern(text: str) -> Pattern:
     match = _GROWN_PATTERN.fullmatch(text)
     if match:
         g = match.groupdict()
-        chain = tuple(g["chain"].split("7")) if g["chain"] else ()
+        chain, n = _chain(text, g["chain"])
         scope, normalize, wide = _grown_options(text, g["options"], g["variant"], g["wide_base"] is not None, chain)
         if g["wide_base"] is not None:
             if not g["variant"]:
@@ -221,7 +233,7 @@ def parse_pattern(text: str) -> Pattern:
         if wide and (len(chain) > 2 or not g["variant"]):
             raise UserError(f"network {text!r}: -wide is one grown transfer X7Y+V-wide, not a chain or a plain network")
         return Pattern(text, "grown", chain[0], chain[-1], True, chain=chain, variant=g["variant"], scope=scope,
-                       normalize=normalize, wide=wide)
+                       normalize=normalize, wide=wide, n=n)
     match = _CLASSIC_PATTERN.fullmatch(text)
     if not match:
         raise UserError(f"unknown network {text!r}; choose from {PATTERN_CHOICES}")

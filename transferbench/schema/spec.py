@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from transferbench.errors import UserError
+from transferbench.schema.architectures import ARCHITECTURES, BLOCKS, Architecture, architecture
 from transferbench.schema.loader import build
 
-LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-ARCHITECTURES = ("caffenet", "alexnet", "small")  # alexnet: torchvision's one-tower AlexNet (for its pretrained weights)
+LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")  # the 8-layer networks' units and head
 INITS = ("paper", "kaiming")
 CONDITIONS = ("base", "selffer", "transfer", "random_init", "preserved")
 VARIANTS = ("DA", "WA", "DWA", "WWA")
@@ -41,17 +41,19 @@ def _require(condition: bool, message: str) -> None:
 class ModelConfig:
     """Architecture of one network."""
 
-    arch: str = "caffenet"  # "caffenet" (227 px, the paper) or "small" (28-64 px inputs)
-    num_classes: int = 500  # outputs of fc8
+    arch: str = "caffenet"  # schema/architectures.py: caffenet (227 px, the paper), small (28-64 px), vgg16, resnet50, vit_b16, ...
+    num_classes: int = 500  # outputs of the head (fc8)
     in_channels: int = 3  # 1 for Fashion-MNIST
-    conv_widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)  # output channels of conv1..conv5
-    fc_width: int = 4096  # units of fc6 and fc7
+    conv_widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)  # the 8-layer networks: output channels of conv1..conv5
+    fc_width: int = 4096  # the 8-layer networks and VGG16: units of fc6 and fc7
     dropout: float = 0.5  # after fc6 and fc7
     init: str = "paper"  # "paper": Gaussian sigma 0.01 / 0.005, Caffe biases; "kaiming": He normal, zero biases
+    blocks: str = "units"  # what n counts: the architecture's units one by one, or its stages (schema/architectures.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conv_widths", tuple(self.conv_widths))
         _require(self.arch in ARCHITECTURES, f"arch {self.arch!r} is not one of {', '.join(ARCHITECTURES)}")
+        _require(self.blocks in BLOCKS, f"model.blocks {self.blocks!r} is not one of {', '.join(BLOCKS)}")
         _require(self.num_classes >= 2, f"num_classes {self.num_classes}: a classifier needs at least 2 classes")
         _require(self.in_channels >= 1, f"in_channels must be at least 1, got {self.in_channels}")
         _require(len(self.conv_widths) == 5 and all(w >= 1 for w in self.conv_widths),
@@ -61,13 +63,34 @@ class ModelConfig:
         _require(self.init in INITS, f"init {self.init!r} is not one of {', '.join(INITS)}")
 
     @property
+    def architecture(self) -> Architecture:
+        return architecture(self.arch)
+
+    @property
+    def depth(self) -> int:
+        """L: the blocks n runs over (7 for the 8-layer networks)."""
+        return len(self.architecture.blocks(self.blocks))
+
+    def units_of(self, blocks: int) -> tuple[str, ...]:
+        """The units of blocks 1..``blocks``, in order."""
+        return tuple(unit for block in self.architecture.blocks(self.blocks)[:blocks] for unit in block)
+
+    @property
+    def eight_layer(self) -> bool:
+        return self.architecture.family == "eight"
+
+    @property
     def groups(self) -> int:
         """Groups of conv2, conv4 and conv5: 2 in CaffeNet (the two GPUs of the original), 1 in
         torchvision's one-tower AlexNet."""
-        return 1 if self.arch == "alexnet" else 2
+        return 1 if self.arch == "alexnet" else 2  # (the 8-layer networks only)
 
     def parameter_count(self) -> int:
         """Learned parameters of the plain network (weights and biases of conv1..fc8)."""
+        if not self.eight_layer:
+            from transferbench.schema.architectures import parameter_count
+
+            return parameter_count(self)
         c1, c2, c3, c4, c5 = self.conv_widths
         kernel, pooled = (5, 3) if self.arch == "small" else (11, 6)
         g = self.groups
@@ -79,6 +102,10 @@ class ModelConfig:
     def activation_count(self) -> int:
         """Values one image leaves in memory in a forward pass (each layer's output and its pooled
         and normalised maps): a rough measure for memory estimates."""
+        if not self.eight_layer:
+            from transferbench.schema.architectures import activation_count
+
+            return activation_count(self)
         c1, c2, c3, c4, c5 = self.conv_widths
         s1, p1, p2 = (32, 15, 7) if self.arch == "small" else (55, 27, 13)
         pooled = 3 if self.arch == "small" else 6
@@ -164,36 +191,40 @@ class Condition:
             if self.n_transferred or self.fine_tune or self.n_preserved:
                 raise UserError("a base condition copies nothing: n_transferred, fine_tune and n_preserved must be unset")
             return
-        if not 1 <= self.n_transferred <= 7:
-            raise UserError(f"n_transferred {self.n_transferred} must be 1..7 for condition {self.kind}")
+        if self.n_transferred < 1:
+            raise UserError(f"n_transferred {self.n_transferred} must be at least 1 for condition {self.kind}")
         if self.kind == "random_init" and self.fine_tune:
             raise UserError("random_init freezes its random layers; fine_tune does not apply")
         if self.kind == "preserved":
-            if not 1 <= self.n_preserved <= 7 - self.n_transferred:
-                raise UserError(f"n_preserved {self.n_preserved} must be 1..{7 - self.n_transferred} with n_transferred {self.n_transferred}")
+            if self.n_preserved < 1:
+                raise UserError(f"n_preserved {self.n_preserved} must be at least 1")
         elif self.n_preserved:
             raise UserError("n_preserved is only for the preserved condition")
+
+    def check_depth(self, depth: int, arch: str) -> None:
+        """n (and n + k) within the L blocks of the architecture."""
+        if self.kind == "base":
+            return
+        if self.n_transferred > depth:
+            raise UserError(f"n_transferred {self.n_transferred} must be 1..{depth}: {arch} has {depth} blocks "
+                            f"(the head excluded)")
+        if self.kind == "preserved" and self.n_transferred + self.n_preserved > depth:
+            raise UserError(f"n_preserved {self.n_preserved} must be 1..{depth - self.n_transferred} with n_transferred "
+                            f"{self.n_transferred} ({arch} has {depth} blocks)")
 
     @property
     def needs_source(self) -> bool:
         return self.kind in ("selffer", "transfer", "preserved")
 
     @property
-    def copied_layers(self) -> tuple[str, ...]:
-        if not self.needs_source:
-            return ()
-        return LAYER_NAMES[: self.n_transferred + self.n_preserved]
-
-    @property
-    def frozen_layers(self) -> tuple[str, ...]:
-        if self.kind == "base" or self.fine_tune:
-            return ()
-        return LAYER_NAMES[: self.n_transferred]
+    def copied_blocks(self) -> int:
+        """How many leading blocks are copied from the source."""
+        return self.n_transferred + self.n_preserved if self.needs_source else 0
 
     @property
     def frozen_prefix(self) -> int:
-        """How many leading layers run without autograd."""
-        return len(self.frozen_layers)
+        """How many leading blocks are frozen (and run without autograd)."""
+        return 0 if self.kind == "base" or self.fine_tune else self.n_transferred
 
     def label(self) -> str:
         """The paper's notation, e.g. ``AnB`` with n: ``transfer3+``, ``selffer5``, ``random_init2``."""
@@ -243,20 +274,27 @@ class Growth:
         return Growth(self.variant, units, False, self.normalize, self.scale_init) if units else None
 
 
-def check_growth(condition: Condition, growth: Growth) -> None:
-    """A growth fits a base (a wide network from scratch) or an n=7 fine-tuned transfer."""
+def check_growth(condition: Condition, growth: Growth, model: ModelConfig | None = None) -> None:
+    """A growth fits a base (a wide network from scratch) or a fine-tuned transfer of all L blocks."""
     kind, n_transferred, fine_tune = condition.kind, condition.n_transferred, condition.fine_tune
+    depth = model.depth if model is not None else 7
+    if model is not None and not model.architecture.has_fc_top:
+        if growth.variant not in ("DA", "WA"):
+            raise UserError(f"{model.arch} grows at its pooled features by depth (DA) or width (WA); {growth.variant} "
+                            "widens fc6 and fc7, which only the 8-layer networks and VGG16 have")
+        if growth.scope in ("fc6", "fc7"):
+            raise UserError(f"scope {growth.scope} names a layer {model.arch} does not have; use new or all")
     if kind == "base":
         if growth.new or growth.scope != "all":
             raise UserError("a grown base network is trained from scratch: growth.new must be false and scope all")
-    elif kind in ("transfer", "selffer") and n_transferred == 7 and not fine_tune:
+    elif kind in ("transfer", "selffer") and n_transferred == depth and not fine_tune:
         # A grown network frozen whole with a new classifier (its features read on another task:
         # the source's accuracy with its classifier retrained, Growing a Brain's Table 4).
         if growth.new or growth.scope != "new":
             raise UserError("a frozen grown network adds no units and trains its classifier alone: growth.new must be "
                             "false and scope new")
-    elif kind not in ("transfer", "selffer") or n_transferred != 7:
-        raise UserError(f"a developmental network copies layers 1..7 and fine-tunes (AnB+ with n=7), "
+    elif kind not in ("transfer", "selffer") or n_transferred != depth:
+        raise UserError(f"a developmental network copies blocks 1..{depth} and fine-tunes (AnB+ with n={depth}), "
                         f"not {kind} with n={n_transferred}{' fine-tuned' if fine_tune else ''}")
 
 
@@ -380,8 +418,9 @@ class JobSpec:
     source_id: str | None = None  # the identity (config hash) of the base network of its own study it copies from
 
     def __post_init__(self) -> None:
+        self.condition.check_depth(self.model.depth, f"{self.model.arch} ({self.model.blocks})")
         if self.growth is not None:
-            check_growth(self.condition, self.growth)
+            check_growth(self.condition, self.growth, self.model)
         if (self.forgetting_side is not None or self.forgetting_data is not None) and not self.condition.needs_source:
             raise UserError(f"{self.key}: forgetting is measured against a source network; a {self.condition.kind} job has none")
         if self.forgetting_side is not None and self.forgetting_data is not None:
@@ -416,6 +455,8 @@ class JobSpec:
                 del data["train"][default_off]
         if data["train"]["classifier_lr_mult"] == 1.0:
             del data["train"]["classifier_lr_mult"]
+        if data["model"]["blocks"] == "units":  # the 8-layer networks' units are their stages: older hashes hold
+            del data["model"]["blocks"]
         return data
 
     @staticmethod

@@ -461,6 +461,10 @@ class _Planner:
             return EXTERNAL  # the block's source network: imported, or another study's
         return self.add(scope, f"base{letter}", "baseX", self.side_of(scope, letter, f"base{letter}"), Condition(), None)
 
+    def depth(self, scope: _Scope) -> int:
+        """L: the blocks of the scope's architecture (n runs over 1..L)."""
+        return ModelConfig(**{**scope.model, "num_classes": 2}).depth
+
     def expand(self, scope: _Scope, pattern: Pattern, block: Block) -> None:
         if pattern.kind == "grown":
             for size in (block.units if pattern.variant else [None]):
@@ -469,7 +473,8 @@ class _Planner:
         if pattern.kind == "base":
             self.base(scope, pattern.target)
             return
-        for n in block.n:
+        depth = self.depth(scope)
+        for n in block.n or range(1, depth + 1):
             if pattern.kind == "random_init":
                 self.add(scope, pattern.name(n), pattern.text, self.side_of(scope, pattern.target, pattern.text),
                          Condition("random_init", n), None)
@@ -478,7 +483,7 @@ class _Planner:
             side = self.side_of(scope, pattern.target, pattern.text)
             if pattern.preserved:
                 for k in block.k:
-                    if n + k <= 7:
+                    if n + k <= depth:
                         self.add(scope, pattern.name(n, k), pattern.text, side,
                                  Condition("preserved", n, pattern.fine_tune, k), source_base)
                 continue
@@ -491,7 +496,15 @@ class _Planner:
             self.add(scope, pattern.name(size=size), pattern.text, self.side_of(scope, pattern.target, pattern.text),
                      Condition(), None, Growth(pattern.variant, (size,), new=False, **settings))
             return
-        chain = pattern.chain
+        chain, model = pattern.chain, ModelConfig(**{**scope.model, "num_classes": 2})
+        if pattern.n != model.depth:
+            written = pattern.text.replace(str(pattern.n), str(model.depth))
+            raise UserError(f"{self.config.source}: {scope.where} network {pattern.text!r} copies {pattern.n} blocks, but "
+                            f"{model.arch} ({model.blocks}) has {model.depth}: a chain or a grown network copies all of "
+                            f"them; write {written!r}")
+        if pattern.scope in ("fc6", "fc7") and not model.architecture.has_fc_top:
+            raise UserError(f"{self.config.source}: {scope.where} network {pattern.text!r}: {model.arch} has no {pattern.scope}; "
+                            "its scopes are new and all")
         previous = None
         for step in range(1, len(chain)):
             src, tgt = chain[step - 1], chain[step]
@@ -505,24 +518,25 @@ class _Planner:
                                         Growth(pattern.variant, (size,), new=False, **settings))
                 else:
                     previous = self.base(scope, src)
-            growth, condition = None, Condition(kind, 7, True)
+            growth, condition = None, Condition(kind, model.depth, True)
             if pattern.variant:
                 growth = Growth(pattern.variant, (size,) * step, new=not pattern.wide, scope=pattern.scope, **settings)
             elif pattern.scope != "all":
-                condition = CLASSIC_SCOPES[pattern.scope](kind)
+                condition = CLASSIC_SCOPES[pattern.scope](kind, model.depth)
             previous = self.add(scope, pattern.name(size=size, step=step), pattern.text, side, condition, previous, growth)
         if scope.retrain is not None:  # the last network frozen whole, a new classifier on the first task
             first = chain[0]
             frozen = growth and Growth(growth.variant, growth.units, False, growth.normalize, growth.scale_init, "new",
                                        growth.new_lr_mult)
             self.add(scope, f"{pattern.name(size=size)}-on{first}", pattern.text, self.side_of(scope, first, pattern.text),
-                     Condition("selffer" if first == chain[-1] else "transfer", 7, False), previous, frozen, retrain=True)
+                     Condition("selffer" if first == chain[-1] else "transfer", model.depth, False), previous, frozen,
+                     retrain=True)
 
 
 # Classic fine-tuning by scope (A7B+-fc7): which copied layers stay frozen, in Yosinski's conditions.
-CLASSIC_SCOPES = {"new": lambda kind: Condition(kind, 7, False),  # A7B: the new classifier alone
-                  "fc7": lambda kind: Condition("preserved", 6, False, 1),  # A6B^1: fc7 and the classifier
-                  "fc6": lambda kind: Condition("preserved", 5, False, 2)}  # A5B^2: fc6 up
+CLASSIC_SCOPES = {"new": lambda kind, depth: Condition(kind, depth, False),  # A7B: the new classifier alone
+                  "fc7": lambda kind, depth: Condition("preserved", depth - 1, False, 1),  # A6B^1: fc7 and the classifier
+                  "fc6": lambda kind, depth: Condition("preserved", depth - 2, False, 2)}  # A5B^2: fc6 up
 
 
 def category(job: PlannedJob) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from transferbench.schema.record import ResultRecord
-from transferbench.worker.models import LAYER_NAMES, TransferNet
+from transferbench.worker.blocknet import BlockNet as TransferNet
 from transferbench.worker.running import fetched_ahead, progress_bar, stop_signals
 from transferbench.worker.train import Trainer, evaluate_all
 
@@ -41,7 +41,7 @@ def prefix_chains(members: list[tuple[TransferNet, int]]) -> list[tuple[int, ...
         chain: list[int] = []
         if frozen_prefix:
             parent = None
-            for name in LAYER_NAMES[:frozen_prefix]:
+            for name in model.units[:frozen_prefix]:
                 params = [p.detach() for p in model.layers[name].parameters()]
                 found = next((i for i, (up, layer, theirs) in enumerate(nodes) if up == parent and layer == name
                               and all(torch.equal(a, b) for a, b in zip(theirs, params))), None)
@@ -76,7 +76,7 @@ class SharedPrefix:
             _set_rng_state(device, state)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
             for depth in range(known, len(chain)):
-                x = model._layer_block(LAYER_NAMES[depth], x)
+                x = model._layer_block(model.units[depth], x)
                 self.cache[chain[depth]] = (x, _rng_state(device))
         return x
 

@@ -38,9 +38,11 @@ from torch.nn import functional as F
 
 from transferbench.errors import UserError
 from transferbench.schema.spec import LAYER_NAMES, SCOPES, VARIANTS, Growth, ModelConfig  # noqa: F401
-from transferbench.worker.models import TransferNet
+from transferbench.worker.blocknet import BlockNet
+from transferbench.worker.models import TransferNet, build_network
+from transferbench.worker.nets import NETWORKS
 
-CLASSIFIER = ("layers.fc8.", "norms.fc8.")
+CLASSIFIER = ("layers.fc8.", "norms.fc8.", "layers.fc.", "layers.head.")  # every architecture's head, and a grown one's γ
 
 
 class BlockNorm(nn.Module):
@@ -55,39 +57,56 @@ class BlockNorm(nn.Module):
         return torch.cat([F.normalize(block, dim=1) for block in blocks], 1) * self.scale
 
 
-class GrownNet(TransferNet):
-    """The 8-layer network with grown units (see the module docstring)."""
+class GrownNet(BlockNet):
+    """A network with grown units (see the module docstring). ``GrownNet(config, growth)`` builds
+    the grown form of ``config``'s architecture: the 8-layer networks and VGG16 grow at fc6 and
+    fc7; ResNet and ViT at their pooled features ("fc7": the last unit's, "fc6": the pooled output
+    of the unit below it, which WA's new units read as fc7's read fc6)."""
+
+    def __new__(cls, config: ModelConfig, growth: Growth | None = None):
+        if cls is GrownNet:
+            cls = _grown_class(config)
+        return super().__new__(cls)
 
     def __init__(self, config: ModelConfig, growth: Growth) -> None:
         super().__init__(config)
         self.growth = growth
-        width = {"fc6": config.fc_width, "fc7": config.fc_width}
+        self.fc_top = config.architecture.has_fc_top
+        head = self.head
+        if self.fc_top:
+            width = {"fc6": self.layers["fc6"].out_features, "fc7": self.layers["fc7"].out_features}
+            pool5 = self.layers["fc6"].in_features
+        else:
+            width = {"fc6": self.unit_width(self.units[-2]), "fc7": self.unit_width(self.units[-1])}
+            pool5 = 0
         self.reads: dict[str, tuple[str, ...]] = {}  # layer -> the blocks it reads (pool5 for fc6 blocks)
-        self.level: dict[str, float] = {name: float(number) for number, name in enumerate(LAYER_NAMES, 1)}
+        self.level: dict[str, float] = {name: float(number) for number, name in enumerate(self.units + (head,), 1)}
+        fc6_level, fc7_level = self.level[self.units[-2]], self.level[self.units[-1]]
+        self.thresholds = {"all": 0.0, "fc6": fc6_level, "fc7": fc7_level, "new": float("inf")}
         self.step_of: dict[str, int] = {}
         self.grown = nn.ModuleDict()
         fc6_blocks, fc7_blocks, adapters = ["fc6"], ["fc7"], []
-        pool5 = self.layers["fc6"].in_features
 
         def add(name: str, reads: tuple[str, ...], size: int, level: float, step: int, init_like: str) -> None:
             inputs = pool5 if reads == ("pool5",) else sum(width[block] for block in reads)
             layer = nn.Linear(inputs, size)
-            self.init_layer(layer, init_like)
+            self.init_grown(layer, init_like)
             self.grown[name], self.reads[name], self.level[name], self.step_of[name], width[name] = layer, reads, level, step, size
 
         for step, size in enumerate(growth.units, 1):
             if growth.variant == "WWA":
-                add(f"fc6_{step}", ("pool5",), size // 2, 6.0, step, "fc6")
+                add(f"fc6_{step}", ("pool5",), size // 2, fc6_level, step, "fc6")
                 fc6_blocks.append(f"fc6_{step}")
             if growth.variant in ("WA", "WWA", "DWA"):
-                add(f"fc7_{step}", tuple(fc6_blocks), size, 7.0, step, "fc7")
+                add(f"fc7_{step}", tuple(fc6_blocks), size, fc7_level, step, "fc7")
                 fc7_blocks.append(f"fc7_{step}")
             if growth.variant in ("DA", "DWA"):
-                add(f"fca_{step}", (adapters[-1],) if adapters else tuple(fc7_blocks), size, 7.5, step, "fc7")
+                add(f"fca_{step}", (adapters[-1],) if adapters else tuple(fc7_blocks), size, fc7_level + 0.5, step, "fc7")
                 adapters.append(f"fca_{step}")
+        self.widths = width
         self.reads["fc8"] = (adapters[-1],) if adapters else tuple(fc7_blocks)
-        self.layers["fc8"] = nn.Linear(sum(width[block] for block in self.reads["fc8"]), config.num_classes)
-        self.init_layer(self.layers["fc8"], "fc8")
+        self.layers[head] = nn.Linear(sum(width[block] for block in self.reads["fc8"]), config.num_classes)
+        self.init_layer(self.layers[head], head)
         self.step_of["fc8"] = len(growth.units)
         # Blocks are normalised and scaled where they meet and at the classifier; a layer that
         # reads one block (fc7_k from fc6, fca_k from the previous fca) reads it as fc7 reads fc6.
@@ -96,8 +115,17 @@ class GrownNet(TransferNet):
             for name, reads in self.reads.items() if growth.normalize and (name == "fc8" or len(reads) > 1)
         })
 
+    def init_grown(self, layer: nn.Linear, like: str) -> None:
+        """A new layer of units, initialised as the network's own fc6/fc7 are (He normal where the
+        network has none)."""
+        if self.fc_top:
+            self.init_layer(layer, like)
+        else:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(F.relu(x, inplace=True), self.config.dropout, self.training)
+        return F.dropout(F.relu(x, inplace=True), self.config.dropout if self.fc_top else 0.0, self.training)
 
     def _read(self, name: str, blocks: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = [blocks[block] for block in self.reads[name]]
@@ -106,19 +134,23 @@ class GrownNet(TransferNet):
         return inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
 
     def _classifier_input(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
+        body = self.units[:-2] if self.fc_top else self.units[:-1]
         x = images
-        for number, name in enumerate(LAYER_NAMES[:5], start=1):
+        for number, name in enumerate(body, start=1):
             with torch.set_grad_enabled(torch.is_grad_enabled() and number > frozen_prefix):
                 x = self._layer_block(name, x)
-        blocks = {"pool5": x}
-        blocks["fc6"] = self._hidden(self.layers["fc6"](x))
-        blocks["fc7"] = self._hidden(self.layers["fc7"](blocks["fc6"]))
+        if self.fc_top:
+            blocks = {"pool5": x}
+            blocks["fc6"] = self._hidden(self.layers["fc6"](x))
+            blocks["fc7"] = self._hidden(self.layers["fc7"](blocks["fc6"]))
+        else:
+            blocks = {"fc6": self.pool(x), "fc7": self.pool(self._layer_block(self.units[-1], x))}
         for name, layer in self.grown.items():  # in creation order: every block's inputs exist
             blocks[name] = self._hidden(layer(self._read(name, blocks)))
         return self._read("fc8", blocks)
 
     def forward(self, images: torch.Tensor, frozen_prefix: int = 0) -> torch.Tensor:
-        return self.layers["fc8"](self._classifier_input(images, frozen_prefix))
+        return self.layers[self.head](self._classifier_input(images, frozen_prefix))
 
     @property
     def readouts(self) -> tuple[str, ...]:
@@ -132,18 +164,15 @@ class GrownNet(TransferNet):
         block's (normalised, scaled) units with the other blocks' set to zero. The blocks' logits
         add up to the logits plus (blocks - 1) x the classifier's bias."""
         features = self._classifier_input(images)
-        classifier = self.layers["fc8"]
+        classifier = self.layers[self.head]
         alone, start = {}, 0
-        for block, width in zip(self.reads["fc8"], (self.norms["fc8"].widths if "fc8" in self.norms else None)
-                                or [self._width(block) for block in self.reads["fc8"]]):
+        for block in self.reads["fc8"]:
+            width = self.widths[block]
             part = torch.zeros_like(features)
             part[:, start:start + width] = features[:, start:start + width]
             alone[block] = classifier(part)
             start += width
         return classifier(features), alone
-
-    def _width(self, block: str) -> int:
-        return self.layers[block].out_features if block in self.layers else self.grown[block].out_features
 
     def parameter_info(self) -> dict[str, tuple[float, bool]]:
         """Every parameter key -> (level, created by this job)."""
@@ -151,17 +180,32 @@ class GrownNet(TransferNet):
         info = {}
         for key, _ in self.named_parameters():
             part, name = key.split(".")[:2]
-            if part == "layers" and name != "fc8":
+            if part == "layers" and name != self.head:
                 info[key] = (self.level[name], False)
-            elif name == "fc8":  # the classifier: re-initialised, trains in every scope; its γ is new with the growth
+            elif name in (self.head, "fc8"):  # the classifier: re-initialised, trains in every scope; its γ is new with the growth
                 info[key] = (float("inf"), part == "norms" and self.growth.new)
             else:
                 info[key] = (self.level[name], self.growth.new and self.step_of[name] == last)
         return info
 
 
-def build_model(config: ModelConfig, growth: Growth | None) -> TransferNet:
-    return GrownNet(config, growth) if growth is not None else TransferNet(config)
+_GROWN_CLASSES: dict[type, type] = {}
+
+
+def _grown_class(config: ModelConfig) -> type:
+    """GrownNet over the plain network class of ``config``'s architecture."""
+    base = _plain_class(config)
+    if base not in _GROWN_CLASSES:
+        _GROWN_CLASSES[base] = type(f"Grown{base.__name__}", (GrownNet, base), {})
+    return _GROWN_CLASSES[base]
+
+
+def _plain_class(config: ModelConfig) -> type:
+    return TransferNet if config.eight_layer else NETWORKS[config.architecture.family]
+
+
+def build_model(config: ModelConfig, growth: Growth | None) -> BlockNet:
+    return GrownNet(config, growth) if growth is not None else build_network(config)
 
 
 def is_classifier(key: str) -> bool:
@@ -199,7 +243,7 @@ def apply_growth(model: GrownNet, source_state: dict[str, torch.Tensor] | None) 
     elif growth.new or growth.scope != "all":
         raise UserError(f"growth {growth.label()} with new units or scope {growth.scope!r} needs a source network; "
                         "a network trained from scratch (a wide base) has new=false and scope all")
-    threshold = SCOPES[growth.scope]
+    threshold = model.thresholds[growth.scope]
     frozen = []
     for key, parameter in model.named_parameters():
         level, new = info[key]

@@ -1,8 +1,17 @@
-"""The 8-layer networks of the study: CaffeNet (227 px), torchvision's AlexNet (224 px, to use its
-pretrained weights) and a small-image variant (28-64 px).
+"""The study's networks. Every one is an ordered list of transferable units plus a head
+(``schema/architectures.py``), each unit's parameters under ``model.layers[unit]``, so copying or
+freezing "blocks 1..n" is a matter of names whatever the architecture:
 
-Learned layers are numbered 1..8 as in the paper (conv1..conv5, fc6..fc8) and live in
-``model.layers[name]``, so copying or freezing "layers 1..n" is a matter of names.
+- ``TransferNet``: the 8-layer networks, CaffeNet (227 px), BVLC's AlexNet (normalisation before
+  pooling), torchvision's AlexNet (224 px, to use its pretrained weights) and a small-image
+  variant (28-64 px); units conv1..conv5, fc6, fc7, head fc8, numbered 1..8 as in the paper.
+- ``nets.VGGNet``, ``nets.ResNet``, ``nets.ViT`` (``transferbench/worker/nets.py``): VGG-16,
+  ResNet-50 and ViT-B/16 in torchvision's computation, and small members of the ResNet and ViT
+  families for the CPU.
+
+``forward(images, frozen_prefix, start)``: the first ``frozen_prefix`` units run without autograd
+and, once ``freeze_units`` has named them, with their normalisation statistics frozen
+(BatchNorm in eval mode whatever the network's mode: frozen means frozen).
 """
 
 from __future__ import annotations
@@ -11,7 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from transferbench.schema.architectures import EIGHT_LAYER_UNITS
 from transferbench.schema.spec import ARCHITECTURES, LAYER_NAMES, ModelConfig  # noqa: F401  (re-exported for the worker)
+from transferbench.worker.blocknet import BlockNet
+from transferbench.worker.nets import NETWORKS
 
 # The paper's initialisation: weight sigma and bias constant per layer (SPEC section 1).
 PAPER_WEIGHT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
@@ -19,20 +31,21 @@ PAPER_WEIGHT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, 
 PAPER_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0, "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
 
 
-class TransferNet(nn.Module):
+class TransferNet(BlockNet):
     """conv1 → relu → pool → LRN → conv2 (2 groups) → relu → pool → LRN → conv3 → relu →
     conv4 (2 groups) → relu → conv5 (2 groups) → relu → pool → fc6 → relu → dropout →
-    fc7 → relu → dropout → fc8.
+    fc7 → relu → dropout → fc8 (BVLC's AlexNet: LRN before pool; torchvision's: no LRN).
     """
 
+    units, head = EIGHT_LAYER_UNITS, "fc8"
+
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        if config.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown arch {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        self.config = config
+        super().__init__(config)
+        if not config.eight_layer:
+            raise ValueError(f"{config.arch} is not an 8-layer network; build it with build_network")
         c1, c2, c3, c4, c5 = config.conv_widths
         groups = config.groups  # CaffeNet's two towers; torchvision's AlexNet has one
-        if config.arch == "caffenet":
+        if config.arch in ("caffenet", "bvlc_alexnet"):
             conv1 = nn.Conv2d(config.in_channels, c1, 11, stride=4)
             self.input_size = 227
         elif config.arch == "alexnet":
@@ -58,11 +71,6 @@ class TransferNet(nn.Module):
         self.lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
         self.reset_layers(LAYER_NAMES)
 
-    def reset_layers(self, names) -> None:
-        """Re-initialise the named layers with the configured scheme."""
-        for name in names:
-            self.init_layer(self.layers[name], name)
-
     def init_layer(self, layer: nn.Module, name: str) -> None:
         """Initialise ``layer`` with the configured scheme of learned layer ``name`` (its place in the network)."""
         if self.config.init == "paper":
@@ -72,19 +80,6 @@ class TransferNet(nn.Module):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if name != "fc8" else "linear")
             nn.init.zeros_(layer.bias)
 
-    def forward(self, images: torch.Tensor, frozen_prefix: int = 0, start: int = 0) -> torch.Tensor:
-        """Logits for a batch. The first ``frozen_prefix`` layers run without autograd:
-        frozen layers cost no backward pass and keep no activations. ``start`` > 0: ``images``
-        is the output of layer ``start`` (computed elsewhere, e.g. shared by a fused group) and
-        only the layers after it run."""
-        x = images
-        for number, name in enumerate(LAYER_NAMES, start=1):
-            if number <= start:
-                continue
-            with torch.set_grad_enabled(torch.is_grad_enabled() and number > frozen_prefix):
-                x = self._layer_block(name, x)
-        return x
-
     def _layer_block(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """One learned layer with the fixed operations that follow it."""
         layer = self.layers[name]
@@ -92,8 +87,11 @@ class TransferNet(nn.Module):
             x = F.relu(layer(x), inplace=True)
             arch = self.config.arch
             if name in ("conv1", "conv2"):
-                x = F.max_pool2d(x, 3, 2)
-                x = x if arch == "alexnet" else self.lrn(x)  # torchvision's AlexNet has no local response normalisation
+                if arch == "bvlc_alexnet":  # BVLC's AlexNet normalises, then pools
+                    x = F.max_pool2d(self.lrn(x), 3, 2)
+                else:
+                    x = F.max_pool2d(x, 3, 2)
+                    x = x if arch == "alexnet" else self.lrn(x)  # torchvision's AlexNet has no local response normalisation
             elif name == "conv5":
                 if arch == "small":
                     x = F.adaptive_max_pool2d(x, self.pooled)
@@ -107,5 +105,7 @@ class TransferNet(nn.Module):
             x = F.dropout(F.relu(x, inplace=True), self.config.dropout, self.training)
         return x
 
-    def layer_parameters(self, name: str) -> dict[str, nn.Parameter]:
-        return {f"layers.{name}.{key}": p for key, p in self.layers[name].named_parameters()}
+
+def build_network(config: ModelConfig) -> BlockNet:
+    """The plain network of ``config`` (grown ones: ``grow.build_model``)."""
+    return TransferNet(config) if config.eight_layer else NETWORKS[config.architecture.family](config)

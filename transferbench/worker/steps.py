@@ -11,7 +11,7 @@ from transferbench.errors import UserError
 from transferbench.schema.spec import TrainConfig
 from transferbench.worker.grow import GrownNet, is_classifier
 from transferbench.worker.inputs import Batches
-from transferbench.worker.models import TransferNet
+from transferbench.worker.blocknet import BlockNet as TransferNet
 
 
 EVAL_BATCH = 256  # evaluation batches hold at least this many images: no gradients, so memory allows it, and it is faster

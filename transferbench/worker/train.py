@@ -169,7 +169,7 @@ class Trainer:
             self.frozen_prefix = 0  # frozen layers are requires_grad=False; autograd records nothing for them
         else:
             self.layers = apply_condition(model, spec.condition, self.source_state)
-            self.frozen_prefix = spec.condition.frozen_prefix
+            self.frozen_prefix = len(model.frozen_units)  # units, which run without autograd
         model.to(self.device)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)

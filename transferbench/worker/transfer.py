@@ -12,16 +12,17 @@ import torch
 
 from transferbench.errors import UserError
 from transferbench.schema.spec import Condition
-from transferbench.worker.models import TransferNet
+from transferbench.worker.blocknet import BlockNet
 
 
-def copy_layers(model: TransferNet, source_state: dict[str, torch.Tensor], layers: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Copy the parameters of ``layers`` from ``source_state`` into ``model``.
+def copy_layers(model: BlockNet, source_state: dict[str, torch.Tensor], layers: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Copy the parameters and buffers (BatchNorm's statistics) of the units ``layers`` from
+    ``source_state`` into ``model``.
 
     Returns (copied keys, re-initialised keys) and asserts they are exactly the named layers'
     parameters and all the others: nothing copied by accident, nothing silently skipped.
     """
-    wanted = [key for name in layers for key in model.layer_parameters(name)]
+    wanted = [key for name in layers for key in model.layer_state_keys(name)]
     missing = [key for key in wanted if key not in source_state]
     if missing:
         raise UserError(f"source checkpoint lacks {', '.join(missing)}; it is not a network of this architecture")
@@ -31,25 +32,30 @@ def copy_layers(model: TransferNet, source_state: dict[str, torch.Tensor], layer
             raise UserError(f"source {key} has shape {tuple(source_state[key].shape)}, this network needs {tuple(own[key].shape)}; "
                             "the base network was built with other widths")
     result = model.load_state_dict({key: source_state[key] for key in wanted}, strict=False)
-    reinitialised = sorted(result.missing_keys)
-    expected_reinit = sorted(key for key in own if key not in wanted)
+    reinitialised = sorted(key for key in own if key not in wanted)
     assert not result.unexpected_keys, result.unexpected_keys
-    assert reinitialised == expected_reinit, (reinitialised, expected_reinit)
+    # (BatchNorm does not report a missing num_batches_tracked; it is a counter, not a weight)
+    assert sorted(result.missing_keys) == [k for k in reinitialised if not k.endswith("num_batches_tracked")], \
+        "the copy left other keys than the units it was not asked to copy"
     for key in wanted:
         assert torch.equal(model.state_dict()[key], source_state[key].to(own[key].dtype)), key
     return wanted, reinitialised
 
 
-def apply_condition(model: TransferNet, condition: Condition, source_state: dict[str, torch.Tensor] | None) -> dict[str, list[str]]:
-    """Copy and freeze as ``condition`` says; return which keys were copied, re-initialised, frozen."""
+def apply_condition(model: BlockNet, condition: Condition, source_state: dict[str, torch.Tensor] | None) -> dict[str, list[str]]:
+    """Copy and freeze as ``condition`` says (n counts the blocks of ``model.config``: its units or
+    its stages); return which keys were copied, re-initialised, frozen. Frozen units keep their
+    normalisation statistics too."""
     copied: list[str] = []
     reinitialised = sorted(model.state_dict())
     if condition.needs_source:
         if source_state is None:
             raise UserError(f"condition {condition.label()} needs a source network checkpoint")
-        copied, reinitialised = copy_layers(model, source_state, condition.copied_layers)
+        copied, reinitialised = copy_layers(model, source_state, model.config.units_of(condition.copied_blocks))
     frozen = []
-    for name in condition.frozen_layers:
+    frozen_units = model.config.units_of(condition.frozen_prefix)
+    model.freeze_units(frozen_units)
+    for name in frozen_units:
         for key, parameter in model.layer_parameters(name).items():
             parameter.requires_grad_(False)
             frozen.append(key)
