@@ -115,7 +115,12 @@ def write_caffemodel(path: Path, state: dict, v1: bool = False, alexnet_order: b
     lrn = ("LRN", {"local_size": 5, "alpha": 1e-4, "beta": 0.75})
     convs = {"conv1": (11, 4, 0, 1), "conv2": (5, 1, 2, 2), "conv3": (3, 1, 1, 1), "conv4": (3, 1, 1, 2), "conv5": (3, 1, 1, 2)}
     plan = [("data", "Data", None)]
-    for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+    if "layers.conv1_1.weight" in state:  # VGG-16, as its authors' deploy net lays it out
+        for stage, count in enumerate((2, 2, 3, 3, 3), 1):
+            for index in range(1, count + 1):
+                plan += [(f"conv{stage}_{index}", "Convolution", (3, 1, 1, 1)), (f"relu{stage}_{index}", "ReLU", None)]
+            plan.append((f"pool{stage}", "Pooling", {"pool": 0, "kernel_size": 2, "stride": 2}))
+    for name in () if "layers.conv1_1.weight" in state else ("conv1", "conv2", "conv3", "conv4", "conv5"):
         plan.append((name, "Convolution", convs[name]))
         plan.append((f"relu{name[-1]}", "ReLU", None))
         if name in ("conv1", "conv2"):
@@ -152,7 +157,7 @@ def write_caffemodel(path: Path, state: dict, v1: bool = False, alexnet_order: b
             continue
         weight = state[f"layers.{name}.weight"].numpy()
         bias = state[f"layers.{name}.bias"].numpy()
-        if name == "conv1":
+        if name in ("conv1", "conv1_1"):
             weight = weight[:, ::-1]  # Caffe reads BGR
         if kind == "InnerProduct":
             layer.inner_product_param.num_output = weight.shape[0]

@@ -3,6 +3,8 @@ CaffeNet-named state dicts are imported layer by layer, and compute what they co
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -128,9 +130,6 @@ def test_the_import_writes_weights_and_a_description_atomically(tmp_path):
 
 def test_bad_weights_files_fail_in_one_line(tmp_path):
     source = _net()
-    write_caffemodel(tmp_path / "alexnet.caffemodel", source.state_dict(), alexnet_order=True)
-    with pytest.raises(UserError, match="normalises before it pools"):
-        import_weights(tmp_path / "alexnet.caffemodel", "a")
     write_caffemodel(tmp_path / "cut.caffemodel", source.state_dict(), shapes={"fc6.weight": (32, 100)})
     with pytest.raises(UserError, match=r"layer fc6 weight has shape \(32, 100\), but caffenet .* needs \(32, 576\)"):
         import_weights(tmp_path / "cut.caffemodel", "b")
@@ -140,6 +139,10 @@ def test_bad_weights_files_fail_in_one_line(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "resnet.pt")
     with pytest.raises(UserError, match="neither torchvision's AlexNet .* nor CaffeNet's"):
         import_weights(tmp_path / "resnet.pt", "d")
+    torch.save({"layer4.2.conv3.weight": torch.zeros(2, 2), "fc.weight": torch.zeros(3, 2), "extra.x": torch.zeros(1)},
+               tmp_path / "cut-resnet.pt")
+    with pytest.raises(UserError, match="no unit of torchvision's resnet50 takes .*extra.x"):
+        import_weights(tmp_path / "cut-resnet.pt", "d")
     with pytest.raises(UserError, match="does not exist"):
         import_weights(tmp_path / "missing.caffemodel", "e")
     write_caffemodel(tmp_path / "net.caffemodel", source.state_dict())
@@ -174,3 +177,93 @@ def test_a_state_dict_declares_its_input_std_and_resize(tmp_path):
     write_caffemodel(tmp_path / "net.caffemodel", source.state_dict())
     with pytest.raises(UserError, match="no std; leave std unset"):
         import_weights(tmp_path / "net.caffemodel", "net", std=[58.4, 57.1, 57.4])
+
+
+def test_bvlc_alexnet_imports_with_its_own_order_normalising_before_it_pools(tmp_path):
+    """BVLC's AlexNet (the paper's "AlexNet's Caffe implementation") is CaffeNet's shapes with LRN
+    before pooling: imported as bvlc_alexnet, it computes that order (checked against the ops spelled out)."""
+    from torch.nn import functional as F
+
+    source = _net(dataclasses.replace(TINY_CAFFENET, init="kaiming"), seed=4)  # weights whose features reach the logits
+    write_caffemodel(tmp_path / "alexnet.caffemodel", source.state_dict(), alexnet_order=True)
+    imported = import_weights(tmp_path / "alexnet.caffemodel", "a")
+    assert imported.info.model.arch == "bvlc_alexnet" and imported.info.crop == 227
+    ours = TransferNet(imported.info.model).eval()
+    ours.load_state_dict(imported.state)
+    x = 60 * torch.randn(2, 3, 227, 227)  # Caffe's 0-255 range minus the mean: where LRN acts
+    w = {key.removeprefix("layers."): value for key, value in source.state_dict().items()}
+    lrn = torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+    h = F.max_pool2d(lrn(F.relu(F.conv2d(x, w["conv1.weight"], w["conv1.bias"], stride=4))), 3, 2)
+    h = F.max_pool2d(lrn(F.relu(F.conv2d(h, w["conv2.weight"], w["conv2.bias"], padding=2, groups=2))), 3, 2)
+    h = F.relu(F.conv2d(h, w["conv3.weight"], w["conv3.bias"], padding=1))
+    h = F.relu(F.conv2d(h, w["conv4.weight"], w["conv4.bias"], padding=1, groups=2))
+    h = F.max_pool2d(F.relu(F.conv2d(h, w["conv5.weight"], w["conv5.bias"], padding=1, groups=2)), 3, 2).flatten(1)
+    h = F.relu(F.linear(F.relu(F.linear(h, w["fc6.weight"], w["fc6.bias"])), w["fc7.weight"], w["fc7.bias"]))
+    logits = ours(x)
+    assert torch.allclose(logits, F.linear(h, w["fc8.weight"], w["fc8.bias"]), rtol=1e-4, atol=1e-5)
+    caffenet = TransferNet(TINY_CAFFENET).eval()
+    caffenet.load_state_dict(imported.state)
+    assert (caffenet(x) - logits).abs().max() > 0.01 * logits.abs().max()  # the order matters: CaffeNet's is another network
+
+
+def test_caffes_vgg16_imports_every_blob_in_its_layout(tmp_path):
+    from transferbench.worker.models import build_network
+
+    config = ModelConfig(arch="vgg16", num_classes=10, fc_width=16)
+    torch.manual_seed(5)
+    source = build_network(config).eval()
+    write_caffemodel(tmp_path / "vgg.caffemodel", source.state_dict())  # conv1_1 stored BGR, as Caffe reads
+    imported = import_weights(tmp_path / "vgg.caffemodel", "vgg")
+    assert imported.info.model == config and (imported.info.crop, imported.info.size) == (224, 256)
+    assert all(torch.equal(imported.state[key], value) for key, value in source.state_dict().items())
+    assert "conv5_3 <- Caffe layer 'conv5_3' (Convolution)" in "\n".join(imported.info.mapping)
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "vgg16", "vit_b16"])
+def test_torchvision_networks_import_whole_and_give_torchvisions_logits(tmp_path, arch):
+    """ResNet-50, VGG-16 and ViT-B/16 state dicts of torchvision (random weights, saved here): every
+    tensor mapped to a unit, torchvision's input contract, and torchvision's logits; ResNet-50's
+    through image files, read by the worker's pipeline and by torchvision's transforms."""
+    from PIL import Image
+
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.transforms import v2
+
+    from transferbench.worker.data import decode_resized
+    from transferbench.worker.models import build_network
+
+    torch.manual_seed(6)
+    reference = {"resnet50": torchvision.models.resnet50, "vgg16": torchvision.models.vgg16,
+                 "vit_b16": torchvision.models.vit_b_16}[arch](weights=None).eval()
+    for module in reference.modules():  # statistics that matter, and a head that is not zero
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    if arch == "vit_b16":
+        torch.nn.init.normal_(reference.heads.head.weight, std=0.02)
+    torch.save(reference.state_dict(), tmp_path / f"{arch}.pth")
+    imported = import_weights(tmp_path / f"{arch}.pth", arch)
+    info = imported.info
+    assert (info.format, info.model.arch, info.crop, info.size, info.resize) == (f"torchvision-{arch}", arch, 224, 256, "shorter")
+    ours = build_network(info.model).eval()
+    ours.load_state_dict(imported.state)
+    if arch != "resnet50":
+        x = torch.randn(2, 3, 224, 224)
+        assert torch.allclose(ours(x), reference(x), atol=1e-5)
+        return
+    rng = np.random.default_rng(7)
+    for index, shape in enumerate([(300, 420, 3), (260, 256, 3)]):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    images = torch.stack([decode_resized(tmp_path / f"{index}.png", info.size, 3, info.resize) for index in range(2)])
+    config = TrainConfig(crop=info.crop, mirror=False)
+    batches = Batches(ImageSet(images, torch.tensor([0, 1])), config, torch.device("cpu"), False, mean=imported.mean,
+                      std=info.std)
+    x, _ = batches.prepare([0, 1], None)
+    transform = v2.Compose([v2.Resize(256, interpolation=v2.InterpolationMode.BILINEAR), v2.CenterCrop(224), v2.PILToTensor(),
+                            v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    theirs = []
+    for index in range(2):
+        with Image.open(tmp_path / f"{index}.png") as image:
+            theirs.append(transform(image.convert("RGB")))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(torch.stack(theirs)), atol=1e-5)

@@ -24,7 +24,8 @@ def add(commands, formatter) -> None:
                     "shorter-side resize kept as the input), or a state dict in CaffeNet's names. Prints the mapping and the input it expects. `plan` imports a "
                     "[source.NAME] weights file the same way; --out writes model.pt, mean.pt and source.json here too.")
     weights.add_argument("file", type=Path, metavar="FILE", help="the .caffemodel, .pth or .pt file")
-    weights.add_argument("--format", choices=("caffe", "torchvision-alexnet", "state-dict"),
+    weights.add_argument("--format", choices=("caffe", "torchvision-alexnet", "torchvision-vgg16", "torchvision-resnet50",
+                                              "torchvision-vit_b16", "state-dict"),
                          help="the file's layout (default: from the suffix and the keys)")
     weights.add_argument("--mean", help="the mean to subtract: a Caffe .binaryproto or .npy image, or R,G,B values "
                                         "(default: ImageNet's per-channel mean; torchvision's own for its AlexNet)")

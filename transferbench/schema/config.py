@@ -110,7 +110,7 @@ class SourceSettings:
 
     weights: str | None = None  # a .caffemodel or a torch state dict (relative to the config file)
     job: str | None = None  # or another study's network: "<study>:<job key>", e.g. "yosinski2014:all/base/seed0"
-    format: str | None = None  # caffe | torchvision-alexnet | state-dict (default: from the file)
+    format: str | None = None  # caffe | torchvision-alexnet, -vgg16, -resnet50, -vit_b16 | state-dict (default: from the file)
     mean: str | tuple[float, ...] | None = None  # the mean to subtract: a .binaryproto or .npy image, or [R, G, B]
     std: tuple[float, ...] | None = None  # a state dict's input std per channel, in 0-255 units (e.g. 255 x 0.229 = 58.395)
     channel_order: str | None = None  # a state dict's conv1: RGB (default) or BGR (converted from Caffe as it was)

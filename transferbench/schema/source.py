@@ -19,7 +19,8 @@ from transferbench.errors import UserError
 from transferbench.schema.loader import build
 from transferbench.schema.spec import DataRef, ModelConfig
 
-SOURCE_FORMATS = ("caffe", "torchvision-alexnet", "state-dict", "study")
+SOURCE_FORMATS = ("caffe", "torchvision-alexnet", "torchvision-vgg16", "torchvision-resnet50", "torchvision-vit_b16", "state-dict",
+                  "study")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class SourceInfo:
 
     name: str  # "source:<name>" for an imported file, "<study>:<job key>" for a job of another study
     origin: str  # the file it was imported from, or the job's folder
-    format: str  # caffe | torchvision-alexnet | state-dict | study
+    format: str  # caffe | torchvision-alexnet, -vgg16, -resnet50, -vit_b16 | state-dict | study
     config_hash: str  # what its model.pt carries: the imported file's sha256 (16 hex digits), or the job's spec hash
     attempt: int  # a study job's attempt (1 for an imported file)
     weights: str  # its model.pt (transferbench's layout: layers.conv1.weight ... layers.fc8.bias, and the mean image)

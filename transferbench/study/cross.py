@@ -187,7 +187,7 @@ def _cached_import(folder: Path, path: Path, settings: dict[str, Any]) -> Source
         return None
     if info.origin != str(path) or info.settings != settings or file_sha256(path)[:16] != info.config_hash:
         return None
-    if info.format == "torchvision-alexnet" and info.std is None:
+    if info.format.startswith("torchvision") and info.std is None:
         return None  # imported when torchvision's std was folded into conv1: import it again
     return info
     return info

@@ -35,9 +35,11 @@ import torch
 from transferbench.errors import UserError
 from transferbench.fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from transferbench.schema.source import SourceInfo
+from transferbench.schema.architectures import architecture
 from transferbench.schema.spec import LAYER_NAMES, ModelConfig
 
-IMPORT_FORMATS = ("caffe", "torchvision-alexnet", "state-dict")
+TORCHVISION_FORMATS = ("torchvision-alexnet", "torchvision-vgg16", "torchvision-resnet50", "torchvision-vit_b16")
+IMPORT_FORMATS = ("caffe", *TORCHVISION_FORMATS, "state-dict")
 IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)  # ImageNet's per-channel mean in 0-255, RGB (Caffe's mean image averages to these)
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation, in 0-1
 TORCHVISION_STD = (0.229, 0.224, 0.225)
@@ -48,6 +50,12 @@ TORCHVISION_ALEXNET = {"conv1": "features.0", "conv2": "features.3", "conv3": "f
 CAFFENET_TOPOLOGY = ("Convolution", "ReLU", "Pooling", "LRN", "Convolution", "ReLU", "Pooling", "LRN", "Convolution",
                      "ReLU", "Convolution", "ReLU", "Convolution", "ReLU", "Pooling", "InnerProduct", "ReLU", "Dropout",
                      "InnerProduct", "ReLU", "Dropout", "InnerProduct")
+# BVLC's AlexNet: the same layers, normalising before it pools after conv1 and conv2.
+BVLC_ALEXNET_TOPOLOGY = CAFFENET_TOPOLOGY[:2] + ("LRN", "Pooling") + CAFFENET_TOPOLOGY[4:6] + ("LRN", "Pooling") + CAFFENET_TOPOLOGY[8:]
+# Caffe's VGG-16 (the authors' deploy net): 13 3x3 convolutions in 5 stages, each stage pooled, then fc6-fc8.
+VGG16_TOPOLOGY = tuple(kind for convs in (2, 2, 3, 3, 3) for kind in ("Convolution", "ReLU") * convs + ("Pooling",)) + \
+    ("InnerProduct", "ReLU", "Dropout", "InnerProduct", "ReLU", "Dropout", "InnerProduct")
+CAFFE_TOPOLOGIES = {CAFFENET_TOPOLOGY: "caffenet", BVLC_ALEXNET_TOPOLOGY: "bvlc_alexnet", VGG16_TOPOLOGY: "vgg16"}
 V1_TYPE_NAMES = {"CONVOLUTION": "Convolution", "RELU": "ReLU", "POOLING": "Pooling", "LRN": "LRN",
                  "INNER_PRODUCT": "InnerProduct", "DROPOUT": "Dropout"}
 # CaffeNet's layer settings (SPEC section 1), checked where the file states them.
@@ -72,10 +80,10 @@ def guess_format(path: Path) -> str:
 
 def expected_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape in transferbench's network of ``model``."""
-    from transferbench.worker.models import TransferNet
+    from transferbench.worker.models import build_network
 
     with torch.device("meta"):
-        net = TransferNet(model)
+        net = build_network(model)
     return {key: tuple(value.shape) for key, value in net.state_dict().items()}
 
 
@@ -107,7 +115,12 @@ def check_shapes(state: dict[str, torch.Tensor], model: ModelConfig, origin: str
     """Every tensor has the shape the architecture needs; a mismatch names the layer and both shapes.
     ``names``: transferbench layer -> its name in the file, for the message."""
     wanted = expected_shapes(model)
+    missing = [key for key in wanted if key not in state and not key.endswith("num_batches_tracked")]
+    if missing:
+        raise UserError(f"{origin} lacks {', '.join(k.removeprefix('layers.') for k in missing[:4])}; it is not a whole {model.arch}")
     for key, shape in wanted.items():
+        if key not in state:
+            continue
         found = tuple(state[key].shape)
         if found != shape:
             layer, part = key.split(".")[1:]
@@ -192,42 +205,48 @@ def _caffe_layers(net) -> list[_CaffeLayer]:
             for layer in net.layers]
 
 
-def _check_topology(layers: list[_CaffeLayer], origin: str) -> None:
-    """CaffeNet's layers in CaffeNet's order, and its convolution, pooling and LRN settings where stated."""
+def _check_topology(layers: list[_CaffeLayer], origin: str) -> str:
+    """The architecture a Caffe net's layers make: CaffeNet, BVLC's AlexNet (normalisation before
+    pooling) or VGG-16, in their order, with their convolution, pooling and LRN settings where
+    stated."""
     kinds = tuple(layer.kind for layer in layers if layer.kind in set(CAFFENET_TOPOLOGY))
-    if kinds != CAFFENET_TOPOLOGY:
-        if kinds[:4] == ("Convolution", "ReLU", "LRN", "Pooling"):
-            raise UserError(f"{origin} normalises before it pools (BVLC's AlexNet order); transferbench's CaffeNet pools "
-                            "first (the BVLC reference CaffeNet): import bvlc_reference_caffenet.caffemodel instead")
-        raise UserError(f"{origin} is not CaffeNet: its layers run {' -> '.join(kinds[:12])}{' ...' if len(kinds) > 12 else ''}; "
-                        f"CaffeNet's run {' -> '.join(CAFFENET_TOPOLOGY[:12])} ...")
+    arch = CAFFE_TOPOLOGIES.get(kinds)
+    if arch is None:
+        raise UserError(f"{origin} is not CaffeNet, BVLC's AlexNet or VGG-16: its layers run "
+                        f"{' -> '.join(kinds[:12])}{' ...' if len(kinds) > 12 else ''}; CaffeNet's run "
+                        f"{' -> '.join(CAFFENET_TOPOLOGY[:12])} ...")
     convolutions = [layer for layer in layers if layer.kind == "Convolution"]
-    for ours, layer in zip(LAYER_NAMES[:5], convolutions):
+    expected = [CAFFENET_CONV[name] for name in LAYER_NAMES[:5]] if arch != "vgg16" else [(3, 1, 1, 1)] * 13
+    for (ours, settings), layer in zip(zip(LAYER_NAMES[:5] if arch != "vgg16" else range(1, 14), expected), convolutions):
         param = layer.message.convolution_param
         if not param.ListFields():
             continue
         found = (param.kernel_size[0] if len(param.kernel_size) else param.kernel_h,
                  param.stride[0] if len(param.stride) else (param.stride_h or 1),
                  param.pad[0] if len(param.pad) else param.pad_h, param.group or 1)
-        if found != CAFFENET_CONV[ours]:
-            raise UserError(f"{origin}: layer {layer.name!r} ({ours}) has kernel, stride, pad, group {found}; CaffeNet's "
-                            f"{ours} has {CAFFENET_CONV[ours]}")
+        if found != settings:
+            raise UserError(f"{origin}: layer {layer.name!r} ({ours}) has kernel, stride, pad, group {found}; {arch}'s "
+                            f"has {settings}")
+    pooling = (0, 2, 2) if arch == "vgg16" else (0, 3, 2)
     for layer in layers:
         if layer.kind == "Pooling" and layer.message.pooling_param.ListFields():
             param = layer.message.pooling_param
-            if (param.pool, param.kernel_size, param.stride or 1) != (0, 3, 2):
-                raise UserError(f"{origin}: layer {layer.name!r} is not CaffeNet's 3x3 max-pooling with stride 2")
+            if (param.pool, param.kernel_size, param.stride or 1) != pooling:
+                raise UserError(f"{origin}: layer {layer.name!r} is not {arch}'s {pooling[1]}x{pooling[1]} max-pooling "
+                                f"with stride {pooling[2]}")
         if layer.kind == "LRN" and layer.message.lrn_param.ListFields():
             param = layer.message.lrn_param
             size, alpha, beta = param.local_size or 5, param.alpha or 1.0, param.beta or 0.75
             if size != 5 or not np.isclose(alpha, 1e-4) or not np.isclose(beta, 0.75) or param.k not in (0.0, 1.0):
                 raise UserError(f"{origin}: layer {layer.name!r} is LRN({size}, alpha={alpha:g}, beta={beta:g}); CaffeNet's "
                                 "is LRN(5, alpha=1e-4, beta=0.75, k=1)")
+    return arch
 
 
-def read_caffemodel(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
-    """A CaffeNet ``.caffemodel`` -> (state in transferbench's names, conv1 still BGR; the mapping
-    lines; transferbench layer -> Caffe layer name)."""
+def read_caffemodel(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str], str]:
+    """A ``.caffemodel`` of CaffeNet, BVLC's AlexNet or VGG-16 -> (state in transferbench's names,
+    the first convolution still BGR; the mapping lines; transferbench layer -> Caffe layer name;
+    the architecture)."""
     from transferbench.worker.caffe_format import messages
 
     origin = str(path)
@@ -238,11 +257,12 @@ def read_caffemodel(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dic
     except Exception as exc:  # noqa: BLE001 - google.protobuf.message.DecodeError and friends
         raise UserError(f"{path} is not a Caffe model (NetParameter): {exc}") from exc
     layers = _caffe_layers(net)
-    _check_topology(layers, origin)
+    arch = _check_topology(layers, origin)
     learned = [layer for layer in layers if layer.kind in ("Convolution", "InnerProduct")]
     state: dict[str, torch.Tensor] = {}
     mapping, names = [], {}
-    for ours, layer in zip(LAYER_NAMES, learned):
+    ours_names = LAYER_NAMES if arch != "vgg16" else architecture("vgg16").units + ("fc8",)
+    for ours, layer in zip(ours_names, learned):
         blobs = layer.message.blobs
         if len(blobs) != 2:
             raise UserError(f"{origin}: layer {layer.name!r} ({ours}) has {len(blobs)} blobs, expected a weight and a bias; "
@@ -255,7 +275,7 @@ def read_caffemodel(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dic
         state[f"layers.{ours}.bias"] = torch.from_numpy(bias.copy())
         names[ours] = layer.name
         mapping.append(f"{ours} <- Caffe layer {layer.name!r} ({layer.kind}): weight {tuple(weight.shape)}, bias {tuple(bias.shape)}")
-    return state, mapping, names
+    return state, mapping, names, arch
 
 
 # ---------------------------------------------------------------------------- torch state dicts
@@ -278,6 +298,12 @@ def _torch_state(path: Path) -> dict[str, torch.Tensor]:
 
 def torch_layout(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
     """(format, transferbench layer -> the file's layer name) of a state dict, from its keys."""
+    if "layer4.2.conv3.weight" in state and "fc.weight" in state:
+        return "torchvision-resnet50", {}
+    if "encoder.layers.encoder_layer_11.mlp.3.weight" in state and "heads.head.weight" in state:
+        return "torchvision-vit_b16", {}
+    if "features.28.weight" in state and "classifier.6.weight" in state:
+        return "torchvision-vgg16", {}
     if all(f"{prefix}.weight" in state for prefix in TORCHVISION_ALEXNET.values()):
         return "torchvision-alexnet", dict(TORCHVISION_ALEXNET)
     if all(f"layers.{name}.weight" in state for name in LAYER_NAMES):
@@ -287,6 +313,95 @@ def torch_layout(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
     shown = ", ".join(list(state)[:4])
     raise UserError(f"the state dict's keys ({shown}, ...) are neither torchvision's AlexNet (features.0.weight ... "
                     "classifier.6.weight) nor CaffeNet's (conv1.weight ... fc8.weight); it is not an 8-layer AlexNet-style network")
+
+
+def _layer_state(raw: dict[str, torch.Tensor], names: dict[str, str], origin: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """An 8-layer network's weight and bias per layer, in transferbench's names."""
+    left = sorted(set(raw) - {f"{theirs}.{part}" for theirs in names.values() for part in ("weight", "bias")})
+    if left:
+        raise UserError(f"{origin} has tensors no layer of the 8-layer network takes ({', '.join(left[:4])}); a grown "
+                        "or other network cannot be imported as a plain one")
+    state, mapping = {}, []
+    for ours, theirs in names.items():
+        for part in ("weight", "bias"):
+            if f"{theirs}.{part}" not in raw:
+                raise UserError(f"{origin} lacks {theirs}.{part} ({ours})")
+            state[f"layers.{ours}.{part}"] = raw[f"{theirs}.{part}"].detach().float().clone()
+        mapping.append(f"{ours} <- {theirs}: weight {tuple(state[f'layers.{ours}.weight'].shape)}, "
+                       f"bias {tuple(state[f'layers.{ours}.bias'].shape)}")
+    return state, mapping
+
+
+def _caffe_model(state: dict[str, torch.Tensor], arch: str, origin: str) -> ModelConfig:
+    if arch == "vgg16":
+        return ModelConfig(arch="vgg16", num_classes=int(state["layers.fc8.weight"].shape[0]),
+                           in_channels=int(state["layers.conv1_1.weight"].shape[1]),
+                           fc_width=int(state["layers.fc7.weight"].shape[0]))
+    model = infer_model(state, origin)
+    if model.arch != "caffenet":
+        raise UserError(f"{origin}: conv2 reads {state['layers.conv2.weight'].shape[1]} channels per group; CaffeNet's two "
+                        "towers need half of conv1's")
+    return replace(model, arch=arch)  # CaffeNet, or BVLC's AlexNet: the same shapes, the order of LRN and pooling
+
+
+# torchvision's VGG-16, ResNet-50 and ViT-B/16: every tensor of the file, mapped by rule to a unit.
+TORCHVISION_WHOLE = {"torchvision-vgg16": "vgg16", "torchvision-resnet50": "resnet50", "torchvision-vit_b16": "vit_b16"}
+VGG16_FEATURES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # torchvision's features.N of conv1_1 .. conv5_3
+
+
+def _torchvision_key(fmt: str, key: str) -> str | None:
+    """transferbench's key of a torchvision key (None: no unit takes it)."""
+    if fmt == "torchvision-resnet50":
+        if key.startswith(("conv1.", "bn1.")):
+            return f"layers.stem.{key}"
+        match = re.fullmatch(r"layer(\d)\.(\d+)\.(.+)", key)
+        if match:
+            return f"layers.layer{match[1]}_{match[2]}.{match[3]}"
+        return f"layers.{key}" if key.startswith("fc.") else None
+    if fmt == "torchvision-vit_b16":
+        match = re.fullmatch(r"encoder\.layers\.encoder_layer_(\d+)\.(.+)", key)
+        fixed = {"class_token": "layers.patch.class_token", "encoder.pos_embedding": "layers.patch.pos_embedding"}
+        if match:
+            return f"layers.block{match[1]}.block.{match[2]}"
+        if key.startswith("conv_proj."):
+            return f"layers.patch.{key}"
+        if key.startswith("encoder.ln."):
+            return f"layers.block11.ln.{key.removeprefix('encoder.ln.')}"
+        if key.startswith("heads.head."):
+            return f"layers.head.{key.removeprefix('heads.head.')}"
+        return fixed.get(key)
+    units = architecture("vgg16").units
+    names = {f"features.{index}": unit for index, unit in zip(VGG16_FEATURES, units)}
+    names.update({"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8"})
+    layer, _, part = key.rpartition(".")
+    return f"layers.{names[layer]}.{part}" if layer in names else None
+
+
+def _torchvision_state(fmt: str, raw: dict[str, torch.Tensor], origin: str) -> tuple[dict[str, torch.Tensor], list[str], ModelConfig]:
+    """A torchvision VGG-16, ResNet-50 or ViT-B/16 state dict in transferbench's names, every tensor
+    accounted for, and the network it makes."""
+    arch = TORCHVISION_WHOLE[fmt]
+    state, left = {}, []
+    for key, value in raw.items():
+        ours = _torchvision_key(fmt, key)
+        if ours is None:
+            left.append(key)
+        else:
+            state[ours] = value.detach().clone() if not value.is_floating_point() else value.detach().float().clone()
+    if left:
+        raise UserError(f"{origin} has tensors no unit of torchvision's {arch} takes ({', '.join(left[:4])})")
+    head = {"vgg16": "fc8", "resnet50": "fc", "vit_b16": "head"}[arch]
+    first = {"vgg16": "layers.conv1_1.weight", "resnet50": "layers.stem.conv1.weight", "vit_b16": "layers.patch.conv_proj.weight"}[arch]
+    for needed in (f"layers.{head}.weight", first):
+        if needed not in state:
+            raise UserError(f"{origin} lacks {needed.removeprefix('layers.')}; it is not a whole torchvision {arch}")
+    model = ModelConfig(arch=arch, num_classes=int(state[f"layers.{head}.weight"].shape[0]), in_channels=int(state[first].shape[1]),
+                        fc_width=int(state["layers.fc7.weight"].shape[0]) if arch == "vgg16" else 4096)
+    units: dict[str, int] = {}
+    for key in state:
+        units[key.split(".")[1]] = units.get(key.split(".")[1], 0) + 1
+    mapping = [f"{unit} <- {count} tensors of torchvision's {arch}" for unit, count in units.items()]
+    return state, mapping, model
 
 
 # ---------------------------------------------------------------------------- the import
@@ -310,48 +425,40 @@ def import_weights(path: Path, name: str, fmt: str | None = None, mean: Any = No
     if fmt == "caffe":
         if channel_order not in (None, "BGR"):
             raise UserError(f"{origin}: a Caffe model's conv1 reads BGR; channel_order {channel_order!r} does not apply")
-        state, mapping, names = read_caffemodel(path)
+        state, mapping, names, arch = read_caffemodel(path)
         order = "BGR"
+        model = _caffe_model(state, arch, origin)
     else:
         raw = _torch_state(path)
         found, names = torch_layout(raw)
         if explicit and found != explicit:
             raise UserError(f"{origin} is laid out as {found}, not {explicit}; give format = {found!r} or leave it out")
         fmt = found
-        left = sorted(set(raw) - {f"{theirs}.{part}" for theirs in names.values() for part in ("weight", "bias")})
-        if left:
-            raise UserError(f"{origin} has tensors no layer of the 8-layer network takes ({', '.join(left[:4])}); a grown "
-                            "or other network cannot be imported as a plain one")
-        state, mapping = {}, []
-        for ours, theirs in names.items():
-            for part in ("weight", "bias"):
-                if f"{theirs}.{part}" not in raw:
-                    raise UserError(f"{origin} lacks {theirs}.{part} ({ours})")
-                state[f"layers.{ours}.{part}"] = raw[f"{theirs}.{part}"].detach().float().clone()
-            mapping.append(f"{ours} <- {theirs}: weight {tuple(state[f'layers.{ours}.weight'].shape)}, "
-                           f"bias {tuple(state[f'layers.{ours}.bias'].shape)}")
+        if fmt in TORCHVISION_WHOLE:
+            state, mapping, model = _torchvision_state(fmt, raw, origin)
+        else:
+            state, mapping = _layer_state(raw, names, origin)
+            model = infer_model(state, origin)
         order = channel_order or "RGB"
-        if fmt == "torchvision-alexnet" and order != "RGB":
-            raise UserError(f"{origin}: torchvision's AlexNet reads RGB; channel_order {order!r} does not apply")
+        if fmt in TORCHVISION_FORMATS and order != "RGB":
+            raise UserError(f"{origin}: torchvision's networks read RGB; channel_order {order!r} does not apply")
         if order not in ("RGB", "BGR"):
             raise UserError(f"channel_order {order!r} must be RGB or BGR")
-    model = infer_model(state, origin)
-    if fmt == "caffe" and model.arch != "caffenet":
-        raise UserError(f"{origin}: conv2 reads {state['layers.conv2.weight'].shape[1]} channels per group; CaffeNet's two "
-                        "towers need half of conv1's")
     if fmt == "torchvision-alexnet" and model.arch != "alexnet":
         raise UserError(f"{origin}: its shapes are not torchvision's one-tower AlexNet")
     check_shapes(state, model, origin, names)
     if order == "BGR":
+        first = f"layers.{model.architecture.units[0]}.weight"
         if model.in_channels != 3:
             raise UserError(f"{origin}: channel order BGR needs 3 input channels, conv1 has {model.in_channels}")
-        state["layers.conv1.weight"] = state["layers.conv1.weight"].flip(1).contiguous()
-        notes.append("conv1's input channels reversed from BGR to RGB (the worker decodes RGB)")
-    size = size or (32 if model.arch == "small" else 256)
-    crop = {"caffenet": 227, "alexnet": 224, "small": size}[model.arch]
-    if fmt == "torchvision-alexnet":
+        state[first] = state[first].flip(1).contiguous()
+        notes.append(f"{model.architecture.units[0]}'s input channels reversed from BGR to RGB (the worker decodes RGB)")
+    small = model.architecture.crop <= 64
+    size = size or (32 if small else 256)
+    crop = size if small else model.architecture.crop
+    if fmt in TORCHVISION_FORMATS:
         if mean is not None:
-            raise UserError(f"{origin}: torchvision's AlexNet comes with its own normalisation; leave mean unset")
+            raise UserError(f"{origin}: torchvision's networks come with their own normalisation; leave mean unset")
         mean_tensor = (255.0 * torch.tensor(TORCHVISION_MEAN)).view(3, 1, 1)
         what = f"per-channel {[round(255 * m, 3) for m in TORCHVISION_MEAN]} (RGB; torchvision's mean x 255)"
         notes.append("torchvision's input: (image - 255 x mean) / (255 x std) in 0-255, which is its normalised 0-1 input "
@@ -379,9 +486,9 @@ def _input_std(fmt: str, std: Any, resize: str | None, channels: int, origin: st
 
     if resize is not None and resize not in RESIZES:
         raise UserError(f"{origin}: resize {resize!r} must be one of {', '.join(RESIZES)}")
-    if fmt == "torchvision-alexnet":
+    if fmt in TORCHVISION_FORMATS:
         if std is not None:
-            raise UserError(f"{origin}: torchvision's AlexNet comes with its own normalisation; leave std unset")
+            raise UserError(f"{origin}: torchvision's networks come with their own normalisation; leave std unset")
         return tuple(round(255.0 * v, 6) for v in TORCHVISION_STD), resize or "shorter"
     if std is None:
         return None, resize or "warp"
