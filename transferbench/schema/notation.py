@@ -44,9 +44,9 @@ _GROWN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:{_N}[A-Z
                     rf"{_OPTIONS}(?:-on(?P<on>[A-Z]))?$")
 # Patterns: n, k and S left open.
 _CLASSIC_PATTERN = re.compile(r"^(?:base(?P<base>[A-Z]?)|Rn(?P<random>[A-Z]?)|(?P<src>[A-Z])n(?P<tgt>[A-Z])(?P<pres>\^k)?(?P<plus>\+)?)$")
-_GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:{_N}[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
+_GROWN_PATTERN = re.compile(rf"^(?:base(?P<wide_base>[A-Z]?)-|(?P<chain>[A-Z](?:(?:{_N}|L)[A-Z])+)\+)(?P<variant>{_VARIANT})?{_OPTIONS}$")
 SCOPE_OPTIONS = ("new", "fc7", "fc6", "all")
-PATTERN_CHOICES = ("baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k; developmental: A7B+WA (DA, WA, DWA, WWA; "
+PATTERN_CHOICES = ("baseA, base, AnB, AnB+, AnA, AnA+, RnB, Rn, AnB^k; developmental: A7B+WA or ALB+WA (all L blocks) (DA, WA, DWA, WWA; "
                    "options -new/-fc7/-fc6 scope, -nonorm, -wide), A7B+-fc7 (classic fine-tuning by scope), "
                    "baseA-WA (a wide base), A7B7C+ and A7B7C+WA (chains) "
                    "(X/Y any split side)")
@@ -134,13 +134,16 @@ def _grown_options(text: str, options: str, variant: str | None, wide_base: bool
 
 
 def _chain(text: str, chain: str | None) -> tuple[tuple[str, ...], int]:
-    """The sides of a chain (``A7B7C`` -> A, B, C) and the n it copies at every step."""
+    """The sides of a chain (``A7B7C`` -> A, B, C) and the n it copies at every step (0 for ``L``:
+    every block of the architecture, whatever it is; a pattern's only)."""
     if not chain:
         return (), 0
-    counts = set(re.findall(r"\d+", chain))
+    steps = re.findall(r"(\d+|L)([A-Z])", chain[1:])  # (n, side) after the first side
+    counts = {count for count, _ in steps}
     if len(counts) > 1:
         raise UserError(f"network {text!r}: a chain copies every block at every step; its steps name one n, e.g. A7B7C+")
-    return tuple(re.findall(r"[A-Z]", chain)), int(counts.pop())
+    count = counts.pop()
+    return (chain[0], *(side for _, side in steps)), 0 if count == "L" else int(count)
 
 
 @lru_cache(maxsize=None)  # names repeat across rows and jobs; a NetworkName is immutable
@@ -194,7 +197,7 @@ class Pattern:
     scope: str = "all"
     normalize: bool = True
     wide: bool = False
-    n: int = 7  # a chain's, a grown network's: every block of the architecture (7 for the 8-layer networks)
+    n: int = 7  # a chain's, a grown network's: every block of the architecture (7 for the 8-layer networks; 0: "L", any)
 
     def name(self, n: int = 0, k: int = 0, size: int | None = None, step: int | None = None) -> str:
         """The concrete network name for n (and k), or, for a grown pattern, for S at chain ``step``

@@ -497,11 +497,13 @@ class _Planner:
                      Condition(), None, Growth(pattern.variant, (size,), new=False, **settings))
             return
         chain, model = pattern.chain, ModelConfig(**{**scope.model, "num_classes": 2})
+        if pattern.n == 0:  # ALB+: every block of whatever architecture the block trains
+            pattern = replace(pattern, n=model.depth)
         if pattern.n != model.depth:
             written = pattern.text.replace(str(pattern.n), str(model.depth))
             raise UserError(f"{self.config.source}: {scope.where} network {pattern.text!r} copies {pattern.n} blocks, but "
                             f"{model.arch} ({model.blocks}) has {model.depth}: a chain or a grown network copies all of "
-                            f"them; write {written!r}")
+                            f"them; write {written!r} (or L for the count: {pattern.text.replace(str(pattern.n), 'L')!r})")
         if pattern.scope in ("fc6", "fc7") and not model.architecture.has_fc_top:
             raise UserError(f"{self.config.source}: {scope.where} network {pattern.text!r}: {model.arch} has no {pattern.scope}; "
                             "its scopes are new and all")
