@@ -75,3 +75,40 @@ def test_matrix_adds_every_precision_and_a_failing_variant_is_reported(monkeypat
     fused = [row for row in rows if row.group == "fused"]
     assert len(fused) == 2 and "counted FLOPs 0.610" in fused[1].note and all(row.images_per_s > 0 for row in fused)
     assert sum("failed: RuntimeError: no compiler here" in m for m in messages) == 2  # compiled train and eval
+
+
+def test_multiply_adds_of_the_other_architectures_are_their_known_counts():
+    from transferbench.bench import layer_multiply_adds
+
+    resnet = layer_multiply_adds("resnet50")  # 500 classes: torchvision's 4.09 GMACs less half its 2.05 MMAC head
+    assert len(resnet) == 18 and round(sum(resnet) / 1e9, 2) == 4.09
+    vgg = layer_multiply_adds("vgg16")
+    assert len(vgg) == 16 and round(sum(vgg) / 1e9, 1) == 15.5
+    vit = layer_multiply_adds("vit_b16")  # 17.6 GMACs at 224 px, with the attention products
+    assert len(vit) == 14 and round(sum(vit) / 1e9, 1) == 17.6
+
+
+def test_plan_estimates_device_hours_from_a_bench_file(tmp_path):
+    from pathlib import Path
+
+    from transferbench.study.estimate import hours_summary, job_hours, read_rates
+    from transferbench.study.plan import build_plan
+
+    rows = [{"group": "model", "name": "resnet50 224px full training", "images_per_s": 1000.0},
+            {"group": "model", "name": "resnet50 224px frozen blocks 1..3", "images_per_s": 2000.0},
+            {"group": "model", "name": "resnet50 224px evaluation", "images_per_s": 4000.0},
+            {"group": "data", "name": "jpeg", "images_per_s": 1.0}]
+    (tmp_path / "bench.json").write_text(json.dumps({"device": "a test GPU", "rows": rows}))
+    device, rates = read_rates(tmp_path / "bench.json")
+    assert device == "a test GPU" and rates == {"resnet50": {"train": 1000.0, "frozen3": 2000.0, "eval": 4000.0}}
+    plan = build_plan(Path(__file__).parents[1] / "configs" / "yosinski2014-resnet50.toml", tmp_path / "jobs")
+    base, frozen4 = plan.jobs["random0/baseA/seed0"].spec, plan.jobs["random0/A4B/seed0"].spec
+    iterations = -(-90 * 500 * 1281 // 256)  # 90 epochs of a 500-class half, batch 256
+    evaluations = iterations // base.train.eval_every + 1
+    assert job_hours(base, rates["resnet50"]) == pytest.approx((iterations * 256 / 1000 + evaluations * 25000 / 4000) / 3600)
+    assert job_hours(frozen4, rates["resnet50"]) == pytest.approx((iterations * 256 / 2000 + evaluations * 25000 / 4000) / 3600)
+    text = hours_summary(plan.jobs.values(), (device, rates), tmp_path / "bench.json")
+    assert "device-hours at the model rates measured on a test GPU" in text and "transfer AnB " in text
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(UserError, match="is not a `transferbench bench --out` file"):
+        read_rates(tmp_path / "bad.json")

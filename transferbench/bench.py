@@ -117,29 +117,37 @@ def _timed(step: Callable[[], None], config: BenchConfig, device: torch.device, 
 
 
 def layer_multiply_adds(arch: str) -> list[float]:
-    """Forward multiply-adds per image of each learned layer (conv1..fc8), from the shapes a
-    forward pass produces: a convolution costs output elements x in-channels/groups x kernel area,
-    a fully connected layer in x out."""
-    from transferbench.worker.models import LAYER_NAMES
+    """Forward multiply-adds per image of each unit and the head (conv1..fc8 for the 8-layer
+    networks), from the shapes a forward pass produces: a convolution costs output elements x
+    in-channels/groups x kernel area, a fully connected layer tokens x in x out, an attention
+    layer its projections and its two token-by-token products."""
+    from transferbench.worker.models import build_network
 
     model_cfg, size = model_config(arch)
-    model = TransferNet(model_cfg)
+    model = build_network(model_cfg)
     counts: dict[str, float] = {}
 
     def hook(name):
         def record(layer, inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
             if isinstance(layer, torch.nn.Conv2d):
                 kernel = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
-                counts[name] = output[0].numel() * kernel
-            else:
-                counts[name] = layer.in_features * layer.out_features
+                counts[name] = counts.get(name, 0.0) + out[0].numel() * kernel
+            elif isinstance(layer, torch.nn.Linear):
+                counts[name] = counts.get(name, 0.0) + out[0].numel() * layer.in_features
+            elif isinstance(layer, torch.nn.MultiheadAttention):
+                tokens, dim = inputs[0].shape[1], layer.embed_dim
+                counts[name] = counts.get(name, 0.0) + 4 * tokens * dim * dim + 2 * tokens * tokens * dim
         return record
 
-    for name in LAYER_NAMES:
-        model.layers[name].register_forward_hook(hook(name))
+    names = model.units + (model.head,)
+    for name in names:
+        for module in model.layers[name].modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.MultiheadAttention)):
+                module.register_forward_hook(hook(name))
     with torch.no_grad():
-        model(torch.zeros(1, model_cfg.in_channels, size, size))
-    return [float(counts[name]) for name in LAYER_NAMES]
+        model.eval()(torch.zeros(1, model_cfg.in_channels, size, size))
+    return [float(counts.get(name, 0.0)) for name in names]
 
 
 def training_flops(macs: list[float], frozen_prefix: int) -> float:
@@ -176,13 +184,21 @@ MODES = ("train", "frozen3", "frozen5", "frozen7", "eval")
 VARIANTS = ((False, False, False), (False, True, False), (True, False, False), (True, True, False), (True, True, True))
 
 
+BENCH_ARCHS = ("caffenet", "small", "vgg16", "resnet50", "vit_b16", "resnet_small", "vit_tiny")
+
+
 def model_config(arch: str) -> tuple[ModelConfig, int]:
-    """The paper's CaffeNet on one 500-class half at 227 px; the small variant on 50 classes at 32 px."""
+    """The paper's CaffeNet on one 500-class half at 227 px (VGG-16, ResNet-50 and ViT-B/16 at
+    224 px, n over their stages); the small networks on 50 classes at 32 px."""
     if arch == "caffenet":
         return ModelConfig(num_classes=500), 227
     if arch == "small":
         return ModelConfig.small(50), 32
-    raise UserError(f"unknown arch {arch!r}; choose caffenet or small")
+    if arch in ("vgg16", "resnet50", "vit_b16"):
+        return ModelConfig(arch=arch, num_classes=500, blocks="stages"), 224
+    if arch in ("resnet_small", "vit_tiny"):
+        return ModelConfig(arch=arch, num_classes=50, conv_widths=(16, 32, 32, 32, 32), blocks="stages"), 32
+    raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(BENCH_ARCHS)}")
 
 
 def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device) -> BenchRow:
@@ -190,12 +206,17 @@ def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device)
     from transferbench.schema.spec import TrainConfig
     from transferbench.worker.steps import build_optimizer, sgd_step
 
+    from transferbench.worker.models import build_network
+
     model_cfg, size = model_config(arch)
-    model = TransferNet(model_cfg).to(device)
+    model = build_network(model_cfg).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    prefix = int(mode.removeprefix("frozen")) if mode.startswith("frozen") else 0
-    for name in list(model.layers)[:prefix]:
+    blocks = int(mode.removeprefix("frozen")) if mode.startswith("frozen") else 0
+    frozen_units = model_cfg.units_of(blocks)
+    prefix = len(frozen_units)
+    model.freeze_units(frozen_units)
+    for name in frozen_units:
         for parameter in model.layers[name].parameters():
             parameter.requires_grad_(False)
     step_model = torch.compile(model) if config.compile else model
@@ -219,7 +240,7 @@ def bench_model(arch: str, mode: str, config: BenchConfig, device: torch.device)
     peak = _peak(device)
     macs = layer_multiply_adds(arch)
     flops = 2 * sum(macs) if mode == "eval" else training_flops(macs, prefix)
-    label = {"train": "full training", "eval": "evaluation"}.get(mode, f"frozen layers 1..{prefix}")
+    label = {"train": "full training", "eval": "evaluation"}.get(mode, f"frozen blocks 1..{blocks}")
     return BenchRow("model", f"{arch} {size}px {label}", rate, peak, config.batch_size, config.iterations,
                     _precision(config), flops * rate / 1e12)
 
@@ -502,8 +523,10 @@ def run_bench(config: BenchConfig, images: Path | None = None, out: Path | None 
         rows.append(BenchRow("ceiling", "bf16 8192^3 matrix product", 0.0, None, 0, 10, "TFLOP/s in tflops", ceiling, 1.0))
         echo(f"  ceiling: a bf16 8192^3 matrix product runs at {ceiling:.0f} TFLOP/s (utilisation is against it)")
     for arch in config.archs if "model" in config.groups else ():
+        depth = model_config(arch)[0].depth
         for mode in MODES:
-            model_row(arch, mode, config)
+            if not mode.startswith("frozen") or int(mode.removeprefix("frozen")) <= depth:
+                model_row(arch, mode, config)
     if "fused" in config.groups and "caffenet" in config.archs:
         for row in bench_fused(config, device):
             report(row)

@@ -54,8 +54,10 @@ def add(commands, formatter) -> None:
                             "another), data, train (default: all)")
     bench.add_argument("--matrix", action="store_true", help="also CaffeNet's model rows in fp32 and bf16, NCHW and "
                        "channels_last, and compiled (the compiled rows take a minute or two to compile)")
-    bench.add_argument("--arch", nargs="+", choices=("caffenet", "small"), default=["caffenet", "small"],
-                       help="networks of the model rows (default: both)")
+    bench.add_argument("--arch", nargs="+", default=["caffenet", "small"],
+                       choices=("caffenet", "small", "vgg16", "resnet50", "vit_b16", "resnet_small", "vit_tiny"),
+                       help="networks of the model rows (default: caffenet and small); vgg16, resnet50 and vit_b16 at "
+                            "224 px with n over their stages, for the GPU-hours of their grids")
     bench.add_argument("--out", type=Path, metavar="FILE.json", help="also write the figures here")
     bench.set_defaults(func=run)
 

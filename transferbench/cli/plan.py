@@ -26,6 +26,7 @@ paths start where plan runs; a config file's, at its folder.
   transferbench plan --list
   transferbench plan yosinski2014 --data-root /datasets/ILSVRC2012 --fuse
   transferbench plan configs/mine.toml --set train.lr=0.001 --set study.seeds=[0,1,2]
+  transferbench plan yosinski2014-resnet50 --bench bench-h100.json   # with device-hours at measured rates
 
 Network patterns in a [[block]]: baseA, base (all classes), AnB, AnB+, AnA (selffer), RnB
 (random-init frozen), AnB^k (preserved), with n over the block's n = [...].
@@ -55,6 +56,9 @@ def add(commands, formatter) -> None:
     plan.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
                       help="override one config value, checked like the file's own (repeatable): e.g. --set "
                            "train.lr=0.001, --set study.seeds=[0,1], --set block.2.n=[1,7]; values are read as TOML")
+    plan.add_argument("--bench", type=Path, metavar="FILE.json",
+                      help="also print the plan's device-hours per condition, at the model rates of a `transferbench "
+                           "bench --arch ... --out FILE.json` run on the cluster's GPU")
     plan.set_defaults(func=run)
 
 
@@ -78,9 +82,14 @@ def run(args: argparse.Namespace) -> None:
     overrides = {name: str(Path(getattr(args, name)).expanduser().resolve())
                  for name in ("data_root", "val_list", "pack_dir") if getattr(args, name)}
     settings = [_absolute_path_setting(text) for text in args.settings] + (["study.fuse=true"] if args.fuse else [])
+    from transferbench.study.estimate import hours_summary, read_rates
+
+    rates = read_rates(args.bench) if args.bench else None  # a bad file stops here, before anything is written
     plan = build_plan(args.config, args.jobs_dir, overrides or None, settings)
     write_plan(plan, cancel_changed=args.cancel_changed)
     print(plan.summary(), end="")
+    if rates is not None:
+        print(hours_summary(plan.jobs.values(), rates, args.bench), end="")
     print(f"planned in {time.perf_counter() - started:.2f} s; next: transferbench submit {plan.study_dir}")
 
 

@@ -427,7 +427,11 @@ class JobSpec:
             raise UserError(f"{self.key}: forgetting is measured on a side of the job's split or on the source's own data, not both")
         if self.source_ref is not None and not self.condition.needs_source:
             raise UserError(f"{self.key}: a {self.condition.kind} job copies nothing; it has no source")
-        if self.model.arch == "caffenet" and caffenet_pool5(self.train.crop) != 6:
+        arch = self.model.architecture
+        if arch.family == "vit" and self.train.crop != arch.crop:
+            raise UserError(f"{self.key}: {self.model.arch} reads {arch.crop} px images (its position embeddings are "
+                            f"for that many patches), not a {self.train.crop} px crop; set train.crop = {arch.crop}")
+        if self.model.arch in ("caffenet", "bvlc_alexnet") and caffenet_pool5(self.train.crop) != 6:
             raise UserError(f"{self.key}: a {self.train.crop} px crop leaves CaffeNet's pool5 at "
                             f"{caffenet_pool5(self.train.crop)}x{caffenet_pool5(self.train.crop)}, but its fc6 takes 6x6; "
                             "set train.crop = 227 (CaffeNet's; 224 is torchvision AlexNet's)")
