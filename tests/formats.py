@@ -197,3 +197,27 @@ def growing_a_brain_files(tmp_path) -> list[str]:
     return [f"source.caffenet.weights={tmp_path / 'caffenet.caffemodel'}",
             f"target.sun397.data_root={make_sun397(tmp_path / 'sun')}", f"target.mit67.data_root={make_mit67(tmp_path / 'mit')}",
             f"target.cub200.data_root={make_cub200(tmp_path / 'cub')}"]
+
+
+def write_torchvision_vgg16(path: Path, fc_width: int = 16, num_classes: int = 1000) -> Path:
+    """A VGG-16 state dict in torchvision's names (features.0 ... classifier.6), random weights,
+    with fc6 and fc7 narrowed to ``fc_width`` to keep the file small."""
+    import torch
+
+    from transferbench.schema.spec import ModelConfig
+    from transferbench.worker.models import build_network
+    from transferbench.worker.sources import VGG16_FEATURES
+
+    ours = build_network(ModelConfig(arch="vgg16", num_classes=num_classes, fc_width=fc_width)).state_dict()
+    units = [key.split(".")[1] for key in ours if key.endswith(".weight")]
+    theirs = {unit: f"features.{index}" for unit, index in zip(units[:13], VGG16_FEATURES)}
+    theirs.update({"fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6"})
+    torch.save({f"{theirs[key.split('.')[1]]}.{key.split('.')[2]}": value for key, value in ours.items()}, path)
+    return path
+
+
+def growing_a_brain_vgg16_files(tmp_path) -> list[str]:
+    """Small files in place of torchvision's VGG-16 and the two target datasets, as --set gives them."""
+    return [f"source.vgg16.weights={write_torchvision_vgg16(tmp_path / 'vgg16.pth')}",
+            f"target.sun397.data_root={make_sun397(tmp_path / 'sun')}", f"target.mit67.data_root={make_mit67(tmp_path / 'mit')}"]
+

@@ -120,3 +120,18 @@ def test_the_plans_parameter_counts_are_the_networks(arch):
         with torch.device("meta"):
             network = build_network(config)
         assert config.parameter_count() == sum(p.numel() for p in network.parameters()), config
+
+
+def test_vgg16_grows_at_fc6_and_fc7_as_alexnet_does():
+    """VGG-16 (a full-size network, so two variants here): WWA widens fc6 and fc7, the old units
+    copied from the plain network, and the scope fc7 leaves conv1_1..fc6 frozen."""
+    config = small_config("vgg16", "stages")
+    source = build_model(config, None).state_dict()
+    for growth in (Growth("WWA", (8,), scope="fc7"), Growth("DA", (8,))):
+        model = build_model(config, growth)
+        keys = apply_growth(model, source)
+        assert "grown.fc7_1.weight" in keys["new"] or "grown.fca_1.weight" in keys["new"]
+        assert all(torch.equal(model.state_dict()[key], source[key]) for key in keys["copied"])
+        frozen = {key.split(".")[1] for key in keys["frozen"]}
+        assert frozen == (set(config.units_of(6)) if growth.scope == "fc7" else set())
+        check_one_step(model, 0, "vgg16")

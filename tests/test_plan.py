@@ -12,7 +12,7 @@ import pytest
 
 from tests import conftest
 from tests.conftest import REPO
-from tests.formats import growing_a_brain_files
+from tests.formats import growing_a_brain_files, growing_a_brain_vgg16_files
 from transferbench.errors import UserError
 from transferbench.study.submit import submit
 from transferbench.study.study import Study
@@ -153,6 +153,7 @@ def _synthetic_source(tmp_path) -> list[str]:
 
 
 EXTERNAL_FILES = {"growing-a-brain.toml": growing_a_brain_files,  # presets whose files a user gives
+                  "growing-a-brain-vgg16.toml": growing_a_brain_vgg16_files,
                   "cross-synthetic-fashion.toml": _synthetic_source}
 
 

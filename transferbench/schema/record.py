@@ -123,7 +123,7 @@ class ResultRecord:
     versions: dict[str, str]
     git_commit: str | None
     config_hash: str
-    layers: dict[str, list[str]]  # copied, reinitialised, frozen (and new) parameter keys
+    layers: dict[str, list[str]]  # copied, reinitialised, frozen (and new) parameter keys; frozen_units, and what freezing did to their normalisation (frozen_norms)
     identity: JobIdentity
     forgetting_side: str | None = None
     source_top1_before: float | None = None

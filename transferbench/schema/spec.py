@@ -79,6 +79,13 @@ class ModelConfig:
     def eight_layer(self) -> bool:
         return self.architecture.family == "eight"
 
+    def describe(self) -> str:
+        """The network in a few words, for summaries: its widths where they are settings."""
+        widths = {"eight": f", conv widths {list(self.conv_widths)}, fc {self.fc_width}", "vgg": f", fc {self.fc_width}",
+                  "resnet": f", widths {list(self.conv_widths)}" if self.arch == "resnet_small" else ""}
+        return (f"{self.arch}{widths.get(self.architecture.family, '')}, {self.num_classes} classes, "
+                f"{self.parameter_count() / 1e6:.1f}M parameters")
+
     @property
     def groups(self) -> int:
         """Groups of conv2, conv4 and conv5: 2 in CaffeNet (the two GPUs of the original), 1 in

@@ -254,7 +254,7 @@ def describe_source(source: Source) -> list[str]:
     info = source.info
     model = info.model
     lines = [f"  source {source.name}: {info.name} ({info.format}, from {info.origin})",
-             f"    network {model.arch}, conv widths {list(model.conv_widths)}, fc {model.fc_width}, {model.num_classes} classes",
+             f"    network {model.describe()}",
              f"    every image of its blocks: resized to {info.size} px, {info.channels} channel{'s' if info.channels > 1 else ''}, "
              f"{info.crop} px crop, scale {info.input_scale:g}, minus {info.mean}{describe_std(info)}"]
     lines += [f"    {note}" for note in (*info.notes, *source.notes)]

@@ -72,7 +72,7 @@ class BlockNet(nn.Module):
         kinds = {type(m).__name__ for name in self.frozen_units for m in self.layers[name].modules()
                  if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.LocalResponseNorm))}
         if "BatchNorm2d" in kinds:
-            return "BatchNorm statistics frozen (eval mode), LayerNorm/BatchNorm affine parameters frozen"
+            return "BatchNorm running statistics frozen (eval mode), its scale and shift too"
         if "LayerNorm" in kinds:
             return "LayerNorm parameters frozen (LayerNorm keeps no statistics)"
         return "no normalisation statistics to freeze"

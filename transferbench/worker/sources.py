@@ -527,8 +527,7 @@ def describe(info: SourceInfo) -> str:
                else f"resized to {info.size} x {info.size}")
     divided = f", divided by std {[round(v, 3) for v in info.std]}" if info.std is not None else ""
     lines = [f"{info.name}: {info.format} from {info.origin}",
-             f"  network: {model.arch}, conv widths {list(model.conv_widths)}, fc {model.fc_width}, "
-             f"{model.num_classes} classes, {model.in_channels} input channels",
+             f"  network: {model.describe()}, {model.in_channels} input channels",
              f"  input: {resized}, {info.crop} crop, scale {info.input_scale:g}, mean {info.mean}{divided}"]
     lines += [f"  {line}" for line in info.mapping]
     lines += [f"  note: {note}" for note in info.notes]

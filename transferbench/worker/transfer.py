@@ -59,7 +59,8 @@ def apply_condition(model: BlockNet, condition: Condition, source_state: dict[st
         for key, parameter in model.layer_parameters(name).items():
             parameter.requires_grad_(False)
             frozen.append(key)
-    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen}
+    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "frozen_units": list(frozen_units),
+            "frozen_norms": [model.frozen_norms] if frozen_units else []}
 
 
 def check_source(state: dict[str, Any], weights: Path, expected: dict[str, Any]) -> None:
