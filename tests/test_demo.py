@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 import transferbench.demo as demo
+from transferbench.analysis.results import read_curves
 from transferbench.worker.synthetic import FAMILIES, PER_FAMILY, class_templates, load_synthetic, render
 
 
@@ -39,6 +40,8 @@ def test_demo_pipeline_plans_trains_collects_and_reads(tmp_path, monkeypatch):
     usable = [r for r in outcome["rows"] if r.usable and not r.growth and r.condition != "random_init"]
     assert (tmp_path / "demo" / "figures" / "demo-fig2.png").is_file() == bool(usable)
     assert (tmp_path / "demo" / "figures" / "demo-effects.csv").is_file()
+    # The grown network's original and added units, each read alone, at every evaluation (figure 6).
+    assert {"both", "fc7", "fc7_1"} == {row["readout"] for row in read_curves(tmp_path / "demo" / "results" / "demo-curves.csv")}
     if not usable:
         assert "missing in demo: fig2: no usable networks on random splits" in text
     assert "not natural images" in text and "what it shows:" in text
@@ -77,3 +80,19 @@ def test_developmental_verdict_needs_an_interval_over_replicates():
     assert rows([0.06, -0.05, 0.01]).endswith("no difference shown")
     assert rows([0.03, 0.02, 0.04]).endswith("added capacity helped")  # the t-interval over 3 replicates excludes 0
     assert rows([0.03, -0.02, 0.01]).endswith("no difference shown")
+
+
+def test_the_demo_runs_on_a_small_resnet_and_a_tiny_vit(tmp_path, monkeypatch):
+    """`transferbench demo --set model.arch=...`: the same grid, n over the architecture's units,
+    fused training, forgetting, the grown network and the figures, end to end (a few iterations)."""
+    preset = demo.preset_text("synthetic")
+    short = preset.replace("iterations = 300", "iterations = 4").replace("eval_every = 50", "eval_every = 2")
+    short = short.replace("seeds = [0, 1, 2, 3]", "seeds = [0]").replace("warmup = 20", "warmup = 2")
+    monkeypatch.setattr(demo, "preset_text", lambda dataset: short)
+    for arch, depth in (("resnet_small", 9), ("vit_tiny", 7)):
+        outcome = demo.run_demo("synthetic", tmp_path / arch, workers=2, echo=lambda *_: None, settings=[f"model.arch={arch}"])
+        networks = {row.network for row in outcome["rows"]}
+        assert {f"A{depth}B+", f"A{depth}B+WA64", "A6B+", "R6B"} <= networks and len(networks) == 13, arch
+        grown = next(row for row in outcome["rows"] if row.network == f"A{depth}B+WA64")
+        assert grown.source_top1_after is not None  # forgetting, measured with the source's own head
+        assert (tmp_path / arch / "results" / "demo-curves.csv").is_file()

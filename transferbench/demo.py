@@ -26,9 +26,9 @@ def preset_text(dataset: str) -> str:
 
 def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"), workers: int | None = None,
              data_root: str | None = None, echo=print, first_seed: int = 0, settings: list[str] | None = None) -> dict:
-    from transferbench.analysis.figures import plot_all
+    from transferbench.analysis.figures import plot_all, plot_units
     from transferbench.analysis.reading import reading
-    from transferbench.analysis.results import collect_rows, write_rows
+    from transferbench.analysis.results import collect_rows, curve_rows, curves_path, write_curves, write_rows
     from transferbench.study.submit import submit
     from transferbench.study.plan import build_plan, write_plan
     from transferbench.study.status import status_table
@@ -79,10 +79,15 @@ def run_demo(dataset: str = "synthetic", out: Path = Path("transferbench-demo"),
     if totals["failed"] or totals["blocked"]:
         echo(table.rstrip())
         raise UserError(f"{totals['failed'] + totals['blocked']} demo networks failed (see above); fix the cause and run the demo again")
-    rows, _ = collect_rows(plan.study_dir)
+    records: dict = {}
+    rows, _ = collect_rows(plan.study_dir, records)
     csv_path = out / "results" / f"{plan.study}.csv"
     write_rows(csv_path, rows)
     figures = plot_all(rows, out / "figures", metric=DEMO_METRIC, echo=echo)
+    curves = curve_rows(records, rows)  # the grown network's original and added units, read alone (figure 6)
+    if curves:
+        write_curves(curves_path(csv_path), curves)
+        figures += plot_units(curves, out / "figures", echo=echo)
     elapsed = time.perf_counter() - started
     echo("")
     echo(f"done in {elapsed:.0f} s: {len(rows)} networks, results in {csv_path}")

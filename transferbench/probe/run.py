@@ -111,7 +111,8 @@ class _Pair:
         state = torch.load(self.source_weights, map_location="cpu", weights_only=True)
         check_source(state, self.source_weights, self.source_ref.expected())
         weights = state.get("model", state)
-        config = dataclasses.replace(self.target.spec.model, num_classes=int(weights["layers.fc8.bias"].shape[0]))
+        head = self.target.spec.model.architecture.head
+        config = dataclasses.replace(self.target.spec.model, num_classes=int(weights[f"layers.{head}.bias"].shape[0]))
         model = build_model(config, None)
         model.load_state_dict(weights)
         return model.to(device)

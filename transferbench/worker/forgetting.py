@@ -28,7 +28,7 @@ def measure_forgetting(spec: JobSpec, model: TransferNet, source_state: dict[str
     training side).
     """
     source_growth = spec.growth.source() if spec.growth is not None else None
-    classes = int(source_state["layers.fc8.bias"].shape[0])
+    classes = int(source_state[f"layers.{spec.model.architecture.head}.bias"].shape[0])
     source_model = build_model(dataclasses.replace(spec.model, num_classes=classes), source_growth)
     source_model.load_state_dict(source_state)
     source_model.to(device)
