@@ -609,6 +609,11 @@ def fused_summary(jobs: dict[str, PlannedJob], memory_gb: float) -> str:
     units = fuse_jobs(jobs, order_jobs(jobs), memory_gb)
     groups = [unit for unit in units if len(unit) > 1]
     if not groups:
+        streams = Counter(job.spec.stream() for job in jobs.values() if job.spec.stream() is not None)
+        if any(count > 1 for count in streams.values()):
+            smallest = min(job.spec.memory_estimate() for job in jobs.values())
+            return (f"\n  fused: jobs share data streams, but no two fit under fuse_memory_gb = {memory_gb:g} (each needs about "
+                    f"{_size(smallest)} or more); every job trains alone\n")
         return "\n  fused: no two jobs share a data stream; every job trains alone\n"
     largest = max(sum(jobs[key].spec.memory_estimate() for key in unit) for unit in groups)
     sizes = sorted(len(unit) for unit in groups)
