@@ -179,3 +179,17 @@ def test_a_job_whose_base_changed_is_changed_too(tmp_path):
     changes = write_plan(plan, echo=lambda *_: None)
     assert changes["changed"] == ["random0/A2B/seed0", "random0/baseA/seed0"]
     assert Study.open(study_dir).jobs[base.key].spec.train.lr == 0.01
+
+
+def test_the_architecture_presets_plan_n_over_stages_with_fused_groups_that_fit(tmp_path):
+    resnet = build_plan(REPO / "configs" / "yosinski2014-resnet50.toml", tmp_path)
+    assert len(resnet.jobs) == 46 and {"random1/A5B+/seed0", "random0/A5B+WA1024/seed0"} <= set(resnet.jobs)
+    assert resnet.jobs["random0/A3B/seed0"].spec.model.units_of(3) == ("stem", "layer1_0", "layer1_1", "layer1_2",
+                                                                       "layer2_0", "layer2_1", "layer2_2", "layer2_3")
+    assert "20 fused groups of 2 networks" in resnet.summary()
+    vit = build_plan(REPO / "configs" / "yosinski2014-vit-b16.toml", tmp_path)
+    assert "jobs share data streams, but no two fit under fuse_memory_gb = 70" in vit.summary()
+    with pytest.raises(UserError, match="n_transferred 6 must be 1..5: resnet50 \\(stages\\) has 5 blocks"):
+        build_plan(REPO / "configs" / "yosinski2014-resnet50.toml", tmp_path, settings=["block.1.n=[6]"])
+    with pytest.raises(UserError, match="copies 7 blocks, but resnet50 \\(stages\\) has 5.*write 'A5B\\+WA'"):
+        build_plan(REPO / "configs" / "yosinski2014-resnet50.toml", tmp_path, settings=['block.2.networks=["A7B+WA"]'])
