@@ -216,15 +216,11 @@ def _check_topology(layers: list[_CaffeLayer], origin: str) -> str:
                         f"{' -> '.join(kinds[:12])}{' ...' if len(kinds) > 12 else ''}; CaffeNet's run "
                         f"{' -> '.join(CAFFENET_TOPOLOGY[:12])} ...")
     convolutions = [layer for layer in layers if layer.kind == "Convolution"]
-    expected = [CAFFENET_CONV[name] for name in LAYER_NAMES[:5]] if arch != "vgg16" else [(3, 1, 1, 1)] * 13
-    for (ours, settings), layer in zip(zip(LAYER_NAMES[:5] if arch != "vgg16" else range(1, 14), expected), convolutions):
-        param = layer.message.convolution_param
-        if not param.ListFields():
-            continue
-        found = (param.kernel_size[0] if len(param.kernel_size) else param.kernel_h,
-                 param.stride[0] if len(param.stride) else (param.stride_h or 1),
-                 param.pad[0] if len(param.pad) else param.pad_h, param.group or 1)
-        if found != settings:
+    expected = ([(name, CAFFENET_CONV[name]) for name in LAYER_NAMES[:5]] if arch != "vgg16"
+                else [(name, (3, 1, 1, 1)) for name in architecture("vgg16").units[:13]])
+    for (ours, settings), layer in zip(expected, convolutions):
+        found = _conv_settings(layer.message.convolution_param)
+        if found is not None and found != settings:
             raise UserError(f"{origin}: layer {layer.name!r} ({ours}) has kernel, stride, pad, group {found}; {arch}'s "
                             f"has {settings}")
     pooling = (0, 2, 2) if arch == "vgg16" else (0, 3, 2)
@@ -234,13 +230,28 @@ def _check_topology(layers: list[_CaffeLayer], origin: str) -> str:
             if (param.pool, param.kernel_size, param.stride or 1) != pooling:
                 raise UserError(f"{origin}: layer {layer.name!r} is not {arch}'s {pooling[1]}x{pooling[1]} max-pooling "
                                 f"with stride {pooling[2]}")
-        if layer.kind == "LRN" and layer.message.lrn_param.ListFields():
-            param = layer.message.lrn_param
-            size, alpha, beta = param.local_size or 5, param.alpha or 1.0, param.beta or 0.75
-            if size != 5 or not np.isclose(alpha, 1e-4) or not np.isclose(beta, 0.75) or param.k not in (0.0, 1.0):
-                raise UserError(f"{origin}: layer {layer.name!r} is LRN({size}, alpha={alpha:g}, beta={beta:g}); CaffeNet's "
-                                "is LRN(5, alpha=1e-4, beta=0.75, k=1)")
+        if layer.kind == "LRN":
+            _check_lrn(layer, origin)
     return arch
+
+
+def _conv_settings(param) -> tuple[int, int, int, int] | None:
+    """(kernel, stride, pad, group) of a convolution as the file states it; None where it states none."""
+    if not param.ListFields():
+        return None
+    return (param.kernel_size[0] if len(param.kernel_size) else param.kernel_h,
+            param.stride[0] if len(param.stride) else (param.stride_h or 1),
+            param.pad[0] if len(param.pad) else param.pad_h, param.group or 1)
+
+
+def _check_lrn(layer: _CaffeLayer, origin: str) -> None:
+    param = layer.message.lrn_param
+    if not param.ListFields():
+        return
+    size, alpha, beta = param.local_size or 5, param.alpha or 1.0, param.beta or 0.75
+    if size != 5 or not np.isclose(alpha, 1e-4) or not np.isclose(beta, 0.75) or param.k not in (0.0, 1.0):
+        raise UserError(f"{origin}: layer {layer.name!r} is LRN({size}, alpha={alpha:g}, beta={beta:g}); CaffeNet's "
+                        "is LRN(5, alpha=1e-4, beta=0.75, k=1)")
 
 
 def read_caffemodel(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str], str]:
