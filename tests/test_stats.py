@@ -117,3 +117,16 @@ def test_the_order_of_the_rows_never_changes_a_number():
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
     assert sorted(map(str, first)) == sorted(map(str, (r.to_csv_dict() for r in effects_table(shuffled).rows)))
+
+
+def test_replicates_that_tie_give_no_interval_and_show_nothing():
+    """Top-1 is k of the validation images: two replicates may give the very same difference (the
+    tiny ViT's demo did, -0.093 twice). Their sample sd is 0, which does not make the spread 0:
+    no interval, no p, nothing shown."""
+    tie = [Pair(6, -0.0933, (f"random0-{seed}", seed), frozenset({("random0", seed, "B")})) for seed in (0, 1)]
+    e = estimate(tie)
+    assert e.units == 2 and e.mean == pytest.approx(-0.0933) and not e.has_interval and math.isnan(e.p)
+    from transferbench.analysis.stats import interval_text
+
+    assert interval_text(e) == "[no interval: every replicate gave the same difference]"
+    assert holm([e.p, 0.01]) == [pytest.approx(math.nan, nan_ok=True), 0.01]

@@ -191,7 +191,8 @@ def plot_fig2(rows, reference, study, metric, effects: Effects, out, written, mi
         label, colour, marker = STYLES[name]
         _curve(bottom, points, colour, marker, label, offsets[name])
     if any(not e.has_interval for points in relative.values() for e in points.values()):
-        bottom.scatter([], [], facecolors="white", edgecolors="grey", label="hollow: one replicate, no interval")
+        bottom.scatter([], [], facecolors="white", edgecolors="grey",
+                       label="hollow: no interval (one replicate, or every replicate the same difference)")
     series = {"base": defaultdict(float), **{name: {n: e.mean for n, e in points.items()} for name, points in relative.items()}}
     shown = _shade(bottom, effects, series)
     bottom.set_xlabel("layer n at which the network is chopped and retrained")
@@ -544,7 +545,7 @@ def plot_developmental(rows, study, metric, effects: Effects, out, written, echo
     for ax, (bars, title, ylabel) in zip(axes[0], drawn):
         _bars(ax, bars, title, ylabel)
     fig.suptitle(f"{study}: developmental networks, paired differences with 95% t-intervals over replicates "
-                 "(hollow: one replicate)", fontsize=10)
+                 "(hollow: no interval: one replicate, or every replicate the same difference)", fontsize=10)
     fig.tight_layout()
     _save(fig, out, f"{study}-developmental", written)
     plt.close(fig)

@@ -122,7 +122,7 @@ def developmental_lines(effects: Effects) -> list[str]:
         e = row.estimate
         verdict = ("added capacity helped" if row.shown and e.mean > 0 else
                    "the grown network did worse than classic fine-tuning" if row.shown else
-                   "no difference shown" if e.has_interval else "one replicate: more seeds would tell")
+                   "no difference shown" if e.has_interval or e.units > 1 else "one replicate: more seeds would tell")
         lines.append(f"grown {row.network} {row.statistic}: {_support(e, row)}: {verdict}")
     return lines
 

@@ -123,8 +123,11 @@ def t_interval(values: Iterable[float]) -> tuple[float, float, float, float]:
     if len(data) < 2:
         return mean, math.nan, math.nan, math.nan
     sd = float(data.std(ddof=1))
-    if sd == 0.0:  # every unit gave the same difference
-        return mean, mean, mean, 1.0 if mean == 0.0 else 0.0
+    if sd == 0.0:
+        # Every unit gave the same difference. Top-1 takes discrete values (k of the validation
+        # images), so a tie among a few replicates happens by chance; a sample sd of 0 does not
+        # make the spread 0, and a t-test of it would call any such effect certain. No interval.
+        return mean, math.nan, math.nan, math.nan
     se = sd / math.sqrt(len(data))
     critical = float(stats.t.ppf(1 - ALPHA / 2, len(data) - 1))
     p = float(2 * stats.t.sf(abs(mean / se), len(data) - 1))
@@ -384,7 +387,9 @@ def effects_csv(effects: Effects) -> str:
 # ---------------------------------------------------------------------------- tables
 
 def interval_text(e: Estimate) -> str:
-    return f"[{e.low:+.3f}, {e.high:+.3f}]" if e.has_interval else "[no interval: one replicate]"
+    if e.has_interval:
+        return f"[{e.low:+.3f}, {e.high:+.3f}]"
+    return "[no interval: one replicate]" if e.units < 2 else "[no interval: every replicate gave the same difference]"
 
 
 def boost_table(effects: Effects) -> list[dict[str, Any]]:
