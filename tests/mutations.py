@@ -15,6 +15,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 MUTATIONS = [
+    ("frozen units whose BatchNorm statistics still move",
+     "transferbench/worker/transfer.py",
+     "    model.freeze_units(frozen_units)",
+     "    pass",
+     "tests/test_gradients.py::test_every_condition_trains_exactly_its_unfrozen_layers"),
+    ("a tie among replicates called certain",
+     "transferbench/analysis/stats.py",
+     "    if sd == 0.0:",
+     "    if False:",
+     "tests/test_stats.py::test_replicates_that_tie_give_no_interval_and_show_nothing"),
+    ("BVLC's AlexNet run in CaffeNet's order",
+     "transferbench/worker/models.py",
+     '                if arch == "bvlc_alexnet":  # BVLC\'s AlexNet normalises, then pools',
+     "                if False:",
+     "tests/test_sources.py::test_bvlc_alexnet_imports_with_its_own_order_normalising_before_it_pools"),
     ("a re-plan that no longer marks a job whose base changed",
      "transferbench/study/plan.py",
      "        if key in old_hashes and key not in stale and any(dep in stale for dep in plan.jobs[key].depends):",
