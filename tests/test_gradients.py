@@ -101,7 +101,9 @@ def test_every_growth_variant_and_scope_trains_exactly_what_it_says(arch):
         if growth.new and level == float("inf"):  # scope "new": no pre-trained layer trains
             assert not any(p.requires_grad for key, p in model.named_parameters()
                            if key.split(".")[0] == "layers" and not is_classifier(key)), growth
-        check_one_step(model, 0, arch)
+        frozen_units = tuple(unit for unit in model.units
+                             if not any(p.requires_grad for p in model.layers[unit].parameters()))
+        check_one_step(model, 0, arch, frozen_units)  # a unit the scope freezes whole keeps its statistics
 
 
 def test_the_lists_cover_every_kind():

@@ -251,4 +251,8 @@ def apply_growth(model: GrownNet, source_state: dict[str, torch.Tensor] | None) 
             parameter.requires_grad_(False)
             frozen.append(key)
     reinitialised = sorted(key for key in own if key not in copied)
-    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "new": new_keys}
+    # Units the scope freezes whole keep their normalisation statistics too (a ResNet's BatchNorm).
+    frozen_units = tuple(unit for unit in model.units if not any(p.requires_grad for p in model.layers[unit].parameters()))
+    model.freeze_units(frozen_units)
+    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "new": new_keys,
+            "frozen_units": list(frozen_units), "frozen_norms": [model.frozen_norms] if frozen_units else []}
