@@ -8,7 +8,7 @@ A study config has four tables: ``[study]`` (name, dataset, seeds, data location
     name = "random"                      # a label for the summary
     splits = ["random0", "random1"]      # splits/<dataset>-<name>.json, "all", or reducedK
     networks = ["baseA", "AnB", "AnB+"]  # the paper's notation, n taken from `n`
-    n = [1, 2, 3, 4, 5, 6, 7]
+    n = [1, 2, 3, 4, 5, 6, 7]            # default: 1..L, every block of the architecture
 
 Network patterns (X, Y are split sides, n runs over the block's ``n``):
 ``baseX`` (``base`` on "all"), ``XnY`` (transfer, frozen; ``XnX`` is the selffer),
