@@ -8,32 +8,27 @@ forward multiply-adds.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
-import torchvision
 
-from transferbench.bench import layer_multiply_adds
-from transferbench.worker.models import build_network
-from transferbench.worker.sources import import_weights
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.formats import torchvision_reference  # noqa: E402  (the reference networks the tests use)
+from transferbench.bench import layer_multiply_adds  # noqa: E402
+from transferbench.worker.models import build_network  # noqa: E402
+from transferbench.worker.sources import import_weights  # noqa: E402
 
-NETWORKS = {"resnet50": torchvision.models.resnet50, "vgg16": torchvision.models.vgg16, "vit_b16": torchvision.models.vit_b_16}
+ARCHS = ("resnet50", "vgg16", "vit_b16")
 
 
 def main() -> None:
     folder = Path(tempfile.mkdtemp())
     print(f"{'network':10s} {'units':>5s} {'stages':>6s} {'parameters':>12s} {'GMACs (500 classes)':>20s} "
           f"{'tensors':>8s} {'max |logit difference|':>24s} {'largest |logit|':>16s}")
-    for arch, build in NETWORKS.items():
-        torch.manual_seed(0)
-        reference = build(weights=None).eval()
-        for module in reference.modules():  # BatchNorm statistics and a head that matter
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-        if arch == "vit_b16":
-            torch.nn.init.normal_(reference.heads.head.weight, std=0.02)
+    for arch in ARCHS:
+        reference = torchvision_reference(arch, seed=0)
         torch.save(reference.state_dict(), folder / f"{arch}.pth")
         imported = import_weights(folder / f"{arch}.pth", arch)
         ours = build_network(imported.info.model).eval()

@@ -221,3 +221,22 @@ def growing_a_brain_vgg16_files(tmp_path) -> list[str]:
     return [f"source.vgg16.weights={write_torchvision_vgg16(tmp_path / 'vgg16.pth')}",
             f"target.sun397.data_root={make_sun397(tmp_path / 'sun')}", f"target.mit67.data_root={make_mit67(tmp_path / 'mit')}"]
 
+
+def torchvision_reference(arch: str, seed: int):
+    """torchvision's resnet50, vgg16 or vit_b16 with random weights, in eval mode, its BatchNorm
+    statistics drawn at random and ViT's head made non-zero, so that an import that dropped either
+    would change the logits."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    reference = {"resnet50": torchvision.models.resnet50, "vgg16": torchvision.models.vgg16,
+                 "vit_b16": torchvision.models.vit_b_16}[arch](weights=None).eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    if arch == "vit_b16":
+        torch.nn.init.normal_(reference.heads.head.weight, std=0.02)
+    return reference
+

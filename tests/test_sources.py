@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.formats import write_binaryproto, write_caffemodel
+from tests.formats import torchvision_reference, write_binaryproto, write_caffemodel
 from transferbench.errors import UserError
 from transferbench.schema.source import SourceInfo
 from transferbench.schema.spec import ModelConfig, TrainConfig
@@ -226,21 +226,13 @@ def test_torchvision_networks_import_whole_and_give_torchvisions_logits(tmp_path
     through image files, read by the worker's pipeline and by torchvision's transforms."""
     from PIL import Image
 
-    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")
     from torchvision.transforms import v2
 
     from transferbench.worker.data import decode_resized
     from transferbench.worker.models import build_network
 
-    torch.manual_seed(6)
-    reference = {"resnet50": torchvision.models.resnet50, "vgg16": torchvision.models.vgg16,
-                 "vit_b16": torchvision.models.vit_b_16}[arch](weights=None).eval()
-    for module in reference.modules():  # statistics that matter, and a head that is not zero
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.1)
-            module.running_var.uniform_(0.5, 2.0)
-    if arch == "vit_b16":
-        torch.nn.init.normal_(reference.heads.head.weight, std=0.02)
+    reference = torchvision_reference(arch, seed=6)
     torch.save(reference.state_dict(), tmp_path / f"{arch}.pth")
     imported = import_weights(tmp_path / f"{arch}.pth", arch)
     info = imported.info

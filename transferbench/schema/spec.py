@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from transferbench.errors import UserError
-from transferbench.schema.architectures import ARCHITECTURES, BLOCKS, Architecture, architecture
+from transferbench.schema.architectures import (ARCHITECTURES, BLOCKS, Architecture, activation_count, architecture,
+                                                parameter_count)
 from transferbench.schema.loader import build
 
 LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")  # the 8-layer networks' units and head
@@ -95,8 +96,6 @@ class ModelConfig:
     def parameter_count(self) -> int:
         """Learned parameters of the plain network (weights and biases of conv1..fc8)."""
         if not self.eight_layer:
-            from transferbench.schema.architectures import parameter_count
-
             return parameter_count(self)
         c1, c2, c3, c4, c5 = self.conv_widths
         kernel, pooled = (5, 3) if self.arch == "small" else (11, 6)
@@ -110,8 +109,6 @@ class ModelConfig:
         """Values one image leaves in memory in a forward pass (each layer's output and its pooled
         and normalised maps): a rough measure for memory estimates."""
         if not self.eight_layer:
-            from transferbench.schema.architectures import activation_count
-
             return activation_count(self)
         c1, c2, c3, c4, c5 = self.conv_widths
         s1, p1, p2 = (32, 15, 7) if self.arch == "small" else (55, 27, 13)

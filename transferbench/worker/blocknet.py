@@ -55,10 +55,12 @@ class BlockNet(nn.Module):
         """The state-dict keys of a unit: its parameters and buffers (BatchNorm's running statistics)."""
         return [f"layers.{name}.{key}" for key in self.layers[name].state_dict()]
 
-    def freeze_units(self, names: tuple[str, ...]) -> None:
-        """Freeze these units' normalisation statistics too: they stay in eval mode."""
+    def freeze_units(self, names: tuple[str, ...]) -> dict[str, list[str]]:
+        """Freeze these units' normalisation statistics too: they stay in eval mode. Returns what
+        the record says of it: ``frozen_units`` and ``frozen_norms``."""
         self.frozen_units = tuple(names)
         self.train(self.training)
+        return {"frozen_units": list(self.frozen_units), "frozen_norms": [self.frozen_norms] if self.frozen_units else []}
 
     def train(self, mode: bool = True) -> "BlockNet":
         super().train(mode)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from transferbench.schema.record import ResultRecord
-from transferbench.worker.blocknet import BlockNet as TransferNet
+from transferbench.worker.blocknet import BlockNet
 from transferbench.worker.running import fetched_ahead, progress_bar, stop_signals
 from transferbench.worker.train import Trainer, evaluate_all
 
@@ -30,7 +30,7 @@ def _set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor
         torch.cuda.set_rng_state(state[1], device)
 
 
-def prefix_chains(members: list[tuple[TransferNet, int]]) -> list[tuple[int, ...]]:
+def prefix_chains(members: list[tuple[BlockNet, int]]) -> list[tuple[int, ...]]:
     """For each (model, frozen prefix n), the frozen layers 1..n it shares with the others, as a
     path in a tree of layers: two models share node k of their paths when their layers 1..k hold
     the very same weights (compared exactly), so the activations after layer k are the same for
@@ -64,7 +64,7 @@ class SharedPrefix:
         self.cache: dict[int, tuple[torch.Tensor, tuple]] = {}
 
     @torch.no_grad()
-    def output(self, model: TransferNet, chain: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    def output(self, model: BlockNet, chain: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """The output of layer len(chain) for ``model``; the random state is left as after it.
         Call right after seeding the iteration's random state."""
         known = len(chain)

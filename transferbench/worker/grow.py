@@ -39,8 +39,7 @@ from torch.nn import functional as F
 from transferbench.errors import UserError
 from transferbench.schema.spec import LAYER_NAMES, SCOPES, VARIANTS, Growth, ModelConfig  # noqa: F401
 from transferbench.worker.blocknet import BlockNet
-from transferbench.worker.models import TransferNet, build_network
-from transferbench.worker.nets import NETWORKS
+from transferbench.worker.models import build_network, network_class
 
 CLASSIFIER = ("layers.fc8.", "norms.fc8.", "layers.fc.", "layers.head.")  # every architecture's head, and a grown one's γ
 
@@ -194,14 +193,10 @@ _GROWN_CLASSES: dict[type, type] = {}
 
 def _grown_class(config: ModelConfig) -> type:
     """GrownNet over the plain network class of ``config``'s architecture."""
-    base = _plain_class(config)
+    base = network_class(config)
     if base not in _GROWN_CLASSES:
         _GROWN_CLASSES[base] = type(f"Grown{base.__name__}", (GrownNet, base), {})
     return _GROWN_CLASSES[base]
-
-
-def _plain_class(config: ModelConfig) -> type:
-    return TransferNet if config.eight_layer else NETWORKS[config.architecture.family]
 
 
 def build_model(config: ModelConfig, growth: Growth | None) -> BlockNet:
@@ -253,6 +248,5 @@ def apply_growth(model: GrownNet, source_state: dict[str, torch.Tensor] | None) 
     reinitialised = sorted(key for key in own if key not in copied)
     # Units the scope freezes whole keep their normalisation statistics too (a ResNet's BatchNorm).
     frozen_units = tuple(unit for unit in model.units if not any(p.requires_grad for p in model.layers[unit].parameters()))
-    model.freeze_units(frozen_units)
     return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "new": new_keys,
-            "frozen_units": list(frozen_units), "frozen_norms": [model.frozen_norms] if frozen_units else []}
+            **model.freeze_units(frozen_units)}

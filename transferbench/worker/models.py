@@ -108,4 +108,9 @@ class TransferNet(BlockNet):
 
 def build_network(config: ModelConfig) -> BlockNet:
     """The plain network of ``config`` (grown ones: ``grow.build_model``)."""
-    return TransferNet(config) if config.eight_layer else NETWORKS[config.architecture.family](config)
+    return network_class(config)(config)
+
+
+def network_class(config: ModelConfig) -> type[BlockNet]:
+    """The class of ``config``'s plain network: TransferNet for the 8-layer networks, else its family's."""
+    return TransferNet if config.eight_layer else NETWORKS[config.architecture.family]

@@ -401,7 +401,7 @@ def _torchvision_state(fmt: str, raw: dict[str, torch.Tensor], origin: str) -> t
             state[ours] = value.detach().clone() if not value.is_floating_point() else value.detach().float().clone()
     if left:
         raise UserError(f"{origin} has tensors no unit of torchvision's {arch} takes ({', '.join(left[:4])})")
-    head = {"vgg16": "fc8", "resnet50": "fc", "vit_b16": "head"}[arch]
+    head = architecture(arch).head
     first = {"vgg16": "layers.conv1_1.weight", "resnet50": "layers.stem.conv1.weight", "vit_b16": "layers.patch.conv_proj.weight"}[arch]
     for needed in (f"layers.{head}.weight", first):
         if needed not in state:

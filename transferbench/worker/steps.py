@@ -11,13 +11,13 @@ from transferbench.errors import UserError
 from transferbench.schema.spec import TrainConfig
 from transferbench.worker.grow import GrownNet, is_classifier
 from transferbench.worker.inputs import Batches
-from transferbench.worker.blocknet import BlockNet as TransferNet
+from transferbench.worker.blocknet import BlockNet
 
 
 EVAL_BATCH = 256  # evaluation batches hold at least this many images: no gradients, so memory allows it, and it is faster
 
 
-def build_optimizer(model: TransferNet, config: TrainConfig, new_classifier: bool = False) -> torch.optim.SGD:
+def build_optimizer(model: BlockNet, config: TrainConfig, new_classifier: bool = False) -> torch.optim.SGD:
     """SGD over the trainable parameters: weights with weight decay, biases at ``bias_lr_mult``
     without; a grown network's new units (and γ scales, never decayed) at ``new_lr_mult``; with
     ``new_classifier`` (a transfer: its fc8 is re-initialised), the classifier at
@@ -49,7 +49,7 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
 def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
              frozen_prefix: int = 0, amp: bool = False, start: int = 0) -> torch.Tensor:
     """One training step (bf16 autocast when ``amp``); the loss stays on the device. ``start`` > 0:
-    ``x`` is the output of layer ``start`` (see ``TransferNet.forward``)."""
+    ``x`` is the output of layer ``start`` (see ``BlockNet.forward``)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model(x, frozen_prefix, start=start) if start else model(x, frozen_prefix)
     loss = F.cross_entropy(logits.float(), y)
@@ -60,7 +60,7 @@ def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.
 
 
 @torch.no_grad()
-def evaluate_models(models: list[TransferNet], batches: Batches, batch_size: int, amp: bool) -> list[dict[str, float]]:
+def evaluate_models(models: list[BlockNet], batches: Batches, batch_size: int, amp: bool) -> list[dict[str, float]]:
     """Top-1, top-5, loss and mean per-class top-1 (``class_top1``: each class's top-1 averaged over
     the classes the set has, as the literature reports imbalanced sets such as Caltech-101) of
     each model on the validation set; each batch is read once for all. A grown network whose

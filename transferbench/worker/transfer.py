@@ -54,13 +54,12 @@ def apply_condition(model: BlockNet, condition: Condition, source_state: dict[st
         copied, reinitialised = copy_layers(model, source_state, model.config.units_of(condition.copied_blocks))
     frozen = []
     frozen_units = model.config.units_of(condition.frozen_prefix)
-    model.freeze_units(frozen_units)
+    record = model.freeze_units(frozen_units)
     for name in frozen_units:
         for key, parameter in model.layer_parameters(name).items():
             parameter.requires_grad_(False)
             frozen.append(key)
-    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, "frozen_units": list(frozen_units),
-            "frozen_norms": [model.frozen_norms] if frozen_units else []}
+    return {"copied": copied, "reinitialised": reinitialised, "frozen": frozen, **record}
 
 
 def check_source(state: dict[str, Any], weights: Path, expected: dict[str, Any]) -> None:
